@@ -1,0 +1,172 @@
+"""The `custseg` command line (typer). The function signatures are the CLI contract.
+
+Every command exits 0 on success; a user error prints a one-line cause to stderr and
+exits with its CustsegError branch's code (config 2, data 3, train 4, model 5).
+Heavy modules are imported inside the commands so that `custseg --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from custseg.errors import ConfigError, CustsegError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from custseg.pipeline import Execution
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="custseg",
+    help="Customer segmentation: CSV to a versioned, live segmentation model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
+DEFAULT_CONFIG = Path("pipeline_config.yaml")
+
+
+def _err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(exc: CustsegError) -> typer.Exit:
+    message = str(exc).replace("\n", " ")
+    _err_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code=exc.exit_code)
+
+
+class _RichReporter:
+    """Shows each stage of a run as a line with a spinner, then its duration."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<24}"),
+                                 BarColumn(bar_width=24), TimeElapsedColumn(),
+                                 console=console, transient=False)
+        self.current: Any = None
+        self.name: str | None = None
+
+    def __enter__(self) -> _RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+        self.progress.stop()
+
+    def _finish(self) -> None:
+        if self.current is not None:
+            self.progress.update(self.current, completed=1.0)
+            self.progress.stop_task(self.current)
+
+    def stage(self, name: str, fraction: float) -> None:
+        group = name.split(" k=")[0]
+        if group != self.name:
+            self._finish()
+            self.name = group
+            self.current = self.progress.add_task(name, total=1.0)
+        self.progress.update(self.current, description=name, completed=fraction)
+
+
+def _parse_overrides(params: list[str]) -> dict[str, Any]:
+    from custseg.config import parse_override
+
+    return dict(parse_override(p) for p in params)
+
+
+def _print_summary(execution: Execution) -> None:
+    m = execution.metrics or {}
+    sil = m.get("silhouette", {})
+    note = ("exact" if sil.get("exact") else
+            f"sampled: {sil.get('sample_size'):,} of {sil.get('n'):,} rows, "
+            f"95% CI {sil['ci95'][0]:.4f} to {sil['ci95'][1]:.4f}")
+    out = typer.echo
+    for name, rec in execution.steps.items():
+        secs = f"{rec.seconds:.2f} s" if rec.seconds is not None else "-"
+        out(f"{name}: {rec.status.value} ({secs})")
+    out(f"Silhouette Score: {sil.get('value'):.6f} ({note})")
+    out(f"Calinski-Harabasz Index: {m.get('calinski_harabasz'):.6f}")
+    out(f"Davies-Bouldin Index: {m.get('davies_bouldin'):.6f}")
+    out(f"Inertia: {m.get('inertia'):.6f}")
+    sizes = m.get("cluster_sizes", [])
+    total = sum(sizes) or 1
+    out(f"Segments (k={m.get('k')}, chosen by {m.get('selection_metric')}): " + ", ".join(
+        f"{i}: {s:,} ({100 * s / total:.1f}%)" for i, s in enumerate(sizes)))
+    out(f"Execution: {execution.id}")
+    out(f"Model: {execution.model_uri}")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    param: Annotated[list[str] | None, typer.Option(
+        "-p", "--param", help="Override a parameter for this run: NAME=VALUE (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON.")] = False,
+) -> None:
+    """Run the pipeline: Train -> CreateModel on the configured data."""
+    from custseg.config import load_config
+    from custseg.pipeline import run as run_pipeline
+
+    try:
+        cfg = load_config(config, _parse_overrides(param or []))
+        console = _err_console()
+        with _RichReporter(console) as reporter:
+            execution = run_pipeline(cfg, reporter)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(_execution_json(execution), indent=2))
+    else:
+        _print_summary(execution)
+
+
+def _execution_json(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id, "status": execution.status.value, "metrics": execution.metrics,
+        "model_uri": execution.model_uri, "model_version": execution.model_version,
+        "endpoint": execution.endpoint, "parameters": execution.parameters,
+        "steps": {n: {"status": s.status.value, "started": s.started, "ended": s.ended,
+                      "seconds": s.seconds, "error": s.error, "outputs": s.outputs}
+                  for n, s in execution.steps.items()},
+    }
+
+
+@app.command()
+def sample(
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write (.csv or .csv.gz).")],
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Number of customers.")] = 5000,
+    segments: Annotated[int, typer.Option("--segments", min=1, help="Latent segments.")] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Write realistic synthetic customers with known latent segments."""
+    from custseg.sample_io import write_sample
+
+    try:
+        write_sample(output, rows=rows, segments=segments, seed=seed, console=_err_console())
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Wrote {rows:,} customers in {segments} segments to {output}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ConfigError as exc:  # pragma: no cover - commands handle their own errors
+        raise SystemExit(_fail(exc).exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None

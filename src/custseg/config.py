@@ -1,0 +1,316 @@
+"""The pipeline config (`pipeline_config.yaml`): parsed once, validated before any work.
+
+`load_config` reads the YAML, applies `-p NAME=VALUE` overrides and returns a frozen
+:class:`Config`. Every problem is a :class:`ConfigError` naming the key path, what was
+expected and what was found; unknown keys are errors (with a "did you mean" hint).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from custseg.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "Config",
+    "Features",
+    "KRange",
+    "Tuning",
+    "load_config",
+    "parse_override",
+]
+
+DEFAULT_CONFIG_FILE = "pipeline_config.yaml"
+AUTO_K_RANGE = (2, 10)
+SelectionMetric = Literal["silhouette", "calinski_harabasz", "davies_bouldin"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KRange(_Section):
+    """A range of cluster counts to sweep, inclusive."""
+
+    min: int = Field(ge=2)
+    max: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class CsvOptions(_Section):
+    delimiter: str = "auto"
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, v: str) -> str:
+        if v != "auto" and len(v) != 1:
+            raise ValueError(f"expected 'auto' or a single character, found {v!r}")
+        return v
+
+
+class S3Options(_Section):
+    endpoint_url: str | None = None
+
+
+class Features(_Section):
+    """The feature schema. Columns left undeclared are inferred (see preprocessing)."""
+
+    numeric: list[str] | None = None
+    categorical: list[str] | None = None
+    ignore: list[str] = Field(default_factory=list)
+
+
+class Tuning(_Section):
+    metric: SelectionMetric = "silhouette"
+    silhouette_sample_size: int = Field(default=10_000, ge=100)
+    n_init: int = Field(default=10, ge=1)
+
+
+class SparkOptions(_Section):
+    master: str = "local[*]"
+
+
+class EndpointOptions(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=2, ge=1)
+    api_key_env: str | None = None
+
+
+class DeployOptions(_Section):
+    require_approval: bool = False
+
+
+class Config(_Section):
+    """A validated pipeline config. Paths are resolved against `config_dir`."""
+
+    # the seed's keys
+    project_name: str = Field(default="clustering-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+    environment: str = Field(default="dev", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,30}$")
+    region: str = "us-east-1"
+    bucket_name: str | None = None
+    role_arn: str | None = None
+    lambda_role_arn: str | None = None
+    # pipeline parameters (`-p NAME=VALUE` overrides them)
+    n_clusters: int | Literal["auto"] | KRange = 3
+    n_components: int | float | Literal["auto"] = 1
+    data_file: str | None = "customers.csv"
+    training_instance_type: str = "ml.m5.large"
+    inference_instance_type: str = "ml.t2.medium"
+    # where things live
+    data_uri: str
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    s3: S3Options = Field(default_factory=S3Options)
+    features: Features = Field(default_factory=Features)
+    tuning: Tuning = Field(default_factory=Tuning)
+    random_state: int = 0
+    store: str = ".custseg"
+    artifacts: str | None = None
+    engine: Literal["local", "spark"] = "local"
+    spark: SparkOptions = Field(default_factory=SparkOptions)
+    endpoint: EndpointOptions = Field(default_factory=EndpointOptions)
+    deploy: DeployOptions = Field(default_factory=DeployOptions)
+    # not a key: the folder relative paths resolve against
+    config_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("n_clusters", mode="before")
+    @classmethod
+    def _check_n_clusters(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 2):
+            raise ValueError(f"expected an integer >= 2, 'auto' or {{min, max}}, found {v!r}")
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"expected an integer >= 2, 'auto' or {{min, max}}, found {v!r}")
+        if isinstance(v, dict):
+            lo, hi = v.get("min"), v.get("max")
+            if set(v) != {"min", "max"} or not all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 2 for x in (lo, hi)
+            ):
+                raise ValueError(
+                    f"expected {{min: INT, max: INT}} with both >= 2, found {v!r}"
+                )
+            if hi < lo:  # type: ignore[operator]
+                raise ValueError(f"expected min <= max, found {v!r}")
+        elif not isinstance(v, int | str):
+            raise ValueError(f"expected an integer >= 2, 'auto' or {{min, max}}, found {v!r}")
+        return v
+
+    @field_validator("n_components", mode="before")
+    @classmethod
+    def _check_n_components(cls, v: Any) -> Any:
+        ok = (
+            v == "auto"
+            or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+            or (isinstance(v, float) and 0.0 < v < 1.0)
+        )
+        if not ok:
+            raise ValueError(
+                "expected an integer >= 1, a variance fraction in (0, 1) or 'auto', "
+                f"found {v!r}"
+            )
+        return v
+
+    # -- derived locations -------------------------------------------------------------
+    def resolve(self, location: str) -> str:
+        """A path relative to the config file's folder, or a URI unchanged."""
+        if "://" in location:
+            return location
+        path = Path(location).expanduser()
+        return str(path if path.is_absolute() else (self.config_dir / path).resolve())
+
+    @property
+    def data_location(self) -> str:
+        """`data_uri` joined with `data_file` when `data_uri` is a folder."""
+        base = self.resolve(self.data_uri)
+        if not self.data_file:
+            return base
+        if base.startswith("s3://"):
+            if base.endswith("/"):
+                return base + self.data_file
+            return base
+        return str(Path(base) / self.data_file) if Path(base).is_dir() else base
+
+    @property
+    def store_location(self) -> str:
+        return self.resolve(self.store)
+
+    @property
+    def artifacts_location(self) -> str:
+        if self.artifacts:
+            return self.resolve(self.artifacts)
+        return str(Path(self.store_location) / "artifacts")
+
+    @property
+    def k_candidates(self) -> list[int]:
+        if isinstance(self.n_clusters, int):
+            return [self.n_clusters]
+        if isinstance(self.n_clusters, KRange):
+            return list(range(self.n_clusters.min, self.n_clusters.max + 1))
+        return list(range(AUTO_K_RANGE[0], AUTO_K_RANGE[1] + 1))
+
+    def parameters(self) -> dict[str, Any]:
+        """The resolved pipeline parameters, as recorded with a run."""
+        return self.model_dump(mode="json", exclude={"config_dir"})
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse `NAME=VALUE` (VALUE is a YAML scalar or flow mapping, NAME may be dotted)."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ConfigError(f"override {text!r}: expected NAME=VALUE, e.g. -p n_clusters=4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return name, value
+
+
+def _apply_override(data: dict[str, Any], name: str, value: Any) -> None:
+    parts = name.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"override {name}: {'.'.join(parts[: i + 1])} is not a mapping, cannot set a key in it"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [k for k in model.model_fields if k != "config_dir"]
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    seen: set[str] = set()
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if path in seen:
+            continue
+        seen.add(path)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+            lines.append(f"unknown key {path!r}{did_you_mean} (allowed: {', '.join(allowed)})")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            found = err.get("input")
+            if "found" in msg:
+                lines.append(f"{path}: {msg}")
+            else:
+                lines.append(f"{path}: {msg}, found {found!r}")
+    return f"invalid config {source}: " + "; ".join(lines)
+
+
+def load_config(
+    path: str | Path = DEFAULT_CONFIG_FILE,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read, override and validate a config file. Raises ConfigError with the key path."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"config file not found: {file} (pass -c CONFIG or create {DEFAULT_CONFIG_FILE})"
+        )
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config {file} is not valid YAML{where}: {problem}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {file}: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config {file}: expected a mapping of keys at the top level, "
+            f"found {type(data).__name__}"
+        )
+    return config_from_dict(data, overrides, config_dir=file.resolve().parent, source=str(file))
+
+
+def config_from_dict(
+    data: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    *,
+    config_dir: Path = Path("."),
+    source: str = "(dict)",
+) -> Config:
+    """Validate a config given as a mapping (the YAML already parsed)."""
+    data = dict(data)
+    for name, value in (overrides or {}).items():
+        _apply_override(data, name, value)
+    if "config_dir" in data:
+        raise ConfigError(f"invalid config {source}: unknown key 'config_dir'")
+    try:
+        return Config.model_validate({**data, "config_dir": config_dir.resolve()})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from exc

@@ -1,0 +1,214 @@
+"""Reading customer data: local files, folders of CSVs, `.csv.gz`, and `s3://` URIs.
+
+This is an edge module: it touches files and S3 and returns an Arrow table plus where
+each row came from, so that later errors can name the file and line.
+Parsing is pyarrow's multi-threaded CSV reader.
+"""
+
+from __future__ import annotations
+
+import csv as pycsv
+import gzip
+import hashlib
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from custseg.errors import DataError
+
+__all__ = ["DataSet", "detect_delimiter", "list_sources", "open_source", "read_data"]
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+DELIMITERS = ",;\t|"
+_HASH_BLOCK = 1 << 20
+
+
+@dataclass
+class DataSet:
+    """An Arrow table read from one or more files, with the row offsets of each file."""
+
+    table: pa.Table
+    files: list[str]
+    offsets: list[int]  # first global row index of each file
+    sha256: str  # of the files' bytes, in order (the content hash used for lineage)
+    delimiter: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+    def release(self) -> None:
+        """Drop the table (keeping files and offsets) to free its memory."""
+        self.table = pa.table({})
+
+    def locate(self, row: int) -> str:
+        """Where global data row `row` (0-based) lives: file, data row and line number."""
+        i = max(j for j, off in enumerate(self.offsets) if off <= row)
+        local = row - self.offsets[i]
+        return f"{self.files[i]} row {local + 1} (line {local + 2})"
+
+
+def _s3fs(endpoint_url: str | None) -> Any:
+    try:
+        import s3fs
+    except ImportError as exc:  # pragma: no cover - s3fs is a core dependency
+        raise DataError("reading s3:// needs s3fs: uv sync") from exc
+    kwargs: dict[str, Any] = {}
+    if endpoint_url:
+        kwargs["client_kwargs"] = {"endpoint_url": endpoint_url}
+    return s3fs.S3FileSystem(**kwargs)
+
+
+def _is_csv(name: str) -> bool:
+    return name.lower().endswith(CSV_SUFFIXES)
+
+
+def list_sources(location: str, *, s3_endpoint_url: str | None = None) -> list[str]:
+    """The files behind a location: itself, or the CSV files of a folder/prefix, sorted."""
+    if location.startswith("s3://"):
+        fs = _s3fs(s3_endpoint_url)
+        path = location.removeprefix("s3://")
+        bucket = path.split("/", 1)[0]
+        try:
+            if not fs.exists(bucket):
+                raise DataError(f"S3 bucket {bucket!r} not found (data location {location})")
+            if fs.isfile(path):
+                return [location]
+            names = [n for n in fs.find(path.rstrip("/") + "/") if _is_csv(n)]
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"cannot list {location}: {exc}") from exc
+        if not names:
+            raise DataError(f"no CSV files found at {location}")
+        return ["s3://" + n for n in sorted(names)]
+    p = Path(location)
+    if p.is_file():
+        return [str(p)]
+    if p.is_dir():
+        files = sorted(str(f) for f in p.iterdir() if f.is_file() and _is_csv(f.name))
+        if not files:
+            raise DataError(f"no CSV files (*.csv, *.csv.gz) in folder {p}")
+        return files
+    raise DataError(f"data not found: {location} (check data_uri and data_file in the config)")
+
+
+def open_source(uri: str, *, s3_endpoint_url: str | None = None) -> IO[bytes]:
+    """Open a file's raw bytes (not decompressed)."""
+    try:
+        if uri.startswith("s3://"):
+            return _s3fs(s3_endpoint_url).open(uri.removeprefix("s3://"), "rb")  # type: ignore[no-any-return]
+        return open(uri, "rb")
+    except FileNotFoundError as exc:
+        raise DataError(f"data not found: {uri}") from exc
+    except Exception as exc:
+        raise DataError(f"cannot open {uri}: {exc}") from exc
+
+
+def _read_bytes(uri: str, s3_endpoint_url: str | None) -> bytes:
+    with open_source(uri, s3_endpoint_url=s3_endpoint_url) as f:
+        return f.read()
+
+
+def _decompressed_head(raw: bytes, uri: str, size: int = 65536) -> bytes:
+    if uri.lower().endswith(".gz"):
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as g:
+                return g.read(size)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{uri} is not a valid gzip file: {exc}") from exc
+    return raw[:size]
+
+
+def detect_delimiter(head: bytes) -> str:
+    """Guess the delimiter from the first lines; ',' when nothing else fits better."""
+    text = head.decode("utf-8", errors="replace")
+    lines = [ln for ln in text.splitlines()[:20] if ln.strip()]
+    if len(lines) > 1 and not text.endswith("\n"):
+        lines = lines[:-1]  # the last line may be cut mid-way
+    if not lines:
+        return ","
+    try:
+        return pycsv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except pycsv.Error:
+        counts = {d: lines[0].count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _hash_file(uri: str, s3_endpoint_url: str | None) -> str:
+    h = hashlib.sha256()
+    with open_source(uri, s3_endpoint_url=s3_endpoint_url) as f:
+        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _parse(uri: str, delimiter: str, s3_endpoint_url: str | None) -> pa.Table:
+    parse = pacsv.ParseOptions(delimiter=delimiter)
+    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    read = pacsv.ReadOptions(use_threads=True, block_size=1 << 24)
+    try:
+        if uri.startswith("s3://"):
+            raw = _read_bytes(uri, s3_endpoint_url)
+            stream = pa.BufferReader(raw)
+            compression = "gzip" if uri.lower().endswith(".gz") else None
+            source: Any = pa.input_stream(stream, compression=compression)
+        else:
+            source = uri  # pyarrow memory-maps and decompresses by extension
+        return pacsv.read_csv(source, read_options=read, parse_options=parse,
+                              convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        msg = str(exc)
+        if "Empty CSV file" in msg:
+            raise DataError(f"{uri} is empty (expected a header line and data rows)") from exc
+        raise DataError(f"cannot parse {uri} as CSV (delimiter {delimiter!r}): {msg}") from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {uri}: {exc}") from exc
+
+
+def _iter_heads(files: list[str], s3_endpoint_url: str | None) -> Iterator[tuple[str, bytes]]:
+    for uri in files:
+        with open_source(uri, s3_endpoint_url=s3_endpoint_url) as f:
+            yield uri, f.read(65536)
+
+
+def read_data(
+    location: str, *, delimiter: str = "auto", s3_endpoint_url: str | None = None
+) -> DataSet:
+    """Read every CSV at `location` into one Arrow table (same header in every file)."""
+    files = list_sources(location, s3_endpoint_url=s3_endpoint_url)
+    if delimiter == "auto":
+        uri, raw_head = next(_iter_heads(files[:1], s3_endpoint_url))
+        head = _decompressed_head(raw_head, uri)
+        if not head.strip():
+            raise DataError(f"{uri} is empty (expected a header line and data rows)")
+        delimiter = detect_delimiter(head)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the content hash reads the same bytes again, overlapping with parsing
+        digests = pool.map(lambda u: _hash_file(u, s3_endpoint_url), files)
+        tables = [_parse(uri, delimiter, s3_endpoint_url) for uri in files]
+        per_file = list(digests)
+    first = tables[0]
+    for uri, t in zip(files, tables, strict=True):
+        if t.num_rows == 0:
+            raise DataError(f"{uri} has a header but no data rows")
+        if t.column_names != first.column_names:
+            raise DataError(
+                f"{uri} has columns {t.column_names}, but {files[0]} has "
+                f"{first.column_names}: every file in a folder must share one header"
+            )
+    offsets, total = [], 0
+    for t in tables:
+        offsets.append(total)
+        total += t.num_rows
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    combined = hashlib.sha256("".join(per_file).encode()).hexdigest() if len(files) > 1 else per_file[0]
+    return DataSet(table=table, files=files, offsets=offsets, sha256=combined, delimiter=delimiter)

@@ -1,0 +1,46 @@
+"""The one exception tree of custseg.
+
+Every error a user can cause is a :class:`CustsegError`; the CLI maps each branch to an
+exit code and prints its message as a one-line headline (no traceback). Anything else
+escaping is a bug in custseg.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CustsegError",
+    "DataError",
+    "ModelError",
+    "TrainError",
+]
+
+
+class CustsegError(Exception):
+    """Base of every error a user can cause and fix."""
+
+    exit_code = 1
+
+
+class ConfigError(CustsegError):
+    """The config file or an override is invalid (names the key path)."""
+
+    exit_code = 2
+
+
+class DataError(CustsegError):
+    """The input data cannot be read or does not fit the schema (names file, row, column)."""
+
+    exit_code = 3
+
+
+class TrainError(CustsegError):
+    """The data is readable but cannot be segmented as asked (e.g. fewer distinct rows than k)."""
+
+    exit_code = 4
+
+
+class ModelError(CustsegError):
+    """A model artifact is missing, corrupted or cannot score the given input."""
+
+    exit_code = 5

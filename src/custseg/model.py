@@ -1,0 +1,310 @@
+"""The model artifact (save/load, sha256 manifest) and its fast scorer.
+
+An artifact is a folder (local or `s3://`) of plain data, never pickle:
+
+* `model.json`: format version, schema, feature names and categories, parameters,
+  metrics, the candidate table, data lineage, library versions;
+* `arrays.npz`: the numeric state (imputation, scaling, PCA, centroids), read with
+  `allow_pickle=False`;
+* `manifest.json`: the sha256 of each file, checked on every load.
+
+A local save writes into a temporary sibling folder and renames it into place, so a
+failed or killed save never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from custseg.errors import DataError, ModelError
+from custseg.preprocessing import Encoded, FeatureTransform, Schema, category_key, encode
+from custseg.train import Projection, category_tables, project
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Model", "load_model", "save_model"]
+
+FORMAT = "custseg-model"
+FORMAT_VERSION = 1
+FILES = ("model.json", "arrays.npz")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Model:
+    """A fitted segmentation model: feature transform, PCA and centroids, plus metadata."""
+
+    schema: Schema
+    transform: FeatureTransform
+    projection: Projection
+    centers: np.ndarray  # (k, p)
+    meta: dict[str, Any] = field(default_factory=dict)
+    uri: str | None = None
+
+    def __post_init__(self) -> None:
+        self._tables = category_tables(self.transform, self.projection)
+        self._lookup = [{c: i for i, c in enumerate(cats)} for cats in self.transform.categories]
+        self._centers_sq = (self.centers ** 2).sum(axis=1)
+
+    @property
+    def k(self) -> int:
+        return int(self.centers.shape[0])
+
+    @property
+    def input_columns(self) -> list[str]:
+        return self.transform.numeric + self.transform.categorical
+
+    # -- scoring -------------------------------------------------------------------------
+    def _assign(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.empty(len(z), dtype=np.int32)
+        dist = np.empty(len(z))
+        for s in range(0, len(z), _CHUNK):
+            block = z[s:s + _CHUNK]
+            d2 = ((block[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2)
+            lab = d2.argmin(axis=1)
+            labels[s:s + _CHUNK] = lab
+            dist[s:s + _CHUNK] = np.sqrt(d2[np.arange(len(block)), lab])
+        return labels, dist
+
+    def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster ids and distances to the assigned centroid for encoded rows."""
+        return self._assign(project(enc, self.transform, self.projection))
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
+        """Encode JSON-like records directly (the fast path for small requests).
+
+        Raises DataError naming the record and field for a missing field or a value that
+        is not a number.
+        """
+        t = self.transform
+        n = len(records)
+        num = np.empty((n, len(t.numeric)))
+        codes = np.empty((n, len(t.categorical)), dtype=np.int32)
+        for i, rec in enumerate(records):
+            if not isinstance(rec, Mapping):
+                raise DataError(f"record {i}: expected an object of fields, found {type(rec).__name__}")
+            for j, name in enumerate(t.numeric):
+                if name not in rec:
+                    raise DataError(f"record {i}: field {name!r} is missing (expected a number)")
+                v = rec[name]
+                if v is None or (isinstance(v, str) and not v.strip()):
+                    x = t.medians[j]
+                elif isinstance(v, bool):
+                    x = float(v)
+                else:
+                    try:
+                        x = float(v)
+                    except (TypeError, ValueError):
+                        raise DataError(
+                            f"record {i}: field {name!r} must be a number, found {v!r}"
+                        ) from None
+                    if x != x:
+                        x = t.medians[j]
+                    elif x in (float("inf"), float("-inf")):
+                        raise DataError(f"record {i}: field {name!r} must be finite, found {v!r}")
+                num[i, j] = (x - t.means[j]) / t.scales[j]
+            for j, name in enumerate(t.categorical):
+                if name not in rec:
+                    raise DataError(f"record {i}: field {name!r} is missing (expected a category)")
+                key = category_key(rec[name])
+                if key is None or key == "":
+                    key = t.modes[j]
+                codes[i, j] = self._lookup[j].get(key, -1)
+        return Encoded(num=num, codes=codes)
+
+    def _encode_any(self, data: Any) -> Encoded:
+        if isinstance(data, Mapping) and data and not all(
+            isinstance(v, list | tuple | np.ndarray) for v in data.values()
+        ):
+            return self.encode_records([data])
+        if isinstance(data, list | tuple):
+            return self.encode_records(data)
+        if isinstance(data, pa.Table):
+            return encode(data, self.transform)
+        if isinstance(data, Mapping):
+            return encode(pa.table({k: _arrow_column(list(v)) for k, v in data.items()}),
+                          self.transform)
+        if hasattr(data, "to_arrow") and not hasattr(data, "iloc"):  # polars
+            return encode(data.to_arrow(), self.transform)
+        if hasattr(data, "iloc"):  # pandas
+            cols = {str(c): _arrow_column(data[c].tolist()) for c in data.columns}
+            return encode(pa.table(cols) if cols else pa.table({}), self.transform)
+        raise DataError(
+            f"cannot score {type(data).__name__}: pass a record dict, a list of records, "
+            f"a dict of columns, a pandas/polars DataFrame or an Arrow table"
+        )
+
+    def predict(self, data: Any) -> np.ndarray:
+        """Cluster id of each row (a record, records, columns, DataFrame or Arrow table)."""
+        return self.score(data)[0]
+
+    def score(self, data: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster ids and distances to the assigned centroid."""
+        return self.score_encoded(self._encode_any(data))
+
+    def to_sklearn(self) -> Any:
+        """An equivalent, fitted scikit-learn Pipeline (ColumnTransformer, PCA, KMeans)."""
+        from custseg.sklearn_bridge import build_pipeline
+
+        return build_pipeline(self)
+
+
+def _arrow_column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+# -- artifact I/O ----------------------------------------------------------------------------
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _to_json(model: Model) -> dict[str, Any]:
+    t, p = model.transform, model.projection
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "schema": model.schema.to_dict(),
+        "features": {"numeric": t.numeric, "categorical": t.categorical, "modes": t.modes,
+                     "categories": t.categories, "names": t.feature_names},
+        "pca": {"n_components": p.n_components, "n_samples": p.n_samples,
+                "noise_variance": p.noise_variance},
+        "kmeans": {"k": model.k},
+        **model.meta,
+    }
+
+
+def _arrays(model: Model) -> dict[str, np.ndarray]:
+    t, p = model.transform, model.projection
+    return {"medians": t.medians, "means": t.means, "scales": t.scales, "pca_mean": p.mean,
+            "pca_components": p.components, "pca_explained_variance": p.explained_variance,
+            "pca_explained_variance_ratio": p.explained_variance_ratio,
+            "pca_singular_values": p.singular_values, "centers": model.centers}
+
+
+def artifact_files(model: Model) -> dict[str, bytes]:
+    """The artifact's files as bytes, manifest included."""
+    buf = io.BytesIO()
+    np.savez(buf, **_arrays(model))
+    files = {
+        "model.json": json.dumps(_to_json(model), indent=2, sort_keys=False).encode(),
+        "arrays.npz": buf.getvalue(),
+    }
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "files": {name: _sha256(data) for name, data in files.items()}}
+    files["manifest.json"] = json.dumps(manifest, indent=2).encode()
+    return files
+
+
+def save_model(model: Model, uri: str, *, s3_endpoint_url: str | None = None) -> str:
+    """Write the artifact at `uri` (a folder path or s3:// prefix); never half-written."""
+    files = artifact_files(model)
+    if uri.startswith("s3://"):
+        from custseg.data import _s3fs
+
+        fs = _s3fs(s3_endpoint_url)
+        base = uri.removeprefix("s3://").rstrip("/")
+        for name in (*FILES, "manifest.json"):  # the manifest last: it marks completion
+            with fs.open(f"{base}/{name}", "wb") as f:
+                f.write(files[name])
+        return uri
+    dest = Path(uri)
+    if dest.exists():
+        raise ModelError(f"model artifact already exists at {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    model.uri = str(dest)
+    return str(dest)
+
+
+def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
+    if uri.startswith("s3://"):
+        from custseg.data import _s3fs
+
+        fs = _s3fs(s3_endpoint_url)
+        try:
+            with fs.open(f"{uri.removeprefix('s3://').rstrip('/')}/{name}", "rb") as f:
+                return f.read()  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            raise ModelError(f"model artifact {uri} has no {name}") from None
+    path = Path(uri) / name
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        if not Path(uri).is_dir():
+            raise ModelError(f"no model artifact at {uri}") from None
+        raise ModelError(f"model artifact {uri} has no {name} (incomplete or not a model)") from None
+
+
+def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = None) -> Model:
+    """Load and verify an artifact folder. Raises ModelError when anything is off."""
+    uri = str(uri)
+    try:
+        manifest = json.loads(_read(uri, "manifest.json", s3_endpoint_url))
+        expected = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"model artifact {uri}: manifest.json is unreadable ({exc})") from exc
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"model artifact {uri}: format {manifest.get('format')!r} version "
+            f"{manifest.get('format_version')!r} is not supported (expected {FORMAT} v{FORMAT_VERSION})"
+        )
+    blobs = {}
+    for name in FILES:
+        data = _read(uri, name, s3_endpoint_url)
+        if name not in expected or _sha256(data) != expected[name]:
+            raise ModelError(
+                f"model artifact {uri}: {name} does not match its sha256 in manifest.json "
+                f"(the file was changed or corrupted); retrain or restore it"
+            )
+        blobs[name] = data
+    meta = json.loads(blobs["model.json"])
+    with np.load(io.BytesIO(blobs["arrays.npz"]), allow_pickle=False) as npz:
+        arr = {k: npz[k] for k in npz.files}
+    feats = meta.pop("features")
+    schema_d = meta.pop("schema")
+    pca = meta.pop("pca")
+    meta.pop("kmeans", None)
+    meta.pop("format", None)
+    meta.pop("format_version", None)
+    transform = FeatureTransform(
+        numeric=feats["numeric"], medians=arr["medians"], means=arr["means"],
+        scales=arr["scales"], categorical=feats["categorical"], modes=feats["modes"],
+        categories=feats["categories"],
+    )
+    projection = Projection(
+        mean=arr["pca_mean"], components=arr["pca_components"],
+        explained_variance=arr["pca_explained_variance"],
+        explained_variance_ratio=arr["pca_explained_variance_ratio"],
+        singular_values=arr["pca_singular_values"], noise_variance=pca["noise_variance"],
+        n_samples=pca["n_samples"],
+    )
+    schema = Schema(schema_d["numeric"], schema_d["categorical"], schema_d["ignored"],
+                    schema_d["inferred"], schema_d.get("reasons", {}))
+    return Model(schema=schema, transform=transform, projection=projection,
+                 centers=arr["centers"], meta=meta, uri=uri)
+
+
