@@ -85,13 +85,10 @@ def new_execution_id() -> str:
 
 
 def _versions() -> dict[str, str]:
-    import numpy
-    import pyarrow
-    import sklearn
+    from importlib.metadata import version
 
     return {"custseg": __version__, "python": platform.python_version(),
-            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
-            "pyarrow": pyarrow.__version__}
+            **{name: version(name) for name in ("numpy", "pyarrow", "scikit-learn")}}
 
 
 def _metrics(result: TrainResult) -> dict[str, Any]:

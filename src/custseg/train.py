@@ -5,22 +5,21 @@ Pure computation: takes encoded features (see preprocessing) and returns values.
 * PCA is fitted from the feature covariance, accumulated block-wise without building the
   one-hot matrix, and solved as a small d x d eigenproblem (d = number of features).
   Components have scikit-learn's sign convention (largest entry of each positive).
-* KMeans: with more than `INIT_SAMPLE` rows, `n_init` k-means++ starts run on a seeded
-  sample, and the best is refined by Lloyd iterations on all rows (scikit-learn's
-  multi-threaded KMeans). Smaller data is fitted directly.
+* KMeans (`custseg.kmeans`): with more than `INIT_SAMPLE` rows, `n_init` k-means++
+  starts run on a seeded sample, and the best is refined by Lloyd iterations on all rows.
+  Smaller data is fitted directly.
 * Clusters are numbered by decreasing size, so cluster 0 is the largest segment.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from custseg import metrics
+from custseg import kmeans, metrics
 from custseg.errors import TrainError
 from custseg.preprocessing import Encoded, FeatureTransform
 
@@ -38,7 +37,7 @@ __all__ = [
 ]
 
 AUTO_VARIANCE = 0.9  # n_components: auto keeps the components explaining 90% of variance
-INIT_SAMPLE = 100_000
+INIT_SAMPLE = 50_000
 _CHUNK = 1 << 20
 Progress = Callable[[str, float], None]
 
@@ -218,18 +217,9 @@ def _distinct_rows(z: np.ndarray, limit: int) -> int:
     return len(np.unique(z, axis=0))
 
 
-def _kmeans(z: np.ndarray, k: int, init: np.ndarray | str, n_init: int, seed: int) -> Any:
-    from sklearn.cluster import KMeans
-
-    model = KMeans(n_clusters=k, init=init, n_init=n_init, random_state=seed, copy_x=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # duplicate-point warnings are checked for above
-        return model.fit(z)
-
-
 def fit_kmeans(z: np.ndarray, k: int, *, random_state: int = 0, n_init: int = 10,
                init_sample: int = INIT_SAMPLE) -> Clustering:
-    """KMeans with k clusters; clusters numbered by decreasing size."""
+    """KMeans with k clusters (see `custseg.kmeans`); clusters numbered by decreasing size."""
     n = len(z)
     if n < k:
         raise TrainError(f"{n} rows cannot form n_clusters={k} clusters")
@@ -239,21 +229,14 @@ def fit_kmeans(z: np.ndarray, k: int, *, random_state: int = 0, n_init: int = 10
             f"only {distinct} distinct rows after feature engineering and PCA, fewer than "
             f"n_clusters={k}; lower n_clusters or add features/rows"
         )
-    z = np.ascontiguousarray(z)
-    if n > init_sample:
-        rng = np.random.default_rng([random_state, 11])
-        sample = z[np.sort(rng.choice(n, init_sample, replace=False))]
-        start = _kmeans(sample, k, "k-means++", n_init, random_state).cluster_centers_
-        model = _kmeans(z, k, start, 1, random_state)
-    else:
-        model = _kmeans(z, k, "k-means++", n_init, random_state)
-    labels = model.labels_.astype(np.int32)
-    sizes = np.bincount(labels, minlength=k)
+    result = kmeans.fit(np.ascontiguousarray(z), k, n_init=n_init, random_state=random_state,
+                        init_sample=init_sample)
+    sizes = np.bincount(result.labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")
     relabel = np.empty(k, dtype=np.int32)
     relabel[order] = np.arange(k, dtype=np.int32)
-    return Clustering(k=k, centers=model.cluster_centers_[order].copy(), labels=relabel[labels],
-                      inertia=float(model.inertia_), n_iter=int(model.n_iter_))
+    return Clustering(k=k, centers=result.centers[order].copy(), labels=relabel[result.labels],
+                      inertia=result.inertia, n_iter=result.n_iter)
 
 
 def _candidate(z: np.ndarray, c: Clustering, sample_size: int, random_state: int,
@@ -295,6 +278,5 @@ def train(enc: Encoded, transform: FeatureTransform, *, k_candidates: list[int],
         if best is None or cand.score(metric) > best[0].score(metric):
             best = (cand, clustering)
     assert best is not None
-    progress("done", 1.0)
     return TrainResult(projection=projection, clustering=best[1], chosen=best[0],
                        candidates=candidates, metric=metric, timings=timings)
