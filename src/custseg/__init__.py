@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from custseg.pipeline import Execution, Reporter
 
 
-def load_config(path: str = "pipeline_config.yaml", overrides: dict[str, Any] | None = None
-                ) -> Config:
+def load_config(
+    path: str = "pipeline_config.yaml", overrides: dict[str, Any] | None = None
+) -> Config:
     """Read and validate a pipeline config (see `custseg.config`)."""
     from custseg.config import load_config as _load
 
@@ -52,8 +53,7 @@ def run(cfg: Config, reporter: Reporter | None = None) -> Execution:
     return _run(cfg, reporter)
 
 
-def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | None = None
-               ) -> Model:
+def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | None = None) -> Model:
     """Load a model artifact folder or URI (local or s3://), verifying its sha256 manifest."""
     from custseg.model import load_model as _load
 

@@ -53,9 +53,14 @@ class _RichReporter:
     def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<24}"),
-                                 BarColumn(bar_width=24), TimeElapsedColumn(),
-                                 console=console, transient=False)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<24}"),
+            BarColumn(bar_width=24),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
         self.current: Any = None
         self.name: str | None = None
 
@@ -90,9 +95,12 @@ def _parse_overrides(params: list[str]) -> dict[str, Any]:
 def _print_summary(execution: Execution) -> None:
     m = execution.metrics or {}
     sil = m.get("silhouette", {})
-    note = ("exact" if sil.get("exact") else
-            f"sampled: {sil.get('sample_size'):,} of {sil.get('n'):,} rows, "
-            f"95% CI {sil['ci95'][0]:.4f} to {sil['ci95'][1]:.4f}")
+    note = (
+        "exact"
+        if sil.get("exact")
+        else f"sampled: {sil.get('sample_size'):,} of {sil.get('n'):,} rows, "
+        f"95% CI {sil['ci95'][0]:.4f} to {sil['ci95'][1]:.4f}"
+    )
     out = typer.echo
     for name, rec in execution.steps.items():
         secs = f"{rec.seconds:.2f} s" if rec.seconds is not None else "-"
@@ -103,8 +111,10 @@ def _print_summary(execution: Execution) -> None:
     out(f"Inertia: {m.get('inertia'):.6f}")
     sizes = m.get("cluster_sizes", [])
     total = sum(sizes) or 1
-    out(f"Segments (k={m.get('k')}, chosen by {m.get('selection_metric')}): " + ", ".join(
-        f"{i}: {s:,} ({100 * s / total:.1f}%)" for i, s in enumerate(sizes)))
+    out(
+        f"Segments (k={m.get('k')}, chosen by {m.get('selection_metric')}): "
+        + ", ".join(f"{i}: {s:,} ({100 * s / total:.1f}%)" for i, s in enumerate(sizes))
+    )
     out(f"Execution: {execution.id}")
     out(f"Model: {execution.model_uri}")
 
@@ -112,8 +122,12 @@ def _print_summary(execution: Execution) -> None:
 @app.command()
 def run(
     config: ConfigOpt = DEFAULT_CONFIG,
-    param: Annotated[list[str] | None, typer.Option(
-        "-p", "--param", help="Override a parameter for this run: NAME=VALUE (repeatable).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-p", "--param", help="Override a parameter for this run: NAME=VALUE (repeatable)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON.")] = False,
 ) -> None:
     """Run the pipeline: Train -> CreateModel on the configured data."""
@@ -135,18 +149,32 @@ def run(
 
 def _execution_json(execution: Execution) -> dict[str, Any]:
     return {
-        "id": execution.id, "status": execution.status.value, "metrics": execution.metrics,
-        "model_uri": execution.model_uri, "model_version": execution.model_version,
-        "endpoint": execution.endpoint, "parameters": execution.parameters,
-        "steps": {n: {"status": s.status.value, "started": s.started, "ended": s.ended,
-                      "seconds": s.seconds, "error": s.error, "outputs": s.outputs}
-                  for n, s in execution.steps.items()},
+        "id": execution.id,
+        "status": execution.status.value,
+        "metrics": execution.metrics,
+        "model_uri": execution.model_uri,
+        "model_version": execution.model_version,
+        "endpoint": execution.endpoint,
+        "parameters": execution.parameters,
+        "steps": {
+            n: {
+                "status": s.status.value,
+                "started": s.started,
+                "ended": s.ended,
+                "seconds": s.seconds,
+                "error": s.error,
+                "outputs": s.outputs,
+            }
+            for n, s in execution.steps.items()
+        },
     }
 
 
 @app.command()
 def sample(
-    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write (.csv or .csv.gz).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="CSV file to write (.csv or .csv.gz).")
+    ],
     rows: Annotated[int, typer.Option("--rows", min=1, help="Number of customers.")] = 5000,
     segments: Annotated[int, typer.Option("--segments", min=1, help="Latent segments.")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,

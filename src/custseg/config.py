@@ -96,7 +96,9 @@ class Config(_Section):
     """A validated pipeline config. Paths are resolved against `config_dir`."""
 
     # the seed's keys
-    project_name: str = Field(default="clustering-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+    project_name: str = Field(
+        default="clustering-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$"
+    )
     environment: str = Field(default="dev", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,30}$")
     region: str = "us-east-1"
     bucket_name: str | None = None
@@ -136,9 +138,7 @@ class Config(_Section):
             if set(v) != {"min", "max"} or not all(
                 isinstance(x, int) and not isinstance(x, bool) and x >= 2 for x in (lo, hi)
             ):
-                raise ValueError(
-                    f"expected {{min: INT, max: INT}} with both >= 2, found {v!r}"
-                )
+                raise ValueError(f"expected {{min: INT, max: INT}} with both >= 2, found {v!r}")
             if hi < lo:  # type: ignore[operator]
                 raise ValueError(f"expected min <= max, found {v!r}")
         elif not isinstance(v, int | str):
@@ -155,8 +155,7 @@ class Config(_Section):
         )
         if not ok:
             raise ValueError(
-                "expected an integer >= 1, a variance fraction in (0, 1) or 'auto', "
-                f"found {v!r}"
+                f"expected an integer >= 1, a variance fraction in (0, 1) or 'auto', found {v!r}"
             )
         return v
 
@@ -225,7 +224,8 @@ def _apply_override(data: dict[str, Any], name: str, value: Any) -> None:
             child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(
-                f"override {name}: {'.'.join(parts[: i + 1])} is not a mapping, cannot set a key in it"
+                f"override {name}: {'.'.join(parts[: i + 1])} is not a mapping, "
+                "cannot set a key in it"
             )
         node = child
     node[parts[-1]] = value

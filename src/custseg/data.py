@@ -163,8 +163,9 @@ def _parse(uri: str, delimiter: str, s3_endpoint_url: str | None) -> pa.Table:
             source: Any = pa.input_stream(stream, compression=compression)
         else:
             source = uri  # pyarrow memory-maps and decompresses by extension
-        return pacsv.read_csv(source, read_options=read, parse_options=parse,
-                              convert_options=convert)
+        return pacsv.read_csv(
+            source, read_options=read, parse_options=parse, convert_options=convert
+        )
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg:
@@ -209,6 +210,10 @@ def read_data(
     for t in tables:
         offsets.append(total)
         total += t.num_rows
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
-    combined = hashlib.sha256("".join(per_file).encode()).hexdigest() if len(files) > 1 else per_file[0]
+    table = (
+        tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    )
+    combined = (
+        hashlib.sha256("".join(per_file).encode()).hexdigest() if len(files) > 1 else per_file[0]
+    )
     return DataSet(table=table, files=files, offsets=offsets, sha256=combined, delimiter=delimiter)

@@ -43,20 +43,20 @@ def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = centers[order, 0]
         mids = (c[1:] + c[:-1]) / 2.0
         for s in range(0, n, _CHUNK):
-            xs = x[s:s + _CHUNK, 0]
+            xs = x[s : s + _CHUNK, 0]
             pos = np.searchsorted(mids, xs, side="left")
-            labels[s:s + _CHUNK] = order[pos]
+            labels[s : s + _CHUNK] = order[pos]
             diff = xs - c[pos]
-            d2min[s:s + _CHUNK] = diff * diff
+            d2min[s : s + _CHUNK] = diff * diff
         return labels, d2min
     c_sq = (centers * centers).sum(axis=1)
     for s in range(0, n, _CHUNK):
-        xs = x[s:s + _CHUNK]
+        xs = x[s : s + _CHUNK]
         d2 = c_sq[None, :] - 2.0 * (xs @ centers.T)
         lab = d2.argmin(axis=1)
-        labels[s:s + _CHUNK] = lab
+        labels[s : s + _CHUNK] = lab
         best = d2[np.arange(len(xs)), lab] + (xs * xs).sum(axis=1)
-        d2min[s:s + _CHUNK] = np.maximum(best, 0.0)
+        d2min[s : s + _CHUNK] = np.maximum(best, 0.0)
     del k
     return labels, d2min
 
@@ -91,15 +91,17 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return centers
 
 
-def lloyd(x: np.ndarray, centers: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4
-          ) -> KMeansFit:
+def lloyd(
+    x: np.ndarray, centers: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4
+) -> KMeansFit:
     """Lloyd iterations from `centers` until the squared centre shift is below tolerance."""
     k = len(centers)
     tol_abs = tol * float(np.mean(np.var(x, axis=0))) if len(x) > 1 else 0.0
     centers = centers.copy()
     labels, d2 = assign(x, centers)
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    while n_iter < max_iter:
+        n_iter += 1
         sums, counts = _means(x, labels, k)
         new = centers.copy()
         filled = counts > 0
@@ -118,8 +120,9 @@ def lloyd(x: np.ndarray, centers: np.ndarray, *, max_iter: int = 300, tol: float
     return KMeansFit(centers=centers, labels=labels, inertia=float(d2.sum()), n_iter=n_iter)
 
 
-def fit(x: np.ndarray, k: int, *, n_init: int = 10, random_state: int = 0,
-        init_sample: int = 50_000) -> KMeansFit:
+def fit(
+    x: np.ndarray, k: int, *, n_init: int = 10, random_state: int = 0, init_sample: int = 50_000
+) -> KMeansFit:
     """Best of `n_init` k-means++ + Lloyd runs (on a sample when large), refined on all rows."""
     rng = np.random.default_rng([random_state, 3, k])
     n = len(x)

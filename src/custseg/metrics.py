@@ -41,8 +41,13 @@ class Silhouette:
     ci95: tuple[float, float] | None  # None when exact
 
     def to_dict(self) -> dict[str, object]:
-        return {"value": self.value, "exact": self.exact, "sample_size": self.sample_size,
-                "n": self.n, "ci95": list(self.ci95) if self.ci95 else None}
+        return {
+            "value": self.value,
+            "exact": self.exact,
+            "sample_size": self.sample_size,
+            "n": self.n,
+            "ci95": list(self.ci95) if self.ci95 else None,
+        }
 
 
 def cluster_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,14 +60,17 @@ def cluster_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray
 
 
 def _row_sq_dist(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", d := x - centers[labels], d)
+    d = x - centers[labels]
+    return np.asarray(np.einsum("ij,ij->i", d, d))
 
 
 def inertia(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
     """Sum of squared distances of rows to their assigned centers."""
     total = 0.0
     for s in range(0, len(x), _ROW_CHUNK):
-        total += float(_row_sq_dist(x[s:s + _ROW_CHUNK], labels[s:s + _ROW_CHUNK], centers).sum())
+        total += float(
+            _row_sq_dist(x[s : s + _ROW_CHUNK], labels[s : s + _ROW_CHUNK], centers).sum()
+        )
     return total
 
 
@@ -79,8 +87,8 @@ def davies_bouldin(x: np.ndarray, labels: np.ndarray, k: int) -> float:
     means, sizes = cluster_means(x, labels, k)
     dist_sum = np.zeros(k)
     for s in range(0, len(x), _ROW_CHUNK):
-        lab = labels[s:s + _ROW_CHUNK]
-        d = np.sqrt(_row_sq_dist(x[s:s + _ROW_CHUNK], lab, means))
+        lab = labels[s : s + _ROW_CHUNK]
+        d = np.sqrt(_row_sq_dist(x[s : s + _ROW_CHUNK], lab, means))
         dist_sum += np.bincount(lab, weights=d, minlength=k)
     intra = dist_sum / np.maximum(sizes, 1)
     centroid = np.sqrt(((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
@@ -94,10 +102,10 @@ def davies_bouldin(x: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def _distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
     if a.shape[1] == 1:  # exact and fastest in one dimension
-        return np.abs(a[:, 0, None] - b[None, :, 0])
+        return np.asarray(np.abs(a[:, 0, None] - b[None, :, 0]))
     d2 = (a * a).sum(axis=1)[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
     np.maximum(d2, 0.0, out=d2)
-    return np.sqrt(d2, out=d2)
+    return np.asarray(np.sqrt(d2, out=d2))
 
 
 def silhouette_values(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -110,7 +118,7 @@ def silhouette_values(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     block = max(1, _BLOCK_BYTES // (8 * max(m, 1)))
     out = np.empty(m)
     for s in range(0, m, block):
-        d = _distances(x[s:s + block], x, x_sq)
+        d = _distances(x[s : s + block], x, x_sq)
         rows = np.arange(s, min(s + block, m))
         d[rows - s, rows] = 0.0
         sums = d @ onehot  # (block, k): total distance to each cluster
@@ -137,8 +145,14 @@ def silhouette_sample_index(n: int, sample_size: int, random_state: int) -> np.n
     return np.sort(rng.choice(n, size=sample_size, replace=False))
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray, k: int, sample_size: int = 10_000,
-               random_state: int = 0, index: np.ndarray | None = None) -> Silhouette:
+def silhouette(
+    x: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    sample_size: int = 10_000,
+    random_state: int = 0,
+    index: np.ndarray | None = None,
+) -> Silhouette:
     """Mean silhouette: exact up to `sample_size` rows, else sampled with a 95% CI."""
     n = len(x)
     if index is None:

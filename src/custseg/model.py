@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class Model:
     def __post_init__(self) -> None:
         self._tables = category_tables(self.transform, self.projection)
         self._lookup = [{c: i for i, c in enumerate(cats)} for cats in self.transform.categories]
-        self._centers_sq = (self.centers ** 2).sum(axis=1)
+        self._centers_sq = (self.centers**2).sum(axis=1)
 
     @property
     def k(self) -> int:
@@ -69,11 +69,11 @@ class Model:
         labels = np.empty(len(z), dtype=np.int32)
         dist = np.empty(len(z))
         for s in range(0, len(z), _CHUNK):
-            block = z[s:s + _CHUNK]
+            block = z[s : s + _CHUNK]
             d2 = ((block[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2)
             lab = d2.argmin(axis=1)
-            labels[s:s + _CHUNK] = lab
-            dist[s:s + _CHUNK] = np.sqrt(d2[np.arange(len(block)), lab])
+            labels[s : s + _CHUNK] = lab
+            dist[s : s + _CHUNK] = np.sqrt(d2[np.arange(len(block)), lab])
         return labels, dist
 
     def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +92,9 @@ class Model:
         codes = np.empty((n, len(t.categorical)), dtype=np.int32)
         for i, rec in enumerate(records):
             if not isinstance(rec, Mapping):
-                raise DataError(f"record {i}: expected an object of fields, found {type(rec).__name__}")
+                raise DataError(
+                    f"record {i}: expected an object of fields, found {type(rec).__name__}"
+                )
             for j, name in enumerate(t.numeric):
                 if name not in rec:
                     raise DataError(f"record {i}: field {name!r} is missing (expected a number)")
@@ -123,8 +125,10 @@ class Model:
         return Encoded(num=num, codes=codes)
 
     def _encode_any(self, data: Any) -> Encoded:
-        if isinstance(data, Mapping) and data and not all(
-            isinstance(v, list | tuple | np.ndarray) for v in data.values()
+        if (
+            isinstance(data, Mapping)
+            and data
+            and not all(isinstance(v, list | tuple | np.ndarray) for v in data.values())
         ):
             return self.encode_records([data])
         if isinstance(data, list | tuple):
@@ -132,8 +136,9 @@ class Model:
         if isinstance(data, pa.Table):
             return encode(data, self.transform)
         if isinstance(data, Mapping):
-            return encode(pa.table({k: _arrow_column(list(v)) for k, v in data.items()}),
-                          self.transform)
+            return encode(
+                pa.table({k: _arrow_column(list(v)) for k, v in data.items()}), self.transform
+            )
         if hasattr(data, "to_arrow") and not hasattr(data, "iloc"):  # polars
             return encode(data.to_arrow(), self.transform)
         if hasattr(data, "iloc"):  # pandas
@@ -168,6 +173,7 @@ def _arrow_column(values: list[Any]) -> pa.Array:
 
 # -- artifact I/O ----------------------------------------------------------------------------
 
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -178,10 +184,18 @@ def _to_json(model: Model) -> dict[str, Any]:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "schema": model.schema.to_dict(),
-        "features": {"numeric": t.numeric, "categorical": t.categorical, "modes": t.modes,
-                     "categories": t.categories, "names": t.feature_names},
-        "pca": {"n_components": p.n_components, "n_samples": p.n_samples,
-                "noise_variance": p.noise_variance},
+        "features": {
+            "numeric": t.numeric,
+            "categorical": t.categorical,
+            "modes": t.modes,
+            "categories": t.categories,
+            "names": t.feature_names,
+        },
+        "pca": {
+            "n_components": p.n_components,
+            "n_samples": p.n_samples,
+            "noise_variance": p.noise_variance,
+        },
         "kmeans": {"k": model.k},
         **model.meta,
     }
@@ -189,22 +203,32 @@ def _to_json(model: Model) -> dict[str, Any]:
 
 def _arrays(model: Model) -> dict[str, np.ndarray]:
     t, p = model.transform, model.projection
-    return {"medians": t.medians, "means": t.means, "scales": t.scales, "pca_mean": p.mean,
-            "pca_components": p.components, "pca_explained_variance": p.explained_variance,
-            "pca_explained_variance_ratio": p.explained_variance_ratio,
-            "pca_singular_values": p.singular_values, "centers": model.centers}
+    return {
+        "medians": t.medians,
+        "means": t.means,
+        "scales": t.scales,
+        "pca_mean": p.mean,
+        "pca_components": p.components,
+        "pca_explained_variance": p.explained_variance,
+        "pca_explained_variance_ratio": p.explained_variance_ratio,
+        "pca_singular_values": p.singular_values,
+        "centers": model.centers,
+    }
 
 
 def artifact_files(model: Model) -> dict[str, bytes]:
     """The artifact's files as bytes, manifest included."""
     buf = io.BytesIO()
-    np.savez(buf, **_arrays(model))
+    np.savez(buf, allow_pickle=False, **_arrays(model))
     files = {
         "model.json": json.dumps(_to_json(model), indent=2, sort_keys=False).encode(),
         "arrays.npz": buf.getvalue(),
     }
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "files": {name: _sha256(data) for name, data in files.items()}}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "files": {name: _sha256(data) for name, data in files.items()},
+    }
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
     return files
 
@@ -256,7 +280,9 @@ def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
     except FileNotFoundError:
         if not Path(uri).is_dir():
             raise ModelError(f"no model artifact at {uri}") from None
-        raise ModelError(f"model artifact {uri} has no {name} (incomplete or not a model)") from None
+        raise ModelError(
+            f"model artifact {uri} has no {name} (incomplete or not a model)"
+        ) from None
 
 
 def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = None) -> Model:
@@ -270,7 +296,8 @@ def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = Non
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise ModelError(
             f"model artifact {uri}: format {manifest.get('format')!r} version "
-            f"{manifest.get('format_version')!r} is not supported (expected {FORMAT} v{FORMAT_VERSION})"
+            f"{manifest.get('format_version')!r} is not supported "
+            f"(expected {FORMAT} v{FORMAT_VERSION})"
         )
     blobs = {}
     for name in FILES:
@@ -291,20 +318,35 @@ def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = Non
     meta.pop("format", None)
     meta.pop("format_version", None)
     transform = FeatureTransform(
-        numeric=feats["numeric"], medians=arr["medians"], means=arr["means"],
-        scales=arr["scales"], categorical=feats["categorical"], modes=feats["modes"],
+        numeric=feats["numeric"],
+        medians=arr["medians"],
+        means=arr["means"],
+        scales=arr["scales"],
+        categorical=feats["categorical"],
+        modes=feats["modes"],
         categories=feats["categories"],
     )
     projection = Projection(
-        mean=arr["pca_mean"], components=arr["pca_components"],
+        mean=arr["pca_mean"],
+        components=arr["pca_components"],
         explained_variance=arr["pca_explained_variance"],
         explained_variance_ratio=arr["pca_explained_variance_ratio"],
-        singular_values=arr["pca_singular_values"], noise_variance=pca["noise_variance"],
+        singular_values=arr["pca_singular_values"],
+        noise_variance=pca["noise_variance"],
         n_samples=pca["n_samples"],
     )
-    schema = Schema(schema_d["numeric"], schema_d["categorical"], schema_d["ignored"],
-                    schema_d["inferred"], schema_d.get("reasons", {}))
-    return Model(schema=schema, transform=transform, projection=projection,
-                 centers=arr["centers"], meta=meta, uri=uri)
-
-
+    schema = Schema(
+        schema_d["numeric"],
+        schema_d["categorical"],
+        schema_d["ignored"],
+        schema_d["inferred"],
+        schema_d.get("reasons", {}),
+    )
+    return Model(
+        schema=schema,
+        transform=transform,
+        projection=projection,
+        centers=arr["centers"],
+        meta=meta,
+        uri=uri,
+    )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ __all__ = ["STEPS", "Execution", "Reporter", "StepRecord", "StepStatus", "run"]
 STEPS = ("Train", "CreateModel")
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     EXECUTING = "Executing"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -87,8 +87,11 @@ def new_execution_id() -> str:
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {"custseg": __version__, "python": platform.python_version(),
-            **{name: version(name) for name in ("numpy", "pyarrow", "scikit-learn")}}
+    return {
+        "custseg": __version__,
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("numpy", "pyarrow", "scikit-learn")},
+    }
 
 
 def _metrics(result: TrainResult) -> dict[str, Any]:
@@ -108,19 +111,27 @@ def train_step(cfg: Config, execution_id: str, reporter: Reporter) -> Model:
     """Read, engineer features, fit PCA + KMeans, score. Returns the in-memory model."""
     t0 = time.perf_counter()
     reporter.stage("Reading data", 0.0)
-    data = read_data(cfg.data_location, delimiter=cfg.csv.delimiter,
-                     s3_endpoint_url=cfg.s3.endpoint_url)
+    data = read_data(
+        cfg.data_location, delimiter=cfg.csv.delimiter, s3_endpoint_url=cfg.s3.endpoint_url
+    )
     t_read = time.perf_counter() - t0
     reporter.stage("Feature engineering", 0.0)
-    source = data.files[0] if len(data.files) == 1 else f"{len(data.files)} files at {cfg.data_location}"
+    source = (
+        data.files[0] if len(data.files) == 1 else f"{len(data.files)} files at {cfg.data_location}"
+    )
     schema = infer_schema(data.table, cfg.features, source)
     missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
     transform, encoded = fit_features(data.table, schema, data.locate)
     data.release()  # free the Arrow table before PCA and KMeans: memory matters at 10M rows
     t_features = time.perf_counter() - t0 - t_read
     result = train(
-        encoded, transform, k_candidates=cfg.k_candidates, n_components=cfg.n_components,
-        metric=cfg.tuning.metric, random_state=cfg.random_state, n_init=cfg.tuning.n_init,
+        encoded,
+        transform,
+        k_candidates=cfg.k_candidates,
+        n_components=cfg.n_components,
+        metric=cfg.tuning.metric,
+        random_state=cfg.random_state,
+        n_init=cfg.tuning.n_init,
         silhouette_sample_size=cfg.tuning.silhouette_sample_size,
         progress=lambda msg, frac: reporter.stage(msg, frac),
     )
@@ -131,14 +142,25 @@ def train_step(cfg: Config, execution_id: str, reporter: Reporter) -> Model:
         "engine": cfg.engine,
         "metrics": _metrics(result),
         "candidates": [c.to_dict() for c in result.candidates],
-        "data": {"uri": cfg.data_location, "files": data.files, "sha256": data.sha256,
-                 "rows": encoded.n, "delimiter": data.delimiter, "missing": missing},
+        "data": {
+            "uri": cfg.data_location,
+            "files": data.files,
+            "sha256": data.sha256,
+            "rows": encoded.n,
+            "delimiter": data.delimiter,
+            "missing": missing,
+        },
         "pca": {"explained_variance_ratio": result.projection.explained_variance_ratio.tolist()},
         "timings": {"read": t_read, "features": t_features, **result.timings},
         "versions": _versions(),
     }
-    return Model(schema=schema, transform=transform, projection=result.projection,
-                 centers=result.clustering.centers, meta=meta)
+    return Model(
+        schema=schema,
+        transform=transform,
+        projection=result.projection,
+        centers=result.clustering.centers,
+        meta=meta,
+    )
 
 
 def create_model_step(cfg: Config, model: Model, execution_id: str) -> str:
@@ -152,8 +174,11 @@ def create_model_step(cfg: Config, model: Model, execution_id: str) -> str:
 def run(cfg: Config, reporter: Reporter | None = None) -> Execution:
     """Execute the pipeline. Raises the step's CustsegError (with `.execution`) on failure."""
     reporter = reporter or _Silent()
-    execution = Execution(id=new_execution_id(), parameters=cfg.parameters(),
-                          steps={name: StepRecord(name) for name in STEPS})
+    execution = Execution(
+        id=new_execution_id(),
+        parameters=cfg.parameters(),
+        steps={name: StepRecord(name) for name in STEPS},
+    )
 
     def step(name: str, fn: Callable[[], Any]) -> Any:
         rec = execution.steps[name]

@@ -64,8 +64,13 @@ class Schema:
     reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"numeric": self.numeric, "categorical": self.categorical,
-                "ignored": self.ignored, "inferred": self.inferred, "reasons": self.reasons}
+        return {
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "ignored": self.ignored,
+            "inferred": self.inferred,
+            "reasons": self.reasons,
+        }
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ def category_key(value: Any) -> str | None:
 
 # -- schema ------------------------------------------------------------------------------
 
+
 def _infer_kind(name: str, col: pa.ChunkedArray, n: int) -> tuple[str, str]:
     t = col.type
     if ID_NAME.match(name):
@@ -163,7 +169,9 @@ def _infer_kind(name: str, col: pa.ChunkedArray, n: int) -> tuple[str, str]:
         return "numeric", "float"
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         values = col.drop_null()
-        if len(values) and pc.sum(pc.match_substring_regex(values, NUMBER)).as_py() >= 0.9 * len(values):
+        if len(values) and pc.sum(pc.match_substring_regex(values, NUMBER)).as_py() >= 0.9 * len(
+            values
+        ):
             return "numeric", "mostly numbers"  # the bad values are then reported by row
         distinct = len(pc.unique(values))
         if distinct > 50 and distinct > n / 2:
@@ -175,8 +183,11 @@ def _infer_kind(name: str, col: pa.ChunkedArray, n: int) -> tuple[str, str]:
 def infer_schema(table: pa.Table, features: Features, source: str = "the data") -> Schema:
     """The feature schema: the declared one (checked against the data) or an inferred one."""
     columns = table.column_names
-    declared = {"numeric": features.numeric, "categorical": features.categorical,
-                "ignore": features.ignore}
+    declared = {
+        "numeric": features.numeric,
+        "categorical": features.categorical,
+        "ignore": features.ignore,
+    }
     for key, names in declared.items():
         for name in names or []:
             if name not in columns:
@@ -207,6 +218,7 @@ def infer_schema(table: pa.Table, features: Features, source: str = "the data") 
 
 # -- column conversion -------------------------------------------------------------------
 
+
 def _numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarray:
     t = col.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -218,8 +230,12 @@ def _numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarr
                 f"{col[row].as_py()!r} (expected a number)"
             )
         col = pc.utf8_trim_whitespace(col)
-    elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-              or pa.types.is_null(t)):
+    elif not (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    ):
         raise DataError(f"column {name!r} should be numeric, but its values are {t}")
     values = pc.cast(col, pa.float64()).to_numpy()
     if values.dtype != np.float64 or not values.flags.writeable:
@@ -227,26 +243,39 @@ def _numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarr
     bad = ~np.isfinite(values) & ~np.isnan(values)
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"column {name!r}: {locate(row)} holds {values[row]} (expected a finite number)")
-    return values
+        raise DataError(
+            f"column {name!r}: {locate(row)} holds {values[row]} (expected a finite number)"
+        )
+    return np.asarray(values, dtype=np.float64)
 
 
 def _category_strings(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
     t = col.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return col
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    ):
         return pc.cast(col, pa.string())
     raise DataError(f"column {name!r} should be categorical, but its values are {t}")
 
 
 def _codes(col: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
     """Index of each value in `categories`; -1 for unknown, -2 for missing."""
-    enc = col.combine_chunks().dictionary_encode() if col.num_chunks else pa.array([], pa.string()).dictionary_encode()
+    enc = (
+        col.combine_chunks().dictionary_encode()
+        if col.num_chunks
+        else pa.array([], pa.string()).dictionary_encode()
+    )
     lookup = {c: i for i, c in enumerate(categories)}
-    mapping = np.array([lookup.get(v, -1) for v in enc.dictionary.to_pylist()] + [-2], dtype=np.int32)
+    mapping = np.array(
+        [lookup.get(v, -1) for v in enc.dictionary.to_pylist()] + [-2], dtype=np.int32
+    )
     idx = enc.indices.fill_null(len(mapping) - 1).to_numpy()
-    return mapping[idx]
+    return np.asarray(mapping[idx], dtype=np.int32)
 
 
 def _all_missing(name: str, col: pa.ChunkedArray, n: int) -> None:
@@ -257,8 +286,9 @@ def _all_missing(name: str, col: pa.ChunkedArray, n: int) -> None:
         )
 
 
-def fit_features(table: pa.Table, schema: Schema, locate: Locate = _no_locate
-                 ) -> tuple[FeatureTransform, Encoded]:
+def fit_features(
+    table: pa.Table, schema: Schema, locate: Locate = _no_locate
+) -> tuple[FeatureTransform, Encoded]:
     """Learn imputation, scaling and categories from `table`, and encode it."""
     n = table.num_rows
     num = np.empty((n, len(schema.numeric)), dtype=np.float64)
@@ -303,8 +333,12 @@ def fit_features(table: pa.Table, schema: Schema, locate: Locate = _no_locate
         modes.append(mode)
         categories.append(cats)
     transform = FeatureTransform(
-        numeric=list(schema.numeric), medians=np.array(medians), means=np.array(means),
-        scales=np.array(scales), categorical=list(schema.categorical), modes=modes,
+        numeric=list(schema.numeric),
+        medians=np.array(medians),
+        means=np.array(means),
+        scales=np.array(scales),
+        categorical=list(schema.categorical),
+        modes=modes,
         categories=categories,
     )
     return transform, Encoded(num=num, codes=codes)
@@ -315,7 +349,9 @@ def encode(table: pa.Table, transform: FeatureTransform, locate: Locate = _no_lo
     n = table.num_rows
     for name in transform.numeric + transform.categorical:
         if name not in table.column_names:
-            raise DataError(f"column {name!r} is missing; columns found: {', '.join(table.column_names)}")
+            raise DataError(
+                f"column {name!r} is missing; columns found: {', '.join(table.column_names)}"
+            )
     num = np.empty((n, len(transform.numeric)), dtype=np.float64)
     for j, name in enumerate(transform.numeric):
         values = _numeric_column(name, table.column(name), locate)

@@ -46,20 +46,23 @@ def segment_specs(segments: int, seed: int) -> list[SegmentSpec]:
     out = []
     for i in range(segments):
         g = rng.dirichlet([6.0, 6.0, 0.6])
-        out.append(SegmentSpec(
-            weight=float(weights[i]),
-            age_mean=float(ages[i]),
-            age_sd=float(rng.uniform(3, 6)),
-            income_median=float(incomes[i]),
-            income_sigma=float(rng.uniform(0.15, 0.3)),
-            purchases_rate=float(rates[i]),
-            gender_p=(float(g[0]), float(g[1]), float(g[2])),
-        ))
+        out.append(
+            SegmentSpec(
+                weight=float(weights[i]),
+                age_mean=float(ages[i]),
+                age_sd=float(rng.uniform(3, 6)),
+                income_median=float(incomes[i]),
+                income_sigma=float(rng.uniform(0.15, 0.3)),
+                purchases_rate=float(rates[i]),
+                gender_p=(float(g[0]), float(g[1]), float(g[2])),
+            )
+        )
     return out
 
 
-def _chunk(specs: list[SegmentSpec], start: int, rows: int, rng: np.random.Generator
-           ) -> tuple[pa.Table, np.ndarray]:
+def _chunk(
+    specs: list[SegmentSpec], start: int, rows: int, rng: np.random.Generator
+) -> tuple[pa.Table, np.ndarray]:
     weights = np.array([s.weight for s in specs])
     seg = rng.choice(len(specs), size=rows, p=weights / weights.sum())
     age_mean = np.array([s.age_mean for s in specs])[seg]
@@ -76,18 +79,21 @@ def _chunk(specs: list[SegmentSpec], start: int, rows: int, rng: np.random.Gener
     def mask(name: str) -> np.ndarray:
         return rng.random(rows) < MISSING_RATE[name]
 
-    table = pa.table({
-        "CustomerID": pa.array(np.arange(start + 1, start + rows + 1, dtype=np.int64)),
-        "Age": pa.array(age, mask=mask("Age")),
-        "Income": pa.array(income, mask=mask("Income")),
-        "Purchases": pa.array(purchases),
-        "Gender": pa.array(gender, type=pa.string(), mask=mask("Gender")),
-    })
+    table = pa.table(
+        {
+            "CustomerID": pa.array(np.arange(start + 1, start + rows + 1, dtype=np.int64)),
+            "Age": pa.array(age, mask=mask("Age")),
+            "Income": pa.array(income, mask=mask("Income")),
+            "Purchases": pa.array(purchases),
+            "Gender": pa.array(gender, type=pa.string(), mask=mask("Gender")),
+        }
+    )
     return table, seg
 
 
-def iter_customer_chunks(rows: int, segments: int, seed: int, chunk_rows: int = CHUNK_ROWS
-                         ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+def iter_customer_chunks(
+    rows: int, segments: int, seed: int, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[tuple[pa.Table, np.ndarray]]:
     """Yield (table, true segment labels) chunks that together hold `rows` customers."""
     specs = segment_specs(segments, seed)
     for n, start in enumerate(range(0, rows, chunk_rows)):
@@ -95,9 +101,7 @@ def iter_customer_chunks(rows: int, segments: int, seed: int, chunk_rows: int = 
         yield _chunk(specs, start, min(chunk_rows, rows - start), rng)
 
 
-def generate_customers(rows: int, segments: int = 3, seed: int = 0
-                       ) -> tuple[pa.Table, np.ndarray]:
+def generate_customers(rows: int, segments: int = 3, seed: int = 0) -> tuple[pa.Table, np.ndarray]:
     """All `rows` customers in one table, with their true segment labels."""
     parts = list(iter_customer_chunks(rows, segments, seed))
-    return (pa.concat_tables([t for t, _ in parts]),
-            np.concatenate([s for _, s in parts]))
+    return (pa.concat_tables([t for t, _ in parts]), np.concatenate([s for _, s in parts]))

@@ -27,14 +27,17 @@ def write_sample(path: Path, *, rows: int, segments: int, seed: int, console: An
     os.close(fd)
     try:
         compression = "gzip" if path.suffix == ".gz" else None
-        with pa.output_stream(tmp, compression=compression) as sink, \
-                Progress(console=console, transient=True) as progress:
+        with (
+            pa.output_stream(tmp, compression=compression) as sink,
+            Progress(console=console, transient=True) as progress,
+        ):
             task = progress.add_task("Writing customers", total=rows)
             writer = None
             for table, _ in iter_customer_chunks(rows, segments, seed):
                 if writer is None:
-                    writer = pacsv.CSVWriter(sink, table.schema,
-                                             write_options=pacsv.WriteOptions(quoting_style="needed"))
+                    writer = pacsv.CSVWriter(
+                        sink, table.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+                    )
                 writer.write_table(table)
                 progress.advance(task, min(CHUNK_ROWS, table.num_rows))
             if writer is not None:

@@ -42,31 +42,61 @@ def build_pipeline(model: Model) -> Any:
     t, p = model.transform, model.projection
     parts = []
     if t.numeric:
-        parts.append(("num", Pipeline([("impute", SimpleImputer(strategy="median")),
-                                       ("scale", StandardScaler())]), t.numeric))
+        parts.append(
+            (
+                "num",
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
+                t.numeric,
+            )
+        )
     if t.categorical:
-        parts.append(("cat", Pipeline([
-            ("keys", FunctionTransformer(as_category_strings, feature_names_out="one-to-one")),
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("onehot", OneHotEncoder(categories=[list(c) for c in t.categories],
-                                     handle_unknown="ignore", sparse_output=False)),
-        ]), t.categorical))
+        parts.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        (
+                            "keys",
+                            FunctionTransformer(
+                                as_category_strings, feature_names_out="one-to-one"
+                            ),
+                        ),
+                        ("impute", SimpleImputer(strategy="most_frequent")),
+                        (
+                            "onehot",
+                            OneHotEncoder(
+                                categories=[list(c) for c in t.categories],
+                                handle_unknown="ignore",
+                                sparse_output=False,
+                            ),
+                        ),
+                    ]
+                ),
+                t.categorical,
+            )
+        )
     columns = ColumnTransformer(parts, sparse_threshold=0.0)
     d = t.n_features
     rows = max(d, model.k, p.n_components, *(len(c) for c in t.categories or [[]])) + 2
     rng = np.random.default_rng(0)
-    stand_in = pd.DataFrame({
-        **{name: rng.normal(size=rows) for name in t.numeric},
-        **{name: [cats[i % len(cats)] for i in range(rows)]
-           for name, cats in zip(t.categorical, t.categories, strict=True)},
-    })
+    stand_in = pd.DataFrame(
+        {
+            **{name: rng.normal(size=rows) for name in t.numeric},
+            **{
+                name: [cats[i % len(cats)] for i in range(rows)]
+                for name, cats in zip(t.categorical, t.categories, strict=True)
+            },
+        }
+    )
     x = columns.fit_transform(stand_in)
     if t.numeric:
         num = columns.named_transformers_["num"]
         num.named_steps["impute"].statistics_ = t.medians.astype(float).copy()
         scaler = num.named_steps["scale"]
         scaler.mean_, scaler.scale_ = t.means.copy(), t.scales.copy()
-        scaler.var_ = t.scales ** 2
+        scaler.var_ = t.scales**2
     if t.categorical:
         cat = columns.named_transformers_["cat"]
         cat.named_steps["impute"].statistics_ = np.array(t.modes, dtype=object)

@@ -84,14 +84,22 @@ class Candidate:
     sizes: list[int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "inertia": self.inertia, "silhouette": self.silhouette.value,
-                "silhouette_ci95": list(self.silhouette.ci95) if self.silhouette.ci95 else None,
-                "calinski_harabasz": self.calinski_harabasz,
-                "davies_bouldin": self.davies_bouldin, "sizes": self.sizes}
+        return {
+            "k": self.k,
+            "inertia": self.inertia,
+            "silhouette": self.silhouette.value,
+            "silhouette_ci95": list(self.silhouette.ci95) if self.silhouette.ci95 else None,
+            "calinski_harabasz": self.calinski_harabasz,
+            "davies_bouldin": self.davies_bouldin,
+            "sizes": self.sizes,
+        }
 
     def score(self, metric: str) -> float:
-        value = {"silhouette": self.silhouette.value, "calinski_harabasz": self.calinski_harabasz,
-                 "davies_bouldin": -self.davies_bouldin}[metric]
+        value = {
+            "silhouette": self.silhouette.value,
+            "calinski_harabasz": self.calinski_harabasz,
+            "davies_bouldin": -self.davies_bouldin,
+        }[metric]
         return float(value)
 
 
@@ -106,6 +114,7 @@ class TrainResult:
 
 
 # -- PCA -----------------------------------------------------------------------------------
+
 
 def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.ndarray]:
     """X^T X and column sums of the full one-hot feature matrix, without building it."""
@@ -122,19 +131,19 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
         known = codes >= 0
         cj = codes[known]
         counts = np.bincount(cj, minlength=kj).astype(np.float64)
-        sums[off:off + kj] = counts
-        gram[off:off + kj, off:off + kj] = np.diag(counts)
+        sums[off : off + kj] = counts
+        gram[off : off + kj, off : off + kj] = np.diag(counts)
         for i in range(a):
             block = np.bincount(cj, weights=enc.num[known, i], minlength=kj)
-            gram[i, off:off + kj] = block
-            gram[off:off + kj, i] = block
+            gram[i, off : off + kj] = block
+            gram[off : off + kj, i] = block
         for j2 in range(j):
             off2, k2 = offsets[j2], sizes[j2]
             codes2 = enc.codes[:, j2]
             both = known & (codes2 >= 0)
             table = np.bincount(codes[both] * k2 + codes2[both], minlength=kj * k2).reshape(kj, k2)
-            gram[off:off + kj, off2:off2 + k2] = table
-            gram[off2:off2 + k2, off:off + kj] = table.T
+            gram[off : off + kj, off2 : off2 + k2] = table
+            gram[off2 : off2 + k2, off : off + kj] = table.T
     return gram, sums
 
 
@@ -143,7 +152,7 @@ def _choose_components(n_components: int | float | str, ratio: np.ndarray, d: in
         n_components = AUTO_VARIANCE
     if isinstance(n_components, float):
         cum = np.cumsum(ratio)
-        return int(min(np.searchsorted(cum, n_components, side="right") + 1, d))
+        return min(int(np.searchsorted(cum, n_components, side="right")) + 1, d)
     if n_components > d:
         raise TrainError(
             f"n_components={n_components} exceeds the number of features ({d}); "
@@ -152,8 +161,9 @@ def _choose_components(n_components: int | float | str, ratio: np.ndarray, d: in
     return int(n_components)
 
 
-def fit_pca(enc: Encoded, transform: FeatureTransform, n_components: int | float | str
-            ) -> Projection:
+def fit_pca(
+    enc: Encoded, transform: FeatureTransform, n_components: int | float | str
+) -> Projection:
     """PCA of the feature matrix, from its d x d covariance."""
     n, d = enc.n, transform.n_features
     if isinstance(n_components, int) and n_components > d:
@@ -172,10 +182,13 @@ def fit_pca(enc: Encoded, transform: FeatureTransform, n_components: int | float
     p = _choose_components(n_components, ratio, d)
     rest = values[p:]
     return Projection(
-        mean=mean, components=vectors[:p].copy(), explained_variance=values[:p].copy(),
+        mean=mean,
+        components=vectors[:p].copy(),
+        explained_variance=values[:p].copy(),
         explained_variance_ratio=ratio[:p].copy(),
         singular_values=np.sqrt(values[:p] * max(n - 1, 1)),
-        noise_variance=float(rest.mean()) if len(rest) else 0.0, n_samples=n,
+        noise_variance=float(rest.mean()) if len(rest) else 0.0,
+        n_samples=n,
     )
 
 
@@ -184,7 +197,7 @@ def category_tables(transform: FeatureTransform, projection: Projection) -> list
     at the end (index -1) for unknown categories."""
     w = projection.components
     return [
-        np.vstack([w[:, off:off + len(cats)].T, np.zeros((1, w.shape[0]))])
+        np.vstack([w[:, off : off + len(cats)].T, np.zeros((1, w.shape[0]))])
         for off, cats in zip(transform.offsets, transform.categories, strict=True)
     ]
 
@@ -207,6 +220,7 @@ def project(enc: Encoded, transform: FeatureTransform, projection: Projection) -
 
 # -- KMeans --------------------------------------------------------------------------------
 
+
 def _distinct_rows(z: np.ndarray, limit: int) -> int:
     """Number of distinct rows, counting only up to `limit` (cheap on a sample first)."""
     rng = np.random.default_rng(0)
@@ -217,8 +231,14 @@ def _distinct_rows(z: np.ndarray, limit: int) -> int:
     return len(np.unique(z, axis=0))
 
 
-def fit_kmeans(z: np.ndarray, k: int, *, random_state: int = 0, n_init: int = 10,
-               init_sample: int = INIT_SAMPLE) -> Clustering:
+def fit_kmeans(
+    z: np.ndarray,
+    k: int,
+    *,
+    random_state: int = 0,
+    n_init: int = 10,
+    init_sample: int = INIT_SAMPLE,
+) -> Clustering:
     """KMeans with k clusters (see `custseg.kmeans`); clusters numbered by decreasing size."""
     n = len(z)
     if n < k:
@@ -229,31 +249,52 @@ def fit_kmeans(z: np.ndarray, k: int, *, random_state: int = 0, n_init: int = 10
             f"only {distinct} distinct rows after feature engineering and PCA, fewer than "
             f"n_clusters={k}; lower n_clusters or add features/rows"
         )
-    result = kmeans.fit(np.ascontiguousarray(z), k, n_init=n_init, random_state=random_state,
-                        init_sample=init_sample)
+    result = kmeans.fit(
+        np.ascontiguousarray(z),
+        k,
+        n_init=n_init,
+        random_state=random_state,
+        init_sample=init_sample,
+    )
     sizes = np.bincount(result.labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")
     relabel = np.empty(k, dtype=np.int32)
     relabel[order] = np.arange(k, dtype=np.int32)
-    return Clustering(k=k, centers=result.centers[order].copy(), labels=relabel[result.labels],
-                      inertia=result.inertia, n_iter=result.n_iter)
+    return Clustering(
+        k=k,
+        centers=result.centers[order].copy(),
+        labels=relabel[result.labels],
+        inertia=result.inertia,
+        n_iter=result.n_iter,
+    )
 
 
-def _candidate(z: np.ndarray, c: Clustering, sample_size: int, random_state: int,
-               index: np.ndarray | None) -> Candidate:
+def _candidate(
+    z: np.ndarray, c: Clustering, sample_size: int, random_state: int, index: np.ndarray | None
+) -> Candidate:
     sil = metrics.silhouette(z, c.labels, c.k, sample_size, random_state, index=index)
     return Candidate(
-        k=c.k, inertia=c.inertia, silhouette=sil,
+        k=c.k,
+        inertia=c.inertia,
+        silhouette=sil,
         calinski_harabasz=metrics.calinski_harabasz(z, c.labels, c.k),
         davies_bouldin=metrics.davies_bouldin(z, c.labels, c.k),
         sizes=[int(s) for s in np.bincount(c.labels, minlength=c.k)],
     )
 
 
-def train(enc: Encoded, transform: FeatureTransform, *, k_candidates: list[int],
-          n_components: int | float | str, metric: str = "silhouette", random_state: int = 0,
-          n_init: int = 10, silhouette_sample_size: int = 10_000,
-          progress: Progress = _no_progress) -> TrainResult:
+def train(
+    enc: Encoded,
+    transform: FeatureTransform,
+    *,
+    k_candidates: list[int],
+    n_components: int | float | str,
+    metric: str = "silhouette",
+    random_state: int = 0,
+    n_init: int = 10,
+    silhouette_sample_size: int = 10_000,
+    progress: Progress = _no_progress,
+) -> TrainResult:
     """PCA, then KMeans for each k in `k_candidates`, choosing by `metric`."""
     import time
 
@@ -278,5 +319,11 @@ def train(enc: Encoded, transform: FeatureTransform, *, k_candidates: list[int],
         if best is None or cand.score(metric) > best[0].score(metric):
             best = (cand, clustering)
     assert best is not None
-    return TrainResult(projection=projection, clustering=best[1], chosen=best[0],
-                       candidates=candidates, metric=metric, timings=timings)
+    return TrainResult(
+        projection=projection,
+        clustering=best[1],
+        chosen=best[0],
+        candidates=candidates,
+        metric=metric,
+        timings=timings,
+    )
