@@ -142,7 +142,7 @@ class Model:
         if hasattr(data, "to_arrow") and not hasattr(data, "iloc"):  # polars
             return encode(data.to_arrow(), self.transform)
         if hasattr(data, "iloc"):  # pandas
-            cols = {str(c): _arrow_column(data[c].tolist()) for c in data.columns}
+            cols = {str(c): _arrow_column(data[c]) for c in data.columns}
             return encode(pa.table(cols) if cols else pa.table({}), self.transform)
         raise DataError(
             f"cannot score {type(data).__name__}: pass a record dict, a list of records, "
@@ -164,11 +164,16 @@ class Model:
         return build_pipeline(self)
 
 
-def _arrow_column(values: list[Any]) -> pa.Array:
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _arrow_column(values: Any) -> pa.Array:
+    """An Arrow column from a list or pandas Series (NaN is missing); mixed types as text."""
     try:
-        return pa.array(values)
+        return pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        return pa.array([None if _is_missing(v) else str(v) for v in values], type=pa.string())
 
 
 # -- artifact I/O ----------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""Quality metrics equal scikit-learn's where exact; the sampled silhouette is honest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from custseg import metrics
+
+
+def blobs(n: int, p: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    centers = rng.normal(0, 3, size=(k, p))
+    return centers[labels] + rng.normal(size=(n, p)), labels
+
+
+@pytest.mark.parametrize(("n", "p", "k", "seed"), [
+    (500, 1, 2, 0), (2000, 1, 3, 1), (1500, 2, 4, 2), (3000, 5, 6, 3), (800, 12, 3, 4)])
+def test_exact_metrics_equal_sklearn(n: int, p: int, k: int, seed: int) -> None:
+    x, labels = blobs(n, p, k, seed)
+    sil = metrics.silhouette(x, labels, k)
+    assert sil.exact and sil.ci95 is None and sil.sample_size == n
+    assert sil.value == pytest.approx(silhouette_score(x, labels), rel=1e-9, abs=1e-12)
+    assert metrics.calinski_harabasz(x, labels, k) == pytest.approx(
+        calinski_harabasz_score(x, labels), rel=1e-9)
+    assert metrics.davies_bouldin(x, labels, k) == pytest.approx(
+        davies_bouldin_score(x, labels), rel=1e-9)
+
+
+def test_singleton_cluster_follows_sklearn_convention() -> None:
+    x, labels = blobs(200, 2, 3, 9)
+    labels[0] = 3  # a cluster of one point has silhouette 0
+    assert metrics.silhouette(x, labels, 4).value == pytest.approx(silhouette_score(x, labels))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sampled_silhouette_reports_size_and_a_ci_covering_the_exact_value(seed: int) -> None:
+    x, labels = blobs(12_000, 2, 3, seed)
+    exact = metrics.silhouette(x, labels, 3, sample_size=12_000).value
+    sampled = metrics.silhouette(x, labels, 3, sample_size=2000, random_state=seed)
+    assert not sampled.exact and sampled.sample_size == 2000 and sampled.n == 12_000
+    assert sampled.ci95 is not None
+    lo, hi = sampled.ci95
+    assert lo < sampled.value < hi
+    # the CI is a 95% interval: allow a little slack so the test holds for any seed
+    assert lo - (hi - lo) < exact < hi + (hi - lo)
+
+
+def test_sampled_silhouette_is_seeded() -> None:
+    x, labels = blobs(5000, 2, 3, 0)
+    a = metrics.silhouette(x, labels, 3, sample_size=1000, random_state=7)
+    b = metrics.silhouette(x, labels, 3, sample_size=1000, random_state=7)
+    assert a == b
+
+
+def test_silhouette_memory_is_bounded() -> None:
+    import tracemalloc
+
+    x, labels = blobs(10_000, 3, 4, 0)
+    tracemalloc.start()
+    metrics.silhouette(x, labels, 4, sample_size=10_000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 200 * 2**20  # an n x n float64 matrix would be 800 MB

@@ -1,0 +1,106 @@
+"""PCA and KMeans against scikit-learn, the k sweep, reproducibility and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from custseg import kmeans
+from custseg.config import Features
+from custseg.errors import TrainError
+from custseg.preprocessing import Encoded, FeatureTransform, fit_features, infer_schema
+from custseg.sample import generate_customers
+from custseg.train import fit_kmeans, fit_pca, project, train
+
+
+def encoded(rows: int = 4000, segments: int = 3, seed: int = 0
+            ) -> tuple[FeatureTransform, Encoded, np.ndarray]:
+    table, truth = generate_customers(rows, segments=segments, seed=seed)
+    transform, enc = fit_features(table, infer_schema(table, Features()))
+    return transform, enc, truth
+
+
+@pytest.mark.parametrize("n_components", [1, 2, 6])
+def test_pca_equals_sklearn(n_components: int) -> None:
+    from sklearn.decomposition import PCA
+
+    transform, enc, _ = encoded()
+    x = enc.dense(transform)
+    ours = fit_pca(enc, transform, n_components)
+    theirs = PCA(n_components=n_components, svd_solver="full").fit(x)
+    np.testing.assert_allclose(ours.explained_variance, theirs.explained_variance_, rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(ours.explained_variance_ratio, theirs.explained_variance_ratio_,
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.abs(ours.components), np.abs(theirs.components_), atol=1e-8)
+    z = project(enc, transform, ours)
+    np.testing.assert_allclose(np.abs(z), np.abs(theirs.transform(x)), atol=1e-8)
+
+
+@pytest.mark.parametrize(("spec", "expected"), [(0.5, None), (0.95, None), ("auto", None)])
+def test_pca_variance_fraction_matches_sklearn_choice(spec: float | str, expected: None) -> None:
+    from sklearn.decomposition import PCA
+
+    transform, enc, _ = encoded()
+    fraction = 0.9 if spec == "auto" else spec
+    ours = fit_pca(enc, transform, spec)
+    theirs = PCA(n_components=fraction, svd_solver="full").fit(enc.dense(transform))
+    assert ours.n_components == theirs.n_components_
+
+
+def test_n_components_above_feature_count_is_refused() -> None:
+    transform, enc, _ = encoded(500)
+    with pytest.raises(TrainError, match=r"n_components=7 exceeds the number of features \(6\)"):
+        fit_pca(enc, transform, 7)
+
+
+@pytest.mark.parametrize(("p", "k"), [(1, 3), (2, 4), (3, 6)])
+def test_kmeans_inertia_matches_or_beats_sklearn(p: int, k: int) -> None:
+    from sklearn.cluster import KMeans
+
+    transform, enc, _ = encoded(60_000)  # above the init sample: sample seeding + full Lloyd
+    z = project(enc, transform, fit_pca(enc, transform, p))
+    ours = kmeans.fit(z, k, n_init=10, random_state=0)
+    theirs = KMeans(n_clusters=k, n_init=10, random_state=0).fit(z)
+    assert ours.inertia <= theirs.inertia_ * 1.001
+    # labels are consistent with centres: every row is assigned to its nearest centre
+    d2 = ((z[:, None, :] - ours.centers[None]) ** 2).sum(axis=2)
+    assert np.mean(d2.argmin(axis=1) == ours.labels) > 0.9999
+
+
+def test_kmeans_recovers_known_segments() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    transform, enc, truth = encoded(5000, segments=4, seed=3)
+    z = project(enc, transform, fit_pca(enc, transform, 3))
+    fitted = fit_kmeans(z, 4, random_state=0)
+    assert adjusted_rand_score(truth, fitted.labels) > 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_runs_are_reproducible_and_clusters_numbered_by_size(seed: int) -> None:
+    transform, enc, _ = encoded(3000, seed=seed)
+    a = train(enc, transform, k_candidates=[3], n_components=2, random_state=seed)
+    b = train(enc, transform, k_candidates=[3], n_components=2, random_state=seed)
+    np.testing.assert_array_equal(a.clustering.labels, b.clustering.labels)
+    np.testing.assert_array_equal(a.clustering.centers, b.clustering.centers)
+    sizes = np.bincount(a.clustering.labels)
+    assert list(sizes) == sorted(sizes, reverse=True) == a.chosen.sizes
+
+
+@pytest.mark.parametrize(("metric", "better"), [
+    ("silhouette", max), ("calinski_harabasz", max), ("davies_bouldin", min)])
+def test_sweep_keeps_the_table_and_picks_by_metric(metric: str, better: object) -> None:
+    transform, enc, _ = encoded(3000, segments=4, seed=5)
+    result = train(enc, transform, k_candidates=[2, 3, 4, 5, 6], n_components=2, metric=metric)
+    assert [c.k for c in result.candidates] == [2, 3, 4, 5, 6]
+    values = [getattr(c, metric).value if metric == "silhouette" else getattr(c, metric)
+              for c in result.candidates]
+    assert result.chosen.k == result.candidates[values.index(better(values))].k  # type: ignore[operator]
+    assert result.clustering.k == result.chosen.k
+
+
+def test_fewer_distinct_rows_than_k_is_refused() -> None:
+    z = np.repeat(np.array([[0.0], [1.0]]), 50, axis=0)
+    with pytest.raises(TrainError, match=r"only 2 distinct rows.*n_clusters=3"):
+        fit_kmeans(z, 3)
