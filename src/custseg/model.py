@@ -183,8 +183,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+RESERVED_KEYS = frozenset({"format", "format_version", "schema", "features", "pca", "kmeans"})
+
+
 def _to_json(model: Model) -> dict[str, Any]:
     t, p = model.transform, model.projection
+    clash = RESERVED_KEYS & set(model.meta)
+    if clash:
+        raise ValueError(f"model metadata may not use the artifact's own keys: {sorted(clash)}")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -200,6 +206,7 @@ def _to_json(model: Model) -> dict[str, Any]:
             "n_components": p.n_components,
             "n_samples": p.n_samples,
             "noise_variance": p.noise_variance,
+            "explained_variance_ratio": p.explained_variance_ratio.tolist(),
         },
         "kmeans": {"k": model.k},
         **model.meta,
@@ -316,12 +323,9 @@ def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = Non
     meta = json.loads(blobs["model.json"])
     with np.load(io.BytesIO(blobs["arrays.npz"]), allow_pickle=False) as npz:
         arr = {k: npz[k] for k in npz.files}
-    feats = meta.pop("features")
-    schema_d = meta.pop("schema")
-    pca = meta.pop("pca")
-    meta.pop("kmeans", None)
-    meta.pop("format", None)
-    meta.pop("format_version", None)
+    feats, schema_d, pca = meta["features"], meta["schema"], meta["pca"]
+    for key in RESERVED_KEYS:
+        meta.pop(key, None)
     transform = FeatureTransform(
         numeric=feats["numeric"],
         medians=arr["medians"],

@@ -150,7 +150,6 @@ def train_step(cfg: Config, execution_id: str, reporter: Reporter) -> Model:
             "delimiter": data.delimiter,
             "missing": missing,
         },
-        "pca": {"explained_variance_ratio": result.projection.explained_variance_ratio.tolist()},
         "timings": {"read": t_read, "features": t_features, **result.timings},
         "versions": _versions(),
     }

@@ -1,0 +1,65 @@
+"""The Python API of SPEC section 2, and the import-time promise (nothing heavy loaded)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pytest
+
+import custseg
+from custseg.sample import generate_customers
+
+
+@pytest.fixture()
+def config_file(tmp_path: Path) -> Path:
+    table, _ = generate_customers(3000, segments=3, seed=4)
+    (tmp_path / "data").mkdir()
+    pacsv.write_csv(table, tmp_path / "data" / "customers.csv")
+    cfg = tmp_path / "pipeline_config.yaml"
+    cfg.write_text("data_uri: data/\ndata_file: customers.csv\nstore: store\n")
+    return cfg
+
+
+def test_load_config_run_load_model_predict(config_file: Path) -> None:
+    cfg = custseg.load_config(str(config_file), overrides={"n_clusters": 4})
+    assert cfg.n_clusters == 4
+    execution = custseg.run(cfg)
+    assert execution.status == "Succeeded"
+    assert [s.status for s in execution.steps.values()] == ["Succeeded", "Succeeded"]
+    assert execution.metrics is not None and execution.metrics["k"] == 4
+    assert execution.model_uri is not None
+    assert Path(execution.model_uri).is_relative_to(config_file.parent / "store")
+    model = custseg.load_model(execution.model_uri)
+    labels = model.predict({"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"})
+    assert labels.shape == (1,) and 0 <= labels[0] < 4
+    table = pacsv.read_csv(config_file.parent / "data" / "customers.csv")
+    np.testing.assert_array_equal(model.predict(table), model.to_sklearn().predict(
+        table.to_pandas()))
+    meta = model.meta
+    assert meta["data"]["rows"] == 3000 and len(meta["data"]["sha256"]) == 64
+    assert meta["parameters"]["n_clusters"] == 4
+    assert meta["versions"]["custseg"] == custseg.__version__
+
+
+def test_failed_run_raises_a_custseg_error_with_the_execution(config_file: Path) -> None:
+    cfg = custseg.load_config(str(config_file), overrides={"data_file": "nope.csv"})
+    with pytest.raises(custseg.DataError, match="nope.csv") as info:
+        custseg.run(cfg)
+    execution = info.value.execution  # type: ignore[attr-defined]
+    assert execution.status == "Failed"
+    assert execution.steps["Train"].status == "Failed"
+    assert execution.steps["CreateModel"].status == "Skipped"
+    assert not (config_file.parent / "store").exists()
+
+
+def test_importing_custseg_loads_no_heavy_or_optional_library() -> None:
+    code = ("import sys, custseg, custseg.pipeline, custseg.model; "
+            "heavy = {'pyspark', 'boto3', 'sagemaker', 'matplotlib', 'sklearn', 'pandas', "
+            "'scipy', 'mlflow'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
