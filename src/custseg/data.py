@@ -200,6 +200,29 @@ def _iter_heads(files: list[str], s3_endpoint_url: str | None) -> Iterator[tuple
             yield uri, f.read(65536)
 
 
+def _concat(files: list[str], tables: list[pa.Table]) -> pa.Table:
+    """Concatenate per-file tables, unifying types; a column text in one file and
+    numeric in another becomes text (and is reported by row if declared numeric)."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    fixed = []
+    for t in tables:
+        columns = []
+        for name in t.column_names:
+            kinds = {str(other.schema.field(name).type) for other in tables}
+            col = t.column(name)
+            columns.append(col.cast(pa.string()) if len(kinds) > 1 else col)
+        fixed.append(pa.table(columns, names=t.column_names))
+    try:
+        return pa.concat_tables(fixed, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(
+            f"files {files[0]} to {files[-1]} do not share column types: {exc}"
+        ) from exc
+
+
 def read_data(
     location: str, *, delimiter: str = "auto", s3_endpoint_url: str | None = None
 ) -> DataSet:
@@ -229,9 +252,7 @@ def read_data(
     for t in tables:
         offsets.append(total)
         total += t.num_rows
-    table = (
-        tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
-    )
+    table = tables[0] if len(tables) == 1 else _concat(files, tables)
     combined = (
         hashlib.sha256("".join(per_file).encode()).hexdigest() if len(files) > 1 else per_file[0]
     )
