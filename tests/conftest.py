@@ -1,0 +1,166 @@
+"""Shared fixtures: synthetic customer files, config files, the real CLI, a real moto S3 server.
+
+Nothing here patches custseg: the tests write real files, run the real `custseg` console
+script in subprocesses and talk to a real moto server process over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+import yaml
+
+from custseg.sample import generate_customers
+
+CUSTSEG = Path(sys.executable).parent / "custseg"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def write_customers(path: str | Path, rows: int = 500, segments: int = 3, seed: int = 0,
+                    delimiter: str = ",") -> Path:
+    """Write `rows` synthetic customers (custseg.sample) as CSV; gzip when `path` ends in .gz."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table, _ = generate_customers(rows, segments, seed)
+    options = pacsv.WriteOptions(delimiter=delimiter)
+    if path.name.endswith(".gz"):
+        with pa.CompressedOutputStream(str(path), "gzip") as sink:
+            pacsv.write_csv(table, sink, options)
+    else:
+        pacsv.write_csv(table, path, options)
+    return path
+
+
+@pytest.fixture
+def make_customers(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: `make_customers("data/customers.csv", rows=..., segments=..., seed=...)`
+    writes synthetic customers under this test's tmp_path and returns the file."""
+
+    def make(name: str = "data/customers.csv", **kwargs: Any) -> Path:
+        return write_customers(tmp_path / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: write a config YAML (a mapping, or raw text) and return its path.
+
+    A mapping gets `store: <tmp_path>/store` unless it names its own store.
+    """
+
+    def write(content: dict[str, Any] | str, name: str = "pipeline_config.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, dict):
+            content = yaml.safe_dump({"store": str(tmp_path / "store"), **content},
+                                     sort_keys=False)
+        path.write_text(content, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `custseg` console script in a subprocess (cwd: tmp_path)."""
+
+    def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CUSTSEG), *map(str, args)], cwd=cwd or tmp_path, capture_output=True,
+            text=True, timeout=120, check=False,
+        )
+
+    return run
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an HTTP error status is still an answer
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real moto server process; yields its endpoint URL. Sets fake AWS credentials in
+    os.environ (for s3fs, boto3 and CLI subprocesses) and restores them afterwards."""
+    saved = {name: os.environ.get(name) for name in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers_http(f"{url}/moto-api/"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def s3(moto_server: str) -> Any:
+    """A real boto3 S3 client talking to the moto server."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+
+
+@pytest.fixture
+def make_bucket(s3: Any) -> Callable[..., str]:
+    """Factory: create a fresh, uniquely named bucket, optionally with objects
+    ({key: bytes}); returns the bucket name."""
+
+    def make(objects: dict[str, bytes] | None = None) -> str:
+        name = f"custseg-test-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=name)
+        for key, body in (objects or {}).items():
+            s3.put_object(Bucket=name, Key=key, Body=body)
+        return name
+
+    return make
+
