@@ -104,3 +104,20 @@ def test_fewer_distinct_rows_than_k_is_refused() -> None:
     z = np.repeat(np.array([[0.0], [1.0]]), 50, axis=0)
     with pytest.raises(TrainError, match=r"only 2 distinct rows.*n_clusters=3"):
         fit_kmeans(z, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_dimensional_lloyd_reaches_the_general_fixed_point(seed: int) -> None:
+    from custseg.kmeans1d import SortedLine
+
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(m, 1, 3000) for m in (-5, 0, 4, 9)])[:, None]
+    start = kmeans.kmeans_plusplus(x, 4, rng)
+    general = kmeans.lloyd(x, start, tol=0.0)
+    line = SortedLine(x[:, 0])
+    fast = line.lloyd(start[:, 0], tol=0.0)
+    np.testing.assert_allclose(np.sort(general.centers[:, 0]), fast.centers, rtol=1e-10)
+    assert fast.inertia == pytest.approx(general.inertia, rel=1e-9)
+    labels = line.labels(fast.bounds)
+    order = np.argsort(general.centers[:, 0])
+    np.testing.assert_array_equal(np.argsort(order)[general.labels], labels)

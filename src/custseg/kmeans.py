@@ -9,8 +9,8 @@ scikit-learn's inertia on the same data.
 
 Strategy for large n: run `n_init` seeded k-means++ + Lloyd fits on a uniform sample of
 `init_sample` rows, keep the best, and refine it with Lloyd on all rows. In one
-dimension (the default `n_components: 1`), assignment is a binary search between sorted
-centre midpoints, O(n log k) with no n x k distance matrix.
+dimension (the default `n_components: 1`) Lloyd runs on sorted data with prefix sums
+(`custseg.kmeans1d`): O(k log n) a step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KMeansFit", "assign", "fit", "kmeans_plusplus", "lloyd"]
+from custseg.kmeans1d import LineFit, SortedLine
+
+__all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
 _CHUNK = 1 << 19
 
@@ -120,19 +122,84 @@ def lloyd(
     return KMeansFit(centers=centers, labels=labels, inertia=float(d2.sum()), n_iter=n_iter)
 
 
-def fit(
-    x: np.ndarray, k: int, *, n_init: int = 10, random_state: int = 0, init_sample: int = 50_000
-) -> KMeansFit:
-    """Best of `n_init` k-means++ + Lloyd runs (on a sample when large), refined on all rows."""
-    rng = np.random.default_rng([random_state, 3, k])
-    n = len(x)
-    sample = x if n <= init_sample else x[np.sort(rng.choice(n, init_sample, replace=False))]
-    best: KMeansFit | None = None
+class Prepared:
+    """A data set ready for several fits (a k sweep): the seeding sample is drawn once,
+    and in one dimension the data and the sample are sorted once."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        *,
+        init_sample: int = 50_000,
+        random_state: int = 0,
+        sort_all: bool = False,
+    ) -> None:
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        n = len(self.x)
+        rng = np.random.default_rng([random_state, 3])
+        if n <= init_sample:
+            self.sample = self.x
+        else:
+            self.sample = self.x[np.sort(rng.choice(n, init_sample, replace=False))]
+        self.one_dim = self.x.shape[1] == 1
+        # sorting all rows (O(n log n) once) pays off only over several fits (a k sweep)
+        self.sort_all = sort_all
+        self._lines: dict[str, SortedLine] = {}
+
+    def line(self, which: str) -> SortedLine:
+        if which not in self._lines:
+            data = self.x if which == "all" else self.sample
+            self._lines[which] = SortedLine(data[:, 0])
+        return self._lines[which]
+
+    @property
+    def sampled(self) -> bool:
+        return self.sample is not self.x
+
+
+def _fit_1d(data: Prepared, k: int, n_init: int, rng: np.random.Generator) -> KMeansFit:
+    sample_line = data.line("sample")
+    best: LineFit | None = None
     for _ in range(n_init):
-        run = lloyd(sample, kmeans_plusplus(sample, k, rng))
+        run = sample_line.lloyd(kmeans_plusplus(data.sample, k, rng)[:, 0])
         if best is None or run.inertia < best.inertia:
             best = run
     assert best is not None
-    if sample is x:
+    if data.sampled and not data.sort_all:
+        return lloyd(data.x, best.centers[:, None])
+    line = data.line("all")
+    final = line.lloyd(best.centers) if data.sampled else best
+    return KMeansFit(
+        centers=final.centers[:, None],
+        labels=line.labels(final.bounds),
+        inertia=final.inertia,
+        n_iter=final.n_iter,
+    )
+
+
+def fit(
+    x: np.ndarray | Prepared,
+    k: int,
+    *,
+    n_init: int = 10,
+    random_state: int = 0,
+    init_sample: int = 50_000,
+) -> KMeansFit:
+    """Best of `n_init` k-means++ + Lloyd runs (on a sample when large), refined on all rows."""
+    data = (
+        x
+        if isinstance(x, Prepared)
+        else Prepared(x, init_sample=init_sample, random_state=random_state)
+    )
+    rng = np.random.default_rng([random_state, 3, k])
+    if data.one_dim:
+        return _fit_1d(data, k, n_init, rng)
+    best: KMeansFit | None = None
+    for _ in range(n_init):
+        run = lloyd(data.sample, kmeans_plusplus(data.sample, k, rng))
+        if best is None or run.inertia < best.inertia:
+            best = run
+    assert best is not None
+    if not data.sampled:
         return best
-    return lloyd(x, best.centers)
+    return lloyd(data.x, best.centers)

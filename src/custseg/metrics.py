@@ -74,8 +74,13 @@ def inertia(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
     return total
 
 
-def calinski_harabasz(x: np.ndarray, labels: np.ndarray, k: int) -> float:
-    means, sizes = cluster_means(x, labels, k)
+Summary = tuple[np.ndarray, np.ndarray]  # cluster means and sizes, from cluster_means
+
+
+def calinski_harabasz(
+    x: np.ndarray, labels: np.ndarray, k: int, summary: Summary | None = None
+) -> float:
+    means, sizes = summary or cluster_means(x, labels, k)
     overall = x.mean(axis=0)
     extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
     intra = inertia(x, labels, means)
@@ -83,8 +88,10 @@ def calinski_harabasz(x: np.ndarray, labels: np.ndarray, k: int) -> float:
     return 1.0 if intra == 0.0 else extra * (n - k) / (intra * (k - 1))
 
 
-def davies_bouldin(x: np.ndarray, labels: np.ndarray, k: int) -> float:
-    means, sizes = cluster_means(x, labels, k)
+def davies_bouldin(
+    x: np.ndarray, labels: np.ndarray, k: int, summary: Summary | None = None
+) -> float:
+    means, sizes = summary or cluster_means(x, labels, k)
     dist_sum = np.zeros(k)
     for s in range(0, len(x), _ROW_CHUNK):
         lab = labels[s : s + _ROW_CHUNK]
@@ -108,9 +115,30 @@ def _distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
     return np.asarray(np.sqrt(d2, out=d2))
 
 
+def _distance_sums_1d(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """sums[i, c] = sum of |x_i - y| over the rows y of cluster c, in O(m k log m).
+
+    Each cluster's values are sorted once; with their prefix sums, the distance sum from x
+    splits at x's rank L: x*L - P[L] + (P[end] - P[L]) - x*(n_c - L).
+    """
+    v = x[:, 0]
+    sums = np.empty((len(v), k))
+    for c in range(k):
+        ys = np.sort(v[labels == c])
+        prefix = np.concatenate([[0.0], np.cumsum(ys)])
+        rank = np.searchsorted(ys, v)
+        below = prefix[rank]
+        sums[:, c] = v * rank - below + (prefix[-1] - below) - v * (len(ys) - rank)
+    return np.maximum(sums, 0.0)
+
+
 def silhouette_values(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Each row's silhouette within `x` (O(len(x)^2) time, bounded memory)."""
+    """Each row's silhouette within `x` (O(len(x)^2) time, bounded memory; in one
+    dimension O(len(x) k log len(x)) through sorted prefix sums)."""
     m = len(x)
+    if x.shape[1] == 1:
+        sizes = np.bincount(labels, minlength=k).astype(np.float64)
+        return _silhouette_from_sums(_distance_sums_1d(x, labels, k), labels, sizes)
     onehot = np.zeros((m, k))
     onehot[np.arange(m), labels] = 1.0
     sizes = onehot.sum(axis=0)
@@ -121,20 +149,25 @@ def silhouette_values(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         d = _distances(x[s : s + block], x, x_sq)
         rows = np.arange(s, min(s + block, m))
         d[rows - s, rows] = 0.0
-        sums = d @ onehot  # (block, k): total distance to each cluster
-        own = labels[rows]
-        own_size = sizes[own]
-        a = sums[rows - s, own] / np.maximum(own_size - 1, 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            other = sums / sizes
-        other[rows - s, own] = np.inf
-        other[:, sizes == 0] = np.inf
-        b = other.min(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sil = (b - a) / np.maximum(a, b)
-        sil[own_size <= 1] = 0.0
-        out[rows] = np.nan_to_num(sil)
+        out[rows] = _silhouette_from_sums(d @ onehot, labels[rows], sizes)
     return out
+
+
+def _silhouette_from_sums(sums: np.ndarray, own: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Silhouettes from each row's total distance to every cluster (sklearn's conventions:
+    0 for a row alone in its cluster)."""
+    rows = np.arange(len(own))
+    own_size = sizes[own]
+    a = sums[rows, own] / np.maximum(own_size - 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        other = sums / sizes
+    other[rows, own] = np.inf
+    other[:, sizes == 0] = np.inf
+    b = other.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sil = (b - a) / np.maximum(a, b)
+    sil[own_size <= 1] = 0.0
+    return np.asarray(np.nan_to_num(sil))
 
 
 def silhouette_sample_index(n: int, sample_size: int, random_state: int) -> np.ndarray | None:

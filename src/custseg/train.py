@@ -231,6 +231,15 @@ def _distinct_rows(z: np.ndarray, limit: int) -> int:
     return len(np.unique(z, axis=0))
 
 
+def _check_distinct(z: np.ndarray, k: int) -> None:
+    distinct = _distinct_rows(z, k)
+    if distinct < k:
+        raise TrainError(
+            f"only {distinct} distinct rows after feature engineering and PCA, fewer than "
+            f"n_clusters={k}; lower n_clusters or add features/rows"
+        )
+
+
 def fit_kmeans(
     z: np.ndarray,
     k: int,
@@ -238,24 +247,16 @@ def fit_kmeans(
     random_state: int = 0,
     n_init: int = 10,
     init_sample: int = INIT_SAMPLE,
+    prepared: kmeans.Prepared | None = None,
 ) -> Clustering:
-    """KMeans with k clusters (see `custseg.kmeans`); clusters numbered by decreasing size."""
-    n = len(z)
-    if n < k:
-        raise TrainError(f"{n} rows cannot form n_clusters={k} clusters")
-    distinct = _distinct_rows(z, k)
-    if distinct < k:
-        raise TrainError(
-            f"only {distinct} distinct rows after feature engineering and PCA, fewer than "
-            f"n_clusters={k}; lower n_clusters or add features/rows"
-        )
-    result = kmeans.fit(
-        np.ascontiguousarray(z),
-        k,
-        n_init=n_init,
-        random_state=random_state,
-        init_sample=init_sample,
-    )
+    """KMeans with k clusters (see `custseg.kmeans`); clusters numbered by decreasing size.
+
+    `prepared` shares the seeding sample and sorted data between the fits of a sweep.
+    """
+    if prepared is None:
+        _check_distinct(z, k)
+        prepared = kmeans.Prepared(z, init_sample=init_sample, random_state=random_state)
+    result = kmeans.fit(prepared, k, n_init=n_init, random_state=random_state)
     sizes = np.bincount(result.labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")
     relabel = np.empty(k, dtype=np.int32)
@@ -269,17 +270,30 @@ def fit_kmeans(
     )
 
 
+def _feasible(z: np.ndarray, k_candidates: list[int]) -> list[int]:
+    """The candidate ks that the data's distinct rows allow (a sweep is trimmed; a fixed k
+    or a sweep with no feasible k is an error)."""
+    if len(z) < min(k_candidates):
+        raise TrainError(f"{len(z)} rows cannot form n_clusters={min(k_candidates)} clusters")
+    distinct = _distinct_rows(z, max(k_candidates))
+    feasible = [k for k in k_candidates if k <= distinct]
+    if not feasible or len(k_candidates) == 1:
+        _check_distinct(z, k_candidates[0] if len(k_candidates) == 1 else min(k_candidates))
+    return feasible
+
+
 def _candidate(
     z: np.ndarray, c: Clustering, sample_size: int, random_state: int, index: np.ndarray | None
 ) -> Candidate:
     sil = metrics.silhouette(z, c.labels, c.k, sample_size, random_state, index=index)
+    summary = metrics.cluster_means(z, c.labels, c.k)
     return Candidate(
         k=c.k,
         inertia=c.inertia,
         silhouette=sil,
-        calinski_harabasz=metrics.calinski_harabasz(z, c.labels, c.k),
-        davies_bouldin=metrics.davies_bouldin(z, c.labels, c.k),
-        sizes=[int(s) for s in np.bincount(c.labels, minlength=c.k)],
+        calinski_harabasz=metrics.calinski_harabasz(z, c.labels, c.k, summary),
+        davies_bouldin=metrics.davies_bouldin(z, c.labels, c.k, summary),
+        sizes=[int(s) for s in summary[1]],
     )
 
 
@@ -305,12 +319,16 @@ def train(
     z = project(enc, transform, projection)
     timings["pca"] = time.perf_counter() - t0
     index = metrics.silhouette_sample_index(len(z), silhouette_sample_size, random_state)
+    k_candidates = _feasible(z, k_candidates)
+    prepared = kmeans.Prepared(
+        z, init_sample=INIT_SAMPLE, random_state=random_state, sort_all=len(k_candidates) > 1
+    )
     best: tuple[Candidate, Clustering] | None = None
     candidates = []
     for i, k in enumerate(k_candidates):
         progress(f"KMeans k={k}", i / len(k_candidates))
         t = time.perf_counter()
-        clustering = fit_kmeans(z, k, random_state=random_state, n_init=n_init)
+        clustering = fit_kmeans(z, k, random_state=random_state, n_init=n_init, prepared=prepared)
         timings[f"kmeans_k{k}"] = time.perf_counter() - t
         t = time.perf_counter()
         cand = _candidate(z, clustering, silhouette_sample_size, random_state, index)
