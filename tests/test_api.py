@@ -47,7 +47,7 @@ def test_load_config_run_load_model_predict(config_file: Path) -> None:
 
 def test_failed_run_raises_a_custseg_error_with_the_execution(config_file: Path) -> None:
     cfg = custseg.load_config(str(config_file), overrides={"data_file": "nope.csv"})
-    with pytest.raises(custseg.DataError, match="nope.csv") as info:
+    with pytest.raises(custseg.DataError, match=r"nope\.csv") as info:
         custseg.run(cfg)
     execution = info.value.execution  # type: ignore[attr-defined]
     assert execution.status == "Failed"

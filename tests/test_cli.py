@@ -303,8 +303,7 @@ BAD = {
         3, ("Age",),
         files={"data/customers.csv": _customers(  # header: CustomerID,Age,Age,Income,...
             Age=lambda i: f"{20 + i % 50},{25 + i % 40}").replace("Age", "Age,Age", 1)},
-        bug="a column named twice in the header escapes as pyarrow's KeyError "
-            "'Field \"Age\" exists 2 times in schema' (Traceback, exit 1)"),
+        ),
     # train errors: exit 4
     "fewer-distinct-rows-than-k": Bad(
         4, ("only 2 distinct rows", "n_clusters=3"),
@@ -315,17 +314,12 @@ BAD = {
                                        args=("-p", "n_components=7")),
     # the store or artifact location cannot be written
     "store-is-a-file": Bad(
-        None, ("store",), files={"data/customers.csv": _customers(), "store": "not a folder\n"},
-        bug="a store path that is a file escapes as NotADirectoryError (Traceback, exit 1)"),
+        5, ("store",), files={"data/customers.csv": _customers(), "store": "not a folder\n"},
+        ),
     "artifacts-in-missing-s3-bucket": Bad(
-        None, ("custseg-no-such-bucket",), config={"artifacts": "s3://custseg-no-such-bucket/m"},
-        s3=True,
-        bug="artifacts in a missing S3 bucket escape as s3fs's FileNotFoundError "
-            "(Traceback, exit 1)"),
+        5, ("custseg-no-such-bucket",), config={"artifacts": "s3://custseg-no-such-bucket/m"},
+        s3=True),
 }
-# Failures after the run has started leave the progress display on stderr above the error.
-PROGRESS_ON_STDERR = ("the progress display (each stage drawn as complete, the failed one "
-                      "too) is printed to stderr above the error line")
 
 
 @pytest.fixture(scope="module")
@@ -364,8 +358,6 @@ def _bad_params(one_line: bool) -> list[Any]:
     params = []
     for case_id, case in BAD.items():
         reasons = [case.bug] if case.bug else []
-        if one_line and case.code != 2:
-            reasons.append(PROGRESS_ON_STDERR)
         marks = [pytest.mark.xfail(reason="BUG: " + "; ".join(reasons), strict=True)
                  ] if reasons else []
         params.append(pytest.param(case_id, id=case_id, marks=marks))
@@ -403,8 +395,6 @@ def test_bad_input_stderr_is_the_one_error_line(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
 
 
-@pytest.mark.xfail(reason="BUG: an s3:// data_uri without a trailing slash is not joined with "
-                          "data_file: every CSV under the prefix is read", strict=True)
 def test_an_s3_folder_without_trailing_slash_is_joined_with_data_file(
         cli: Cli, make_customers: Callable[..., Path], write_config: Callable[..., Path],
         make_bucket: Callable[..., str], moto_server: str) -> None:

@@ -75,9 +75,6 @@ def test_locate_names_the_file_row_and_line_of_a_row(make_customers: MakeCustome
     assert int(fields[0]) == ds.table.column("CustomerID")[row].as_py()
 
 
-@pytest.mark.xfail(reason="BUG: locate() assumes one line per data row; pyarrow skips blank "
-                          "lines, so rows after a blank line get the wrong line number",
-                   strict=True)
 def test_locate_counts_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "gaps.csv"
     path.write_text("Age,Income\n30,1000\n\n40,2000\n")
@@ -239,12 +236,8 @@ def _file(tmp_path: Path, name: str, content: bytes) -> Path:
         ({"empty.csv.gz": gzip.compress(b"")}, "empty.csv.gz", ["empty.csv.gz is empty"]),
         ({"header.csv": b"Age,Income\n"}, "header.csv",
          ["header.csv has a header but no data rows"]),
-        pytest.param(
-            {"header.csv": b"Age,Income"}, "header.csv",
-            ["header.csv has a header but no data rows"],
-            marks=pytest.mark.xfail(
-                reason="BUG: a header line without a final newline is reported as "
-                       "'is empty (expected a header line and data rows)'", strict=True)),
+        ({"header.csv": b"Age,Income"}, "header.csv",
+         ["header.csv has a header but no data rows"]),
         ({"d/a.csv": b"Age,Income\n1,2\n", "d/b.csv": b"Age,Salary\n1,2\n"}, "d",
          ["b.csv has columns ['Age', 'Salary']", "a.csv has ['Age', 'Income']",
           "share one header"]),

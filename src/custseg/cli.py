@@ -59,7 +59,7 @@ class _RichReporter:
             BarColumn(bar_width=24),
             TimeElapsedColumn(),
             console=console,
-            transient=False,
+            transient=True,  # on failure, stderr holds only the error line
         )
         self.current: Any = None
         self.name: str | None = None

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_FILE = "pipeline_config.yaml"
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 AUTO_K_RANGE = (2, 10)
 SelectionMetric = Literal["silhouette", "calinski_harabasz", "davies_bouldin"]
 
@@ -64,7 +65,12 @@ class S3Options(_Section):
 
 
 class Features(_Section):
-    """The feature schema. Columns left undeclared are inferred (see preprocessing)."""
+    """The feature schema.
+
+    When `numeric` or `categorical` is given, the schema is exactly what is declared and
+    every other column is ignored (recorded as "not declared"). When neither is given,
+    every column not in `ignore` is inferred (see `custseg.preprocessing`).
+    """
 
     numeric: list[str] | None = None
     categorical: list[str] | None = None
@@ -173,10 +179,10 @@ class Config(_Section):
         base = self.resolve(self.data_uri)
         if not self.data_file:
             return base
-        if base.startswith("s3://"):
-            if base.endswith("/"):
-                return base + self.data_file
-            return base
+        if base.startswith("s3://"):  # a prefix is a folder unless it names a CSV file
+            if base.lower().rstrip("/").endswith(CSV_SUFFIXES):
+                return base
+            return base.rstrip("/") + "/" + self.data_file
         return str(Path(base) / self.data_file) if Path(base).is_dir() else base
 
     @property

@@ -24,7 +24,8 @@ from custseg.errors import DataError
 
 __all__ = ["DataSet", "detect_delimiter", "list_sources", "open_source", "read_data"]
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+from custseg.config import CSV_SUFFIXES
+
 DELIMITERS = ",;\t|"
 _HASH_BLOCK = 1 << 20
 
@@ -49,10 +50,31 @@ class DataSet:
         self.table = pa.table({})
 
     def locate(self, row: int) -> str:
-        """Where global data row `row` (0-based) lives: file, data row and line number."""
+        """Where global data row `row` (0-based) lives: file, data row and line number.
+
+        Called only to report an error, so it may read the file again to count lines
+        (the CSV reader skips blank lines, so row and line numbers can drift apart).
+        """
         i = max(j for j, off in enumerate(self.offsets) if off <= row)
         local = row - self.offsets[i]
-        return f"{self.files[i]} row {local + 1} (line {local + 2})"
+        line = _line_of_row(self.files[i], local, self.meta.get("s3_endpoint_url"))
+        return f"{self.files[i]} row {local + 1} (line {line})"
+
+
+def _line_of_row(uri: str, row: int, s3_endpoint_url: str | None) -> int:
+    """The 1-based line of data row `row` (0-based), skipping blank lines like the reader."""
+    try:
+        with open_source(uri, s3_endpoint_url=s3_endpoint_url) as raw:
+            stream: Any = gzip.GzipFile(fileobj=raw) if uri.lower().endswith(".gz") else raw
+            seen = -1  # the header is the first non-blank line
+            for number, line in enumerate(stream, start=1):
+                if line.strip():
+                    if seen == row:
+                        return number
+                    seen += 1
+    except (OSError, EOFError, DataError):
+        pass
+    return row + 2  # best effort: one line per row after the header
 
 
 def _s3fs(endpoint_url: str | None) -> Any:
@@ -188,6 +210,10 @@ def _parse(uri: str, delimiter: str, s3_endpoint_url: str | None) -> pa.Table:
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg:
+            with open_source(uri, s3_endpoint_url=s3_endpoint_url) as f:
+                head = _decompressed_head(f.read(65536), uri)
+            if head.strip():  # a header line with no newline after it
+                raise DataError(f"{uri} has a header but no data rows") from exc
             raise DataError(f"{uri} is empty (expected a header line and data rows)") from exc
         raise DataError(f"cannot parse {uri} as CSV (delimiter {delimiter!r}): {msg}") from exc
     except (OSError, EOFError) as exc:
@@ -240,6 +266,13 @@ def read_data(
         tables = [_parse(uri, delimiter, s3_endpoint_url) for uri in files]
         per_file = list(digests)
     first = tables[0]
+    names = first.column_names
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            raise DataError(
+                f"{files[0]}: column {name!r} appears {names.count(name)} times in the header; "
+                f"every column needs a unique name"
+            )
     for uri, t in zip(files, tables, strict=True):
         if t.num_rows == 0:
             raise DataError(f"{uri} has a header but no data rows")
@@ -256,4 +289,11 @@ def read_data(
     combined = (
         hashlib.sha256("".join(per_file).encode()).hexdigest() if len(files) > 1 else per_file[0]
     )
-    return DataSet(table=table, files=files, offsets=offsets, sha256=combined, delimiter=delimiter)
+    return DataSet(
+        table=table,
+        files=files,
+        offsets=offsets,
+        sha256=combined,
+        delimiter=delimiter,
+        meta={"s3_endpoint_url": s3_endpoint_url},
+    )

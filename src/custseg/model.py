@@ -248,16 +248,35 @@ def artifact_files(model: Model) -> dict[str, bytes]:
 def save_model(model: Model, uri: str, *, s3_endpoint_url: str | None = None) -> str:
     """Write the artifact at `uri` (a folder path or s3:// prefix); never half-written."""
     files = artifact_files(model)
-    if uri.startswith("s3://"):
-        from custseg.data import _s3fs
+    try:
+        saved = (
+            _save_s3(files, uri, s3_endpoint_url)
+            if uri.startswith("s3://")
+            else _save_local(files, Path(uri))
+        )
+    except ModelError:
+        raise
+    except Exception as exc:  # the artifact store's own errors, reported with the place
+        raise ModelError(f"cannot write the model artifact to {uri}: {exc}") from exc
+    model.uri = saved
+    return saved
 
-        fs = _s3fs(s3_endpoint_url)
-        base = uri.removeprefix("s3://").rstrip("/")
-        for name in (*FILES, "manifest.json"):  # the manifest last: it marks completion
-            with fs.open(f"{base}/{name}", "wb") as f:
-                f.write(files[name])
-        return uri
-    dest = Path(uri)
+
+def _save_s3(files: dict[str, bytes], uri: str, s3_endpoint_url: str | None) -> str:
+    from custseg.data import _s3fs
+
+    fs = _s3fs(s3_endpoint_url)
+    base = uri.removeprefix("s3://").rstrip("/")
+    bucket = base.split("/", 1)[0]
+    if not fs.exists(bucket):
+        raise ModelError(f"cannot write the model artifact to {uri}: bucket {bucket!r} not found")
+    for name in (*FILES, "manifest.json"):  # the manifest last: it marks completion
+        with fs.open(f"{base}/{name}", "wb") as f:
+            f.write(files[name])
+    return uri
+
+
+def _save_local(files: dict[str, bytes], dest: Path) -> str:
     if dest.exists():
         raise ModelError(f"model artifact already exists at {dest}")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +291,6 @@ def save_model(model: Model, uri: str, *, s3_endpoint_url: str | None = None) ->
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    model.uri = str(dest)
     return str(dest)
 
 

@@ -201,7 +201,11 @@ def infer_schema(table: pa.Table, features: Features, source: str = "the data") 
         if both:
             raise DataError(f"columns {sorted(both)} are declared both numeric and categorical")
         ignored = [c for c in columns if c not in numeric and c not in categorical]
-        return Schema(numeric, categorical, ignored, inferred=False)
+        reasons = {
+            c: "features.ignore" if c in features.ignore else "not declared in features"
+            for c in ignored
+        }
+        return Schema(numeric, categorical, ignored, inferred=False, reasons=reasons)
     numeric, categorical, ignored, reasons = [], [], [], {}
     for name in columns:
         if name in features.ignore:
