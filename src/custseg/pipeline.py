@@ -113,15 +113,21 @@ def train_step(cfg: Config, execution_id: str, reporter: Reporter) -> Model:
     """Read, engineer features, fit PCA + KMeans, score. Returns the in-memory model."""
     t0 = time.perf_counter()
     reporter.stage("Reading data", 0.0)
+    features = cfg.features
+    declared = features.numeric is not None or features.categorical is not None
     data = read_data(
-        cfg.data_location, delimiter=cfg.csv.delimiter, s3_endpoint_url=cfg.s3.endpoint_url
+        cfg.data_location,
+        delimiter=cfg.csv.delimiter,
+        s3_endpoint_url=cfg.s3.endpoint_url,
+        include=[*(features.numeric or []), *(features.categorical or [])] if declared else None,
+        exclude=features.ignore,
     )
     t_read = time.perf_counter() - t0
     reporter.stage("Feature engineering", 0.0)
     source = (
         data.files[0] if len(data.files) == 1 else f"{len(data.files)} files at {cfg.data_location}"
     )
-    schema = infer_schema(data.table, cfg.features, source)
+    schema = infer_schema(data.table, features, source, header=data.meta.get("header"))
     missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
     transform, encoded = fit_features(data.table, schema, data.locate)
     data.release()  # free the Arrow table before PCA and KMeans: memory matters at 10M rows

@@ -180,9 +180,17 @@ def _infer_kind(name: str, col: pa.ChunkedArray, n: int) -> tuple[str, str]:
     return "ignored", f"unsupported type {t}"
 
 
-def infer_schema(table: pa.Table, features: Features, source: str = "the data") -> Schema:
-    """The feature schema: the declared one (checked against the data) or an inferred one."""
-    columns = table.column_names
+def infer_schema(
+    table: pa.Table,
+    features: Features,
+    source: str = "the data",
+    header: list[str] | None = None,
+) -> Schema:
+    """The feature schema: the declared one (checked against the data) or an inferred one.
+
+    `header` names every column of the source when the table holds only some of them.
+    """
+    columns = header if header is not None else table.column_names
     declared = {
         "numeric": features.numeric,
         "categorical": features.categorical,
@@ -208,7 +216,7 @@ def infer_schema(table: pa.Table, features: Features, source: str = "the data") 
         return Schema(numeric, categorical, ignored, inferred=False, reasons=reasons)
     numeric, categorical, ignored, reasons = [], [], [], {}
     for name in columns:
-        if name in features.ignore:
+        if name in features.ignore or name not in table.column_names:
             ignored.append(name)
             reasons[name] = "features.ignore"
             continue
