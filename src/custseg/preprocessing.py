@@ -249,16 +249,23 @@ def _numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarr
         or pa.types.is_null(t)
     ):
         raise DataError(f"column {name!r} should be numeric, but its values are {t}")
-    values = pc.cast(col, pa.float64()).to_numpy()
+    floats = pc.cast(col, pa.float64())
+    values = floats.to_numpy()
     if values.dtype != np.float64 or not values.flags.writeable:
         values = values.astype(np.float64)  # a private, writable copy
-    bad = ~np.isfinite(values) & ~np.isnan(values)
-    if bad.any():
-        row = int(np.argmax(bad))
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.argmax(infinite))
         raise DataError(
             f"column {name!r}: {locate(row)} holds {values[row]} (expected a finite number)"
         )
     return np.asarray(values, dtype=np.float64)
+
+
+def _median(values: np.ndarray, missing: np.ndarray) -> float:
+    """Median of the present values (numpy's: the mean of the two middle ones)."""
+    present = pa.array(values, mask=missing) if missing.any() else pa.array(values)
+    return float(pc.quantile(present, q=0.5, interpolation="midpoint")[0].as_py())
 
 
 def _category_strings(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -303,22 +310,25 @@ def fit_features(
 ) -> tuple[FeatureTransform, Encoded]:
     """Learn imputation, scaling and categories from `table`, and encode it."""
     n = table.num_rows
-    num = np.empty((n, len(schema.numeric)), dtype=np.float64)
+    # column-major: every later pass (Gram matrix, bincounts) reads whole columns
+    num = np.empty((n, len(schema.numeric)), dtype=np.float64, order="F")
     medians, means, scales = [], [], []
     for j, name in enumerate(schema.numeric):
         col = table.column(name)
         _all_missing(name, col, n)
         values = _numeric_column(name, col, locate)
         missing = np.isnan(values)
-        median = float(np.median(values[~missing])) if missing.any() else float(np.median(values))
-        values[missing] = median
+        median = _median(values, missing)
+        np.copyto(values, median, where=missing)
         mean, std = float(values.mean()), float(values.std())
         if std == 0.0 or std < 1e-12 * max(1.0, abs(mean)):
             raise DataError(
                 f"column {name!r} is constant (every row is {values[0]:g}): it cannot separate "
                 f"segments; drop it with features.ignore"
             )
-        num[:, j] = (values - mean) / std
+        values -= mean
+        values /= std
+        num[:, j] = values
         medians.append(median)
         means.append(mean)
         scales.append(std)

@@ -129,12 +129,14 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
     for j, (off, kj) in enumerate(zip(offsets, sizes, strict=True)):
         codes = enc.codes[:, j]
         known = codes >= 0
-        cj = codes[known]
+        all_known = bool(known.all())  # always so on training data: no copies then
+        cj = codes if all_known else codes[known]
         counts = np.bincount(cj, minlength=kj).astype(np.float64)
         sums[off : off + kj] = counts
         gram[off : off + kj, off : off + kj] = np.diag(counts)
         for i in range(a):
-            block = np.bincount(cj, weights=enc.num[known, i], minlength=kj)
+            weights = enc.num[:, i] if all_known else enc.num[known, i]
+            block = np.bincount(cj, weights=weights, minlength=kj)
             gram[i, off : off + kj] = block
             gram[off : off + kj, i] = block
         for j2 in range(j):
