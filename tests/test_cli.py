@@ -188,6 +188,19 @@ def test_the_committed_quick_start_runs(cli: Cli, tmp_path: Path) -> None:
     assert _model_json(model)["data"]["rows"] == 5000
 
 
+def test_the_wholesale_example_runs(cli: Cli, tmp_path: Path) -> None:
+    example = tmp_path / "wholesale"
+    shutil.copytree(REPO / "examples" / "wholesale", example)
+    result = _ok(cli("run", "-c", example / "pipeline_config.yaml", "-p", "store=store"))
+    meta = _model_json(_model_path(result.stdout))
+    assert meta["data"]["rows"] == 440
+    assert meta["schema"]["categorical"] == ["Channel", "Region"]  # integer codes
+    assert len(meta["schema"]["numeric"]) == 6
+    assert [c["k"] for c in meta["candidates"]] == list(range(2, 9))
+    chosen = max(meta["candidates"], key=lambda c: c["silhouette"])
+    assert meta["metrics"]["k"] == chosen["k"]
+
+
 # -- custseg sample --------------------------------------------------------------------------
 
 def test_sample_writes_reproducible_customers(cli: Cli, tmp_path: Path) -> None:
