@@ -100,7 +100,8 @@ def test_run_json_output_parses(cli: Cli, project: Path) -> None:
     out = json.loads(result.stdout)
     assert out["status"] == "Succeeded"
     assert {name: step["status"] for name, step in out["steps"].items()} == {
-        "Train": "Succeeded", "CreateModel": "Succeeded"}
+        "Train": "Succeeded", "CreateModel": "Succeeded", "RegisterModel": "Succeeded",
+        "DeployEndpoint": "Succeeded"}
     assert out["metrics"]["k"] == 3
     assert -1 <= out["metrics"]["silhouette"]["value"] <= 1
     assert out["parameters"]["n_clusters"] == 3
@@ -327,7 +328,7 @@ BAD = {
                                        args=("-p", "n_components=7")),
     # the store or artifact location cannot be written
     "store-is-a-file": Bad(
-        5, ("store",), files={"data/customers.csv": _customers(), "store": "not a folder\n"},
+        6, ("store",), files={"data/customers.csv": _customers(), "store": "not a folder\n"},
         ),
     "artifacts-in-missing-s3-bucket": Bad(
         5, ("custseg-no-such-bucket",), config={"artifacts": "s3://custseg-no-such-bucket/m"},

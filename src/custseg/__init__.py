@@ -21,7 +21,10 @@ __all__ = [
     "ConfigError",
     "CustsegError",
     "DataError",
+    "DeployError",
     "ModelError",
+    "RegistryError",
+    "StoreError",
     "TrainError",
     "__version__",
     "load_config",
@@ -29,7 +32,16 @@ __all__ = [
     "run",
 ]
 
-from custseg.errors import ConfigError, CustsegError, DataError, ModelError, TrainError
+from custseg.errors import (
+    ConfigError,
+    CustsegError,
+    DataError,
+    DeployError,
+    ModelError,
+    RegistryError,
+    StoreError,
+    TrainError,
+)
 
 if TYPE_CHECKING:
     from custseg.config import Config
@@ -54,8 +66,27 @@ def run(cfg: Config, reporter: Reporter | None = None) -> Execution:
 
 
 def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | None = None) -> Model:
-    """Load a model artifact folder or URI (local or s3://), verifying its sha256 manifest."""
-    from custseg.model import load_model as _load
+    """Load a model, verifying its sha256 manifest.
 
-    del store  # "GROUP/VERSION" references arrive with the registry
-    return _load(ref, s3_endpoint_url=s3_endpoint_url)
+    `ref` is an artifact folder or URI (local or s3://), or "GROUP/VERSION" in the
+    registry of `store` (a store folder; default: the store pipeline_config.yaml in the
+    current folder names).
+    """
+    import os
+
+    from custseg.model import load_model as _load
+    from custseg.registry import package, parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed is None or os.path.exists(ref):
+        return _load(ref, s3_endpoint_url=s3_endpoint_url)
+    from custseg.store import Store
+
+    if store is None:
+        cfg = load_config()
+        opened = Store.existing(cfg.store_location, cfg.artifacts_location)
+        s3_endpoint_url = s3_endpoint_url or cfg.s3.endpoint_url
+    else:
+        opened = Store.existing(store)
+    pkg = package(opened, *parsed)
+    return _load(pkg.artifact_uri, s3_endpoint_url=s3_endpoint_url)

@@ -48,7 +48,11 @@ def _fail(exc: CustsegError) -> typer.Exit:
 
 
 class _RichReporter:
-    """Shows each stage of a run as a line with a spinner, then its duration."""
+    """Shows each stage of a run as a line with a spinner and its elapsed time.
+
+    Transient, and started only at the first stage: on failure stderr holds only the
+    error line. Notes (cache hits, deployments) are printed with the summary.
+    """
 
     def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -63,21 +67,28 @@ class _RichReporter:
         )
         self.current: Any = None
         self.name: str | None = None
+        self.started = False
 
     def __enter__(self) -> _RichReporter:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._finish()
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
     def _finish(self) -> None:
         if self.current is not None:
             self.progress.update(self.current, completed=1.0)
             self.progress.stop_task(self.current)
 
+    def note(self, message: str) -> None:
+        return None  # kept in Execution.notes, printed with the summary
+
     def stage(self, name: str, fraction: float) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
         group = name.split(" k=")[0]
         if group != self.name:
             self._finish()
@@ -102,9 +113,12 @@ def _print_summary(execution: Execution) -> None:
         f"95% CI {sil['ci95'][0]:.4f} to {sil['ci95'][1]:.4f}"
     )
     out = typer.echo
+    for note_line in execution.notes:
+        out(note_line)
     for name, rec in execution.steps.items():
         secs = f"{rec.seconds:.2f} s" if rec.seconds is not None else "-"
-        out(f"{name}: {rec.status.value} ({secs})")
+        extra = f" from execution {rec.cached_from}" if rec.cached_from else ""
+        out(f"{name}: {rec.status.value} ({secs}){extra}")
     out(f"Silhouette Score: {sil.get('value'):.6f} ({note})")
     out(f"Calinski-Harabasz Index: {m.get('calinski_harabasz'):.6f}")
     out(f"Davies-Bouldin Index: {m.get('davies_bouldin'):.6f}")
@@ -117,6 +131,17 @@ def _print_summary(execution: Execution) -> None:
     )
     out(f"Execution: {execution.id}")
     out(f"Model: {execution.model_uri}")
+    registered = execution.steps["RegisterModel"].outputs
+    if registered:
+        out(f"Model version: {registered['ref']} ({registered['approval_status']})")
+    deployed = execution.steps["DeployEndpoint"]
+    if deployed.outputs:
+        out(
+            f"Endpoint: {deployed.outputs['endpoint_name']} -> "
+            f"{deployed.outputs['endpoint_config_name']} ({deployed.outputs['action']})"
+        )
+    elif deployed.reason:
+        out(f"Endpoint: not deployed ({deployed.reason})")
 
 
 @app.command()
@@ -128,17 +153,21 @@ def run(
             "-p", "--param", help="Override a parameter for this run: NAME=VALUE (repeatable)."
         ),
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Retrain even when a cached result matches.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON.")] = False,
 ) -> None:
-    """Run the pipeline: Train -> CreateModel on the configured data."""
+    """Run the pipeline: Train -> CreateModel -> RegisterModel and DeployEndpoint."""
     from custseg.config import load_config
     from custseg.pipeline import run as run_pipeline
 
     try:
-        cfg = load_config(config, _parse_overrides(param or []))
+        base = load_config(config)
+        cfg = load_config(config, _parse_overrides(param or [])) if param else base
         console = _err_console()
         with _RichReporter(console) as reporter:
-            execution = run_pipeline(cfg, reporter)
+            execution = run_pipeline(cfg, reporter, no_cache=no_cache, base=base)
     except CustsegError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -147,15 +176,57 @@ def run(
         _print_summary(execution)
 
 
+@app.command()
+def deploy(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    target: Annotated[
+        str, typer.Option("--target", help="Where the pipeline runs: local (sagemaker later).")
+    ] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Validate the config and upsert the pipeline definition (a new version when changed)."""
+    from custseg.config import load_config
+    from custseg.pipeline import deploy as deploy_pipeline
+
+    try:
+        if target != "local":
+            raise ConfigError(f"--target {target!r} is not available yet (expected: local)")
+        cfg = load_config(config)
+        version, created, changes = deploy_pipeline(cfg)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "pipeline": cfg.project_name,
+                    "version": version,
+                    "created": created,
+                    "changes": changes,
+                }
+            )
+        )
+    elif not created:
+        typer.echo(f"Pipeline {cfg.project_name} v{version} is up to date (unchanged)")
+    elif version == 1:
+        typer.echo(f"Pipeline {cfg.project_name} v1 created")
+    else:
+        typer.echo(
+            f"Pipeline {cfg.project_name} v{version} created; changed: " + ", ".join(changes)
+        )
+
+
 def _execution_json(execution: Execution) -> dict[str, Any]:
     return {
         "id": execution.id,
         "status": execution.status.value,
+        "pipeline_version": execution.pipeline_version,
         "metrics": execution.metrics,
         "model_uri": execution.model_uri,
         "model_version": execution.model_version,
         "endpoint": execution.endpoint,
         "parameters": execution.parameters,
+        "notes": execution.notes,
         "steps": {
             n: {
                 "status": s.status.value,
@@ -164,6 +235,8 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
                 "seconds": s.seconds,
                 "error": s.error,
                 "outputs": s.outputs,
+                "cached_from": s.cached_from,
+                "reason": s.reason,
             }
             for n, s in execution.steps.items()
         },
@@ -198,3 +271,9 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+
+
+from custseg.cli_store import executions_app, models_app  # noqa: E402  (they use the helpers above)
+
+app.add_typer(executions_app, name="executions")
+app.add_typer(models_app, name="models")

@@ -22,7 +22,15 @@ import pyarrow.csv as pacsv
 
 from custseg.errors import DataError
 
-__all__ = ["DataSet", "detect_delimiter", "list_sources", "open_source", "read_data"]
+__all__ = [
+    "DataSet",
+    "detect_delimiter",
+    "fingerprint",
+    "list_sources",
+    "open_source",
+    "read_data",
+    "returning_memory_pool",
+]
 
 from custseg.config import CSV_SUFFIXES
 
@@ -251,6 +259,21 @@ def _concat(files: list[str], tables: list[pa.Table]) -> pa.Table:
         ) from exc
 
 
+def _combine(per_file: list[str]) -> str:
+    """One content hash for several files: the hash of their hashes, in order."""
+    return (
+        hashlib.sha256("".join(per_file).encode()).hexdigest()
+        if len(per_file) > 1
+        else (per_file[0])
+    )
+
+
+def fingerprint(location: str, *, s3_endpoint_url: str | None = None) -> tuple[list[str], str]:
+    """The files at `location` and the sha256 of their content (the cache and lineage key)."""
+    files = list_sources(location, s3_endpoint_url=s3_endpoint_url)
+    return files, _combine([_hash_file(uri, s3_endpoint_url) for uri in files])
+
+
 def _header(head: bytes, delimiter: str) -> list[str] | None:
     """The column names on the first non-blank line (None if it is cut off)."""
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
@@ -269,6 +292,7 @@ def read_data(
     s3_endpoint_url: str | None = None,
     include: Collection[str] | None = None,
     exclude: Collection[str] = (),
+    known_sha256: str | None = None,
 ) -> DataSet:
     """Read every CSV at `location` into one Arrow table (same header in every file).
 
@@ -302,11 +326,15 @@ def read_data(
     columns = None
     if first is not None and (include is not None or exclude):
         columns = [c for c in first if (include is None or c in include) and c not in exclude]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # the content hash reads the same bytes again, overlapping with parsing
-        digests = pool.map(lambda u: _hash_file(u, s3_endpoint_url), files)
+    if known_sha256 is not None:  # hashed already (see fingerprint)
         tables = [_parse(uri, delimiter, s3_endpoint_url, columns) for uri in files]
-        per_file = list(digests)
+        per_file = [known_sha256]
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # the content hash reads the same bytes again, overlapping with parsing
+            digests = pool.map(lambda u: _hash_file(u, s3_endpoint_url), files)
+            tables = [_parse(uri, delimiter, s3_endpoint_url, columns) for uri in files]
+            per_file = list(digests)
     for uri, t in zip(files, tables, strict=True):
         if t.num_rows == 0:
             raise DataError(f"{uri} has a header but no data rows")
@@ -320,9 +348,7 @@ def read_data(
         offsets.append(total)
         total += t.num_rows
     table = tables[0] if len(tables) == 1 else _concat(files, tables)
-    combined = (
-        hashlib.sha256("".join(per_file).encode()).hexdigest() if len(files) > 1 else per_file[0]
-    )
+    combined = _combine(per_file)
     return DataSet(
         table=table,
         files=files,

@@ -11,7 +11,10 @@ __all__ = [
     "ConfigError",
     "CustsegError",
     "DataError",
+    "DeployError",
     "ModelError",
+    "RegistryError",
+    "StoreError",
     "TrainError",
 ]
 
@@ -44,3 +47,21 @@ class ModelError(CustsegError):
     """A model artifact is missing, corrupted or cannot score the given input."""
 
     exit_code = 5
+
+
+class StoreError(CustsegError):
+    """The store (SQLite file, artifact location) cannot be opened or has no such record."""
+
+    exit_code = 6
+
+
+class RegistryError(CustsegError):
+    """A model version does not exist, or an approval change is not allowed."""
+
+    exit_code = 7
+
+
+class DeployError(CustsegError):
+    """An endpoint could not be created, updated or rolled back."""
+
+    exit_code = 8

@@ -1,38 +1,75 @@
-"""The pipeline: Train -> CreateModel (registry and endpoint steps come later), as
-executions with per-step status, timings, errors and outputs.
+"""The pipeline, as in the seed: Train -> CreateModel -> RegisterModel and DeployEndpoint.
 
-Reads top to bottom like the seed's diagram. Each step is a function of the config and
-the previous step's outputs; only `data` and `model` touch files.
+`deploy` upserts the pipeline definition (steps, parameters and their defaults) into the
+store as a new version when it changed. `run` starts an execution: each step's status,
+times, error and outputs are recorded as it goes, so a failure or a kill leaves a true
+record and no half-registered model. Train is served from cache when the data content,
+the training parameters and the code version match an earlier success.
 """
 
 from __future__ import annotations
 
-import platform
+import hashlib
+import json
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
-from custseg import __version__
+from custseg import deploy as endpoints
+from custseg import registry
 from custseg.config import Config
-from custseg.data import read_data, returning_memory_pool
-from custseg.errors import CustsegError
-from custseg.model import Model, save_model
-from custseg.preprocessing import fit_features, infer_schema
-from custseg.train import TrainResult, train
+from custseg.data import fingerprint, returning_memory_pool
+from custseg.errors import CustsegError, ModelError
+from custseg.model import Model, load_model
+from custseg.steps import (
+    Reporter,
+    cache_key,
+    code_version,
+    diff,
+    rerun_reason,
+    save_artifact,
+    train_step,
+    training_parameters,
+)
+from custseg.store import Store, now
 
-__all__ = ["STEPS", "Execution", "Reporter", "StepRecord", "StepStatus", "run"]
+__all__ = [
+    "EDGES",
+    "STEPS",
+    "Execution",
+    "Reporter",
+    "StepRecord",
+    "StepStatus",
+    "definition",
+    "deploy",
+    "open_store",
+    "run",
+]
 
-STEPS = ("Train", "CreateModel")
+STEPS = ("Train", "CreateModel", "RegisterModel", "DeployEndpoint")
+EDGES = (
+    ("Train", "CreateModel"),
+    ("CreateModel", "RegisterModel"),
+    ("CreateModel", "DeployEndpoint"),
+)
+# the seed's pipeline parameters; `-p` overrides them (and any other key) for one run
+PARAMETERS = (
+    "n_clusters",
+    "n_components",
+    "data_file",
+    "training_instance_type",
+    "inference_instance_type",
+)
 
 
 class StepStatus(StrEnum):
+    PENDING = "Pending"
     EXECUTING = "Executing"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -40,26 +77,17 @@ class StepStatus(StrEnum):
     SKIPPED = "Skipped"
 
 
-class Reporter(Protocol):
-    """Receives progress: a stage starts, advances (fraction in [0, 1]) and ends."""
-
-    def stage(self, name: str, fraction: float) -> None: ...
-
-
-class _Silent:
-    def stage(self, name: str, fraction: float) -> None:
-        return None
-
-
 @dataclass
 class StepRecord:
     name: str
-    status: StepStatus = StepStatus.SKIPPED
+    status: StepStatus = StepStatus.PENDING
     started: str | None = None
     ended: str | None = None
     seconds: float | None = None
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    cached_from: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -75,142 +103,271 @@ class Execution:
     model_version: int | None = None
     endpoint: str | None = None
     error: str | None = None
+    pipeline_version: int | None = None
+    notes: list[str] = field(default_factory=list)
     model: Model | None = field(default=None, repr=False)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+class _Silent:
+    def stage(self, name: str, fraction: float) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        return None
 
 
 def new_execution_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+def open_store(cfg: Config) -> Store:
+    return Store.open(cfg.store_location, cfg.artifacts_location)
 
+
+# -- definitions -----------------------------------------------------------------------------
+
+
+def definition(cfg: Config) -> dict[str, Any]:
+    """The pipeline definition: its steps and edges, parameters with their defaults, and
+    the settings the steps run with."""
+    values = cfg.parameters()
     return {
-        "custseg": __version__,
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("numpy", "pyarrow", "scikit-learn")},
+        "name": cfg.project_name,
+        "steps": [{"name": s, "depends_on": [a for a, b in EDGES if b == s]} for s in STEPS],
+        "parameters": {name: values[name] for name in PARAMETERS},
+        "settings": {k: v for k, v in values.items() if k not in PARAMETERS},
     }
 
 
-def _metrics(result: TrainResult) -> dict[str, Any]:
-    chosen = result.chosen
-    return {
-        "k": chosen.k,
-        "silhouette": chosen.silhouette.to_dict(),
-        "calinski_harabasz": chosen.calinski_harabasz,
-        "davies_bouldin": chosen.davies_bouldin,
-        "inertia": chosen.inertia,
-        "cluster_sizes": chosen.sizes,
-        "selection_metric": result.metric,
-    }
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def train_step(cfg: Config, execution_id: str, reporter: Reporter) -> Model:
-    """Read, engineer features, fit PCA + KMeans, score. Returns the in-memory model."""
-    t0 = time.perf_counter()
-    reporter.stage("Reading data", 0.0)
-    features = cfg.features
-    declared = features.numeric is not None or features.categorical is not None
-    data = read_data(
-        cfg.data_location,
-        delimiter=cfg.csv.delimiter,
-        s3_endpoint_url=cfg.s3.endpoint_url,
-        include=[*(features.numeric or []), *(features.categorical or [])] if declared else None,
-        exclude=features.ignore,
-    )
-    t_read = time.perf_counter() - t0
-    reporter.stage("Feature engineering", 0.0)
-    source = (
-        data.files[0] if len(data.files) == 1 else f"{len(data.files)} files at {cfg.data_location}"
-    )
-    schema = infer_schema(data.table, features, source, header=data.meta.get("header"))
-    missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
-    transform, encoded = fit_features(data.table, schema, data.locate)
-    data.release()  # free the Arrow table before PCA and KMeans: memory matters at 10M rows
-    t_features = time.perf_counter() - t0 - t_read
-    result = train(
-        encoded,
-        transform,
-        k_candidates=cfg.k_candidates,
-        n_components=cfg.n_components,
-        metric=cfg.tuning.metric,
-        random_state=cfg.random_state,
-        n_init=cfg.tuning.n_init,
-        silhouette_sample_size=cfg.tuning.silhouette_sample_size,
-        progress=lambda msg, frac: reporter.stage(msg, frac),
-    )
-    meta = {
-        "execution_id": execution_id,
-        "created_at": _now(),
-        "parameters": cfg.parameters(),
-        "engine": cfg.engine,
-        "metrics": _metrics(result),
-        "candidates": [c.to_dict() for c in result.candidates],
-        "data": {
-            "uri": cfg.data_location,
-            "files": data.files,
-            "sha256": data.sha256,
-            "rows": encoded.n,
-            "delimiter": data.delimiter,
-            "missing": missing,
-        },
-        "timings": {"read": t_read, "features": t_features, **result.timings},
-        "versions": _versions(),
-    }
-    return Model(
-        schema=schema,
-        transform=transform,
-        projection=result.projection,
-        centers=result.clustering.centers,
-        meta=meta,
-    )
+def deploy(cfg: Config, store: Store | None = None) -> tuple[int, bool, list[str]]:
+    """Upsert the definition: (version, whether it is new, what changed)."""
+    store = store or open_store(cfg)
+    new = definition(cfg)
+    latest = store.latest_pipeline(cfg.project_name)
+    version, created = store.upsert_pipeline(cfg.project_name, new, _sha(new))
+    changes: list[str] = []
+    if created and latest is not None:
+        changes = diff(latest[1], new)
+    return version, created, changes
 
 
-def create_model_step(cfg: Config, model: Model, execution_id: str) -> str:
-    """Package the artifact (schema, state, metrics, code version) into the artifact store."""
-    uri = f"{cfg.artifacts_location.rstrip('/')}/executions/{execution_id}/model"
-    if "://" not in uri:
-        uri = str(Path(uri))
-    return save_model(model, uri, s3_endpoint_url=cfg.s3.endpoint_url)
+# -- executions ------------------------------------------------------------------------------
 
 
-def run(cfg: Config, reporter: Reporter | None = None) -> Execution:
-    """Execute the pipeline. Raises the step's CustsegError (with `.execution`) on failure."""
+def run(
+    cfg: Config,
+    reporter: Reporter | None = None,
+    *,
+    no_cache: bool = False,
+    base: Config | None = None,
+) -> Execution:
+    """Execute the pipeline; raises the failing step's CustsegError (with `.execution`).
+
+    `base` is the config as deployed (without this run's `-p` overrides): the definition
+    is upserted from it when missing or stale.
+    """
     reporter = reporter or _Silent()
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
     pa.set_memory_pool(returning_memory_pool())
+    store = open_store(cfg)
+    version, created, changes = deploy(base or cfg, store)
     execution = Execution(
         id=new_execution_id(),
         parameters=cfg.parameters(),
         steps={name: StepRecord(name) for name in STEPS},
+        pipeline_version=version,
     )
+    if created:
+        why = "it was missing" if version == 1 else "changed: " + ", ".join(changes)
+        execution.notes.append(f"deployed pipeline {cfg.project_name} v{version} ({why})")
+        reporter.note(execution.notes[-1])
+    store.create_execution(
+        execution.id,
+        (cfg.project_name, version),
+        execution.parameters,
+        list(STEPS),
+        registry.current_user(),
+    )
+    runner = _Runner(cfg, store, execution, reporter, no_cache)
+    try:
+        runner.run_all()
+    except BaseException as exc:
+        message = (
+            str(exc) if isinstance(exc, CustsegError) else f"interrupted ({type(exc).__name__})"
+        )
+        execution.status, execution.error = StepStatus.FAILED, message
+        store.finish_execution(execution.id, "Failed", message)
+        for rec in execution.steps.values():
+            if rec.status == StepStatus.PENDING:
+                rec.status = StepStatus.SKIPPED
+        if isinstance(exc, CustsegError):
+            exc.execution = execution  # type: ignore[attr-defined]
+        raise
+    execution.status = StepStatus.SUCCEEDED
+    store.finish_execution(execution.id, "Succeeded")
+    return execution
 
-    def step(name: str, fn: Callable[[], Any]) -> Any:
-        rec = execution.steps[name]
-        rec.status, rec.started = StepStatus.EXECUTING, _now()
+
+class _Runner:
+    """Runs the steps of one execution in order, recording each in the store."""
+
+    def __init__(
+        self, cfg: Config, store: Store, execution: Execution, reporter: Reporter, no_cache: bool
+    ) -> None:
+        self.cfg, self.store, self.execution = cfg, store, execution
+        self.reporter, self.no_cache = reporter, no_cache
+
+    def step(self, name: str, body: Callable[[StepRecord], dict[str, Any]]) -> dict[str, Any]:
+        rec = self.execution.steps[name]
+        rec.status, rec.started = StepStatus.EXECUTING, now()
+        self.store.update_step(
+            self.execution.id, name, status=rec.status.value, started_at=rec.started
+        )
         t = time.perf_counter()
         try:
-            out = fn()
-        except CustsegError as exc:
-            rec.status, rec.error = StepStatus.FAILED, str(exc)
-            execution.status, execution.error = StepStatus.FAILED, f"{name}: {exc}"
-            exc.execution = execution  # type: ignore[attr-defined]
+            rec.outputs = body(rec)
+        except BaseException as exc:
+            rec.status, rec.error = StepStatus.FAILED, str(exc) or type(exc).__name__
+            rec.ended, rec.seconds = now(), time.perf_counter() - t
+            self.store.update_step(
+                self.execution.id,
+                name,
+                status="Failed",
+                error=rec.error,
+                ended_at=rec.ended,
+                seconds=rec.seconds,
+            )
             raise
-        finally:
-            rec.ended, rec.seconds = _now(), time.perf_counter() - t
-        rec.status = StepStatus.SUCCEEDED
-        return out
+        if rec.status == StepStatus.EXECUTING:
+            rec.status = StepStatus.SUCCEEDED
+        rec.ended, rec.seconds = now(), time.perf_counter() - t
+        self.store.update_step(
+            self.execution.id,
+            name,
+            status=rec.status.value,
+            ended_at=rec.ended,
+            seconds=rec.seconds,
+            outputs=rec.outputs,
+            cached_from=rec.cached_from,
+            reason=rec.reason,
+        )
+        return rec.outputs
 
-    model: Model = step("Train", lambda: train_step(cfg, execution.id, reporter))
-    execution.steps["Train"].outputs = {"metrics": model.meta["metrics"]}
-    execution.metrics = model.meta["metrics"]
-    reporter.stage("Saving model", 0.0)
-    uri = step("CreateModel", lambda: create_model_step(cfg, model, execution.id))
-    execution.steps["CreateModel"].outputs = {"model_uri": uri}
-    execution.model_uri, execution.model = uri, model
-    execution.status = StepStatus.SUCCEEDED
-    return execution
+    def run_all(self) -> None:
+        cfg, execution = self.cfg, self.execution
+        trained = self.step("Train", self.train)
+        execution.metrics = trained["metrics"]
+        execution.model_uri = trained["model_uri"]
+        created = self.step(
+            "CreateModel",
+            lambda rec: {
+                "model_name": f"{cfg.project_name}-model-{execution.id}",
+                "model_uri": trained["model_uri"],
+                "inference_code_version": code_version(),
+                "input_schema": trained["schema"],
+            },
+        )
+        registered = self.step("RegisterModel", lambda rec: self.register(trained, created))
+        execution.model_version = registered["version"]
+        deployed = self.step("DeployEndpoint", lambda rec: self.deploy(rec, registered))
+        execution.endpoint = deployed.get("endpoint_name")
+
+    def train(self, rec: StepRecord) -> dict[str, Any]:
+        cfg, store = self.cfg, self.store
+        self.reporter.stage("Hashing data", 0.0)
+        files, data_sha = fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
+        inputs: dict[str, Any] = {
+            "data_sha256": data_sha,
+            "parameters": training_parameters(cfg),
+            "code": code_version(),
+        }
+        key = cache_key(data_sha, inputs["parameters"], inputs["code"])
+        self.store.update_step(self.execution.id, "Train", cache_key=key)
+        hit = None if self.no_cache else store.cached_step("Train", key)
+        if hit is not None and self._artifact_loads(hit["outputs"]["model_uri"]):
+            rec.status, rec.cached_from = StepStatus.CACHED, hit["execution_id"]
+            rec.reason = f"inputs match execution {hit['execution_id']}"
+            self.reporter.note(f"Train: cached (from execution {hit['execution_id']})")
+            return dict(hit["outputs"])
+        previous = store.last_successful_step(cfg.project_name, "Train")
+        rec.reason = rerun_reason(previous["outputs"] if previous else None, inputs, self.no_cache)
+        model = train_step(cfg, self.execution.id, self.reporter, data_sha256=data_sha)
+        self.reporter.stage("Saving model", 0.0)
+        uri = save_artifact(cfg, model, self.execution.id)
+        self.execution.model = model
+        return {
+            "model_uri": uri,
+            "metrics": model.meta["metrics"],
+            "inputs": inputs,
+            "schema": model.schema.to_dict(),
+            "data": model.meta["data"] | {"files": files},
+            "engine": cfg.engine,
+        }
+
+    def _artifact_loads(self, uri: str) -> bool:
+        try:
+            load_model(uri, s3_endpoint_url=self.cfg.s3.endpoint_url)
+        except ModelError as exc:
+            self.reporter.note(f"Train: cached artifact unusable, retraining ({exc})")
+            return False
+        return True
+
+    def register(self, trained: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
+        group = registry.group_name(cfg.project_name)
+        data = trained["data"]
+        lineage = {
+            "execution_id": self.execution.id,
+            "trained_by_execution": self.execution.steps["Train"].cached_from or self.execution.id,
+            "data_uri": data["uri"],
+            "data_sha256": data["sha256"],
+            "rows": data["rows"],
+            "parameters": self.execution.parameters,
+            "metrics": trained["metrics"],
+            "code_version": created["inference_code_version"],
+            "engine": trained["engine"],
+            "model_name": created["model_name"],
+        }
+        status = registry.ApprovalStatus.PENDING
+        version = registry.register(
+            self.store,
+            group,
+            execution_id=self.execution.id,
+            artifact_uri=trained["model_uri"],
+            lineage=lineage,
+            status=status,
+            user=registry.current_user(),
+        )
+        return {
+            "group": group,
+            "version": version,
+            "approval_status": status.value,
+            "ref": f"{group}/{version}",
+        }
+
+    def deploy(self, rec: StepRecord, registered: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.deploy.require_approval:
+            pkg = registry.package(self.store, registered["group"], registered["version"])
+            if pkg.approval_status != registry.ApprovalStatus.APPROVED:
+                rec.status = StepStatus.SKIPPED
+                rec.reason = (
+                    f"deploy.require_approval: {pkg.ref} is "
+                    f"{pkg.approval_status.value}; `custseg models approve "
+                    f"{pkg.version}` deploys it"
+                )
+                self.reporter.note(f"DeployEndpoint: skipped ({rec.reason})")
+                return {}
+        return endpoints.create_or_update(
+            self.store,
+            project=cfg.project_name,
+            environment=cfg.environment,
+            group=registered["group"],
+            version=registered["version"],
+            artifact_uri=self.execution.model_uri or "",
+            execution_id=self.execution.id,
+        ).to_dict()

@@ -1,0 +1,299 @@
+"""`custseg executions ...` and `custseg models ...`: reading and changing the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from custseg.errors import CustsegError
+
+if TYPE_CHECKING:
+    from custseg.config import Config
+    from custseg.store import Store
+
+__all__ = ["executions_app", "models_app"]
+
+executions_app = typer.Typer(help="Past runs: list, describe, draw.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model registry: list, describe, approve, reject.", no_args_is_help=True
+)
+
+ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DEFAULT_CONFIG = Path("pipeline_config.yaml")
+
+
+def _open(config: Path) -> tuple[Config, Store]:
+    from custseg.config import load_config
+    from custseg.store import Store
+
+    cfg = load_config(config)
+    return cfg, Store.existing(cfg.store_location, cfg.artifacts_location)
+
+
+def _fail(exc: CustsegError) -> typer.Exit:
+    from custseg.cli import _fail as fail
+
+    return fail(exc)
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, header_style="bold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(highlight=False).print(table)
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+# -- executions ------------------------------------------------------------------------------
+
+
+@executions_app.command("list")
+def executions_list(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="Most recent N.")] = 20,
+) -> None:
+    """Past executions, newest first."""
+    try:
+        _, store = _open(config)
+        rows = store.executions(limit)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    _table(
+        ["id", "status", "started (UTC)", "Train", "model version"],
+        [
+            [
+                r["id"],
+                r["status"],
+                r["started_at"][:19].replace("T", " "),
+                r["steps"][0]["status"],
+                next(
+                    (s["outputs"].get("ref") for s in r["steps"] if s["name"] == "RegisterModel"),
+                    None,
+                ),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@executions_app.command("describe")
+def executions_describe(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """One execution: parameters, each step's status, timing, error, outputs and why it ran."""
+    try:
+        _, store = _open(config)
+        record = store.execution(execution_id)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    out = typer.echo
+    out(f"Execution {record['id']}: {record['status']}")
+    out(f"Pipeline: {record['pipeline_name']} v{record['pipeline_version']}")
+    out(f"Started: {record['started_at']}  Ended: {record['ended_at'] or '-'}")
+    out(f"By: {record['user']} on {record['host']} (pid {record['pid']})")
+    if record["error"]:
+        out(f"Error: {record['error']}")
+    for step in record["steps"]:
+        out(f"- {step['name']}: {step['status']} ({_secs(step['seconds'])})")
+        if step["cached_from"]:
+            out(f"    cached from execution {step['cached_from']}")
+        if step["reason"]:
+            out(f"    why: {step['reason']}")
+        if step["error"]:
+            out(f"    error: {step['error']}")
+        for key in ("model_uri", "ref", "approval_status", "endpoint_name", "endpoint_config_name"):
+            if key in step["outputs"]:
+                out(f"    {key}: {step['outputs'][key]}")
+    out("Parameters: " + json.dumps(record["parameters"], sort_keys=True))
+
+
+@executions_app.command("graph")
+def executions_graph(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="SVG file.")] = None,
+) -> None:
+    """Draw the execution graph (steps coloured by status, with durations) as SVG."""
+    from custseg.graph import render_svg
+
+    try:
+        _, store = _open(config)
+        record = store.execution(execution_id)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    path = output or Path(f"execution-{record['id']}.svg")
+    path.write_text(render_svg(record), encoding="utf-8")
+    typer.echo(f"Wrote {path}")
+
+
+# -- models ----------------------------------------------------------------------------------
+
+GroupOpt = Annotated[
+    str | None,
+    typer.Option("--group", help="Model package group (default: {project_name}-model-group)."),
+]
+
+
+def _group(cfg: Config, group: str | None) -> str:
+    from custseg.registry import group_name
+
+    return group or group_name(cfg.project_name)
+
+
+@models_app.command("list")
+def models_list(
+    config: ConfigOpt = DEFAULT_CONFIG, group: GroupOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Every version in the model group."""
+    from custseg.registry import packages
+
+    try:
+        cfg, store = _open(config)
+        found = packages(store, _group(cfg, group))
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in found], indent=2))
+        return
+    _table(
+        ["version", "status", "created (UTC)", "execution", "k", "silhouette", "rows"],
+        [
+            [
+                p.version,
+                p.approval_status.value,
+                p.created_at[:19].replace("T", " "),
+                p.execution_id,
+                p.lineage["metrics"]["k"],
+                f"{p.lineage['metrics']['silhouette']['value']:.4f}",
+                f"{p.lineage['rows']:,}",
+            ]
+            for p in found
+        ],
+    )
+
+
+@models_app.command("describe")
+def models_describe(
+    version: Annotated[int, typer.Argument(help="Model version.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    group: GroupOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A model version with its lineage and approval history."""
+    from custseg.registry import package
+
+    try:
+        cfg, store = _open(config)
+        pkg = package(store, _group(cfg, group), version)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(pkg.to_dict(), indent=2))
+        return
+    lin = pkg.lineage
+    out = typer.echo
+    out(f"Model {pkg.ref}: {pkg.approval_status.value}")
+    out(f"Artifact: {pkg.artifact_uri}")
+    out(f"Execution: {lin['execution_id']} (trained by {lin['trained_by_execution']})")
+    out(f"Data: {lin['data_uri']} ({lin['rows']:,} rows, sha256 {lin['data_sha256']})")
+    code = lin["code_version"]
+    out(
+        f"Code: custseg {code['package']}, git {code['git_commit'] or 'unknown'}"
+        + (" (dirty)" if code.get("git_dirty") else "")
+    )
+    out(f"Engine: {lin['engine']}; previous version: {lin['previous_version'] or '-'}")
+    m = lin["metrics"]
+    out(
+        f"Metrics: k={m['k']}, silhouette {m['silhouette']['value']:.4f}, "
+        f"Calinski-Harabasz {m['calinski_harabasz']:.2f}, "
+        f"Davies-Bouldin {m['davies_bouldin']:.4f}"
+    )
+    out("Parameters: " + json.dumps(lin["parameters"], sort_keys=True))
+    out("History:")
+    for h in pkg.history:
+        out(
+            f"- {h['at']} {h['by']}: {h['from_status'] or '(new)'} -> {h['to_status']}"
+            + (f" ({h['comment']})" if h["comment"] else "")
+        )
+
+
+def _set_status(
+    version: int, to: str, config: Path, group: str | None, comment: str | None, by: str | None
+) -> None:
+    from custseg import deploy
+    from custseg.registry import ApprovalStatus, current_user, set_approval
+
+    try:
+        cfg, store = _open(config)
+        pkg = set_approval(
+            store,
+            _group(cfg, group),
+            version,
+            ApprovalStatus(to),
+            by=by or current_user(),
+            comment=comment,
+        )
+        typer.echo(
+            f"Model {pkg.ref}: {pkg.history[-1]['from_status']} -> "
+            f"{pkg.approval_status.value} (by {pkg.history[-1]['by']})"
+        )
+        if pkg.approval_status == ApprovalStatus.APPROVED and cfg.deploy.require_approval:
+            done = deploy.create_or_update(
+                store,
+                project=cfg.project_name,
+                environment=cfg.environment,
+                group=pkg.group,
+                version=pkg.version,
+                artifact_uri=pkg.artifact_uri,
+                execution_id=pkg.execution_id,
+            )
+            typer.echo(f"Endpoint: {done.endpoint} -> {done.config} ({done.action})")
+    except CustsegError as exc:
+        raise _fail(exc) from None
+
+
+CommentOpt = Annotated[str | None, typer.Option("--comment", help="Why (kept in the audit).")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: the OS user).")]
+
+
+@models_app.command("approve")
+def models_approve(
+    version: Annotated[int, typer.Argument(help="Model version.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    group: GroupOpt = None,
+    comment: CommentOpt = None,
+    by: ByOpt = None,
+) -> None:
+    """Approve a version (and deploy it when deploy.require_approval is set)."""
+    _set_status(version, "Approved", config, group, comment, by)
+
+
+@models_app.command("reject")
+def models_reject(
+    version: Annotated[int, typer.Argument(help="Model version.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    group: GroupOpt = None,
+    comment: CommentOpt = None,
+    by: ByOpt = None,
+) -> None:
+    """Reject a version."""
+    _set_status(version, "Rejected", config, group, comment, by)
