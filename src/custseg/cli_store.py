@@ -175,13 +175,12 @@ def models_list(
         typer.echo(json.dumps([p.to_dict() for p in found], indent=2))
         return
     _table(
-        ["version", "status", "created (UTC)", "execution", "k", "silhouette", "rows"],
+        ["version", "status", "created (UTC)", "k", "silhouette", "rows"],
         [
             [
                 p.version,
                 p.approval_status.value,
-                p.created_at[:19].replace("T", " "),
-                p.execution_id,
+                p.created_at[:16].replace("T", " "),
                 p.lineage["metrics"]["k"],
                 f"{p.lineage['metrics']['silhouette']['value']:.4f}",
                 f"{p.lineage['rows']:,}",
