@@ -33,7 +33,8 @@ Targets: custseg k=3 >= 5x faster than the baseline (whole-process wall time); t
 sweep 2..10 within 3x of custseg's k=3 time; custseg's peak RSS <= 3x the float64
 feature matrix (rows x 6 features x 8 bytes).
 
-Usage: uv run python benchmarks/bench_train.py [--sizes 1000000 10000000] [--repeat 1]
+Usage: uv sync --compile-bytecode   # once: byte-compiled imports, for both sides alike
+       uv run python benchmarks/bench_train.py [--sizes 1000000 10000000] [--repeat 1]
 Prints the tables and writes benchmarks/out/bench_train-<UTC time>.json (everything,
 including each command's stderr tail and custseg's stage timings) and a .md of the tables.
 Exit status 0 when every target passes, 1 otherwise.
