@@ -136,12 +136,40 @@ def _print_summary(execution: Execution) -> None:
         out(f"Model version: {registered['ref']} ({registered['approval_status']})")
     deployed = execution.steps["DeployEndpoint"]
     if deployed.outputs:
+        d = deployed.outputs
         out(
-            f"Endpoint: {deployed.outputs['endpoint_name']} -> "
-            f"{deployed.outputs['endpoint_config_name']} ({deployed.outputs['action']})"
+            f"Endpoint: {d['endpoint_name']} -> {d['endpoint_config_name']} "
+            f"({d['action']}, {d['status']})"
         )
+        if d.get("url"):
+            _print_examples(d["url"], d["endpoint_name"], execution.model_uri)
+        elif d.get("note"):
+            out(f"  {d['note']}")
     elif deployed.reason:
         out(f"Endpoint: not deployed ({deployed.reason})")
+
+
+def _print_examples(url: str, endpoint: str, model_uri: str | None) -> None:
+    """Ready-to-paste calls of the live endpoint, with a record the model accepts."""
+    from custseg.model import load_model
+
+    record: dict[str, Any] = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
+    if model_uri:
+        t = load_model(model_uri).transform
+        record = {c: round(float(m), 2) for c, m in zip(t.numeric, t.medians, strict=True)}
+        record |= dict(zip(t.categorical, t.modes, strict=True))
+    body = json.dumps(record)
+    out = typer.echo
+    out(f"URL: {url}/endpoints/{endpoint}/invocations")
+    out(
+        f"  curl -s {url}/endpoints/{endpoint}/invocations -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )
+    out(
+        f'  boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1", '
+        f'aws_access_key_id="x", aws_secret_access_key="x").invoke_endpoint('
+        f'EndpointName="{endpoint}", ContentType="application/json", Body=json.dumps({body}))'
+    )
 
 
 @app.command()
@@ -273,7 +301,14 @@ def main() -> None:
         raise SystemExit(130) from None
 
 
-from custseg.cli_store import executions_app, models_app  # noqa: E402  (they use the helpers above)
+# the other command groups use the helpers above
+from custseg.cli_endpoints import endpoints_app, serve  # noqa: E402
+from custseg.cli_store import executions_app, models_app  # noqa: E402
 
 app.add_typer(executions_app, name="executions")
 app.add_typer(models_app, name="models")
+app.add_typer(endpoints_app, name="endpoints")
+app.command()(serve)
+
+if __name__ == "__main__":
+    main()

@@ -265,7 +265,11 @@ def _set_status(
                 artifact_uri=pkg.artifact_uri,
                 execution_id=pkg.execution_id,
             )
-            typer.echo(f"Endpoint: {done.endpoint} -> {done.config} ({done.action})")
+            live = deploy.make_live(store, cfg, done)
+            typer.echo(
+                f"Endpoint: {done.endpoint} -> {done.config} ({done.action}, "
+                f"{live['status']}{', ' + live['url'] if live['url'] else ''})"
+            )
     except CustsegError as exc:
         raise _fail(exc) from None
 

@@ -8,6 +8,7 @@ expected and what was found; unknown keys are errors (with a "did you mean" hint
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "Features",
     "KRange",
     "Tuning",
+    "env_overrides",
     "load_config",
     "parse_override",
 ]
@@ -89,9 +91,12 @@ class SparkOptions(_Section):
 
 class EndpointOptions(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
     api_key_env: str | None = None
+    # `custseg run` starts the endpoint server in the background when none is running
+    autostart: bool = False  # TEMP
+    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
 
 
 class DeployOptions(_Section):
@@ -203,6 +208,20 @@ class Config(_Section):
             return list(range(self.n_clusters.min, self.n_clusters.max + 1))
         return list(range(AUTO_K_RANGE[0], AUTO_K_RANGE[1] + 1))
 
+    def api_key(self) -> str | None:
+        """The endpoint API key, read from the environment variable the config names."""
+        import os
+
+        name = self.endpoint.api_key_env
+        if name is None:
+            return None
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(
+                f"endpoint.api_key_env names the environment variable {name!r}, which is not set"
+            )
+        return value
+
     def parameters(self) -> dict[str, Any]:
         """The resolved pipeline parameters, as recorded with a run."""
         return self.model_dump(mode="json", exclude={"config_dir"})
@@ -274,11 +293,32 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return f"invalid config {source}: " + "; ".join(lines)
 
 
+ENV_PREFIX = "CUSTSEG__"
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Keys set in the environment: `CUSTSEG__ENDPOINT__PORT=9000` sets endpoint.port.
+
+    They apply over the file and under `-p`; values are YAML scalars, as for `-p`.
+    """
+    out = {}
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+            out[key] = parse_override(f"{key}={raw}")[1]
+    return out
+
+
 def load_config(
     path: str | Path = DEFAULT_CONFIG_FILE,
     overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read, override and validate a config file. Raises ConfigError with the key path."""
+    """Read, override and validate a config file. Raises ConfigError with the key path.
+
+    Precedence: the file, then `CUSTSEG__SECTION__KEY` environment variables, then
+    `overrides` (`-p NAME=VALUE`).
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(
@@ -300,7 +340,10 @@ def load_config(
             f"config {file}: expected a mapping of keys at the top level, "
             f"found {type(data).__name__}"
         )
-    return config_from_dict(data, overrides, config_dir=file.resolve().parent, source=str(file))
+    import os
+
+    merged = {**env_overrides(os.environ if environ is None else environ), **(overrides or {})}
+    return config_from_dict(data, merged, config_dir=file.resolve().parent, source=str(file))
 
 
 def config_from_dict(

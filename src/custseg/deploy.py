@@ -9,14 +9,30 @@ beside the old one and switches to it (see `inference`).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from custseg.config import Config
+from custseg.errors import DeployError
 from custseg.store import Store, now
 
-__all__ = ["Deployment", "config_name", "create_or_update", "endpoint_name"]
+__all__ = [
+    "Deployment",
+    "config_name",
+    "create_or_update",
+    "delete",
+    "endpoint_name",
+    "endpoint_record",
+    "endpoint_records",
+    "make_live",
+    "revert",
+    "rollback",
+    "wait_until_served",
+]
 
 
 @dataclass(frozen=True)
@@ -82,3 +98,178 @@ def create_or_update(
             (config, row["config_name"], now(), name),
         )
         return Deployment(name, config, "updated", row["config_name"])
+
+
+def endpoint_record(store: Store, name: str) -> dict[str, Any] | None:
+    """An endpoint as recorded: status, current and previous config, config history."""
+    with store.read() as conn:
+        row = conn.execute("SELECT * FROM endpoints WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        configs = conn.execute(
+            "SELECT name, group_name, version, artifact_uri, execution_id, created_at FROM "
+            "endpoint_configs WHERE endpoint_name = ? ORDER BY created_at",
+            (name,),
+        ).fetchall()
+        workers = conn.execute(
+            "SELECT pid, config_name, status, reason, updated_at FROM endpoint_workers WHERE "
+            "endpoint_name = ?",
+            (name,),
+        ).fetchall()
+    current = next((dict(c) for c in configs if c["name"] == row["config_name"]), None)
+    return {
+        **dict(row),
+        "model_version": (f"{current['group_name']}/{current['version']}" if current else None),
+        "history": [dict(c) for c in configs],
+        "workers": [dict(w) for w in workers],
+    }
+
+
+def endpoint_records(store: Store) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        names = [r["name"] for r in conn.execute("SELECT name FROM endpoints ORDER BY name")]
+    return [r for r in (endpoint_record(store, n) for n in names) if r is not None]
+
+
+def set_status(store: Store, name: str, status: str, reason: str | None = None) -> None:
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ? WHERE name = ?",
+            (status, reason, now(), name),
+        )
+
+
+def revert(store: Store, name: str, failed_config: str, reason: str) -> None:
+    """Put the endpoint back on its previous config after `failed_config` was refused."""
+    with store.write() as conn:
+        row = conn.execute(
+            "SELECT config_name, previous_config_name FROM endpoints WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None or row["config_name"] != failed_config:
+            return
+        if row["previous_config_name"] is None:
+            conn.execute(
+                "UPDATE endpoints SET status = 'Failed', status_reason = ?, "
+                "updated_at = ? WHERE name = ?",
+                (reason, now(), name),
+            )
+        else:
+            conn.execute(
+                "UPDATE endpoints SET config_name = previous_config_name, previous_config_name ="
+                " NULL, status = 'InService', status_reason = ?, updated_at = ? WHERE name = ?",
+                (f"update to {failed_config} failed: {reason}", now(), name),
+            )
+
+
+def rollback(store: Store, name: str) -> Deployment:
+    """Return the endpoint to the config before its current one (a new switch)."""
+    with store.write() as conn:
+        row = conn.execute("SELECT config_name FROM endpoints WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise DeployError(f"no endpoint {name!r}")
+        previous = conn.execute(
+            "SELECT name FROM endpoint_configs WHERE endpoint_name = ? AND created_at < "
+            "(SELECT created_at FROM endpoint_configs WHERE name = ?) ORDER BY created_at DESC "
+            "LIMIT 1",
+            (name, row["config_name"]),
+        ).fetchone()
+        if previous is None:
+            raise DeployError(f"endpoint {name!r} has no earlier config to roll back to")
+        conn.execute(
+            "UPDATE endpoints SET config_name = ?, previous_config_name = ?, status = "
+            "'Updating', status_reason = 'rollback', updated_at = ? WHERE name = ?",
+            (previous["name"], row["config_name"], now(), name),
+        )
+    return Deployment(name, previous["name"], "updated", row["config_name"])
+
+
+def delete(store: Store, name: str) -> None:
+    with store.write() as conn:
+        found = conn.execute(
+            "UPDATE endpoints SET status = 'Deleted', updated_at = ? WHERE "
+            "name = ? AND status != 'Deleted'",
+            (now(), name),
+        ).rowcount
+    if not found:
+        raise DeployError(f"no endpoint {name!r}")
+
+
+def wait_until_served(store: Store, name: str, config: str, timeout: float = 30.0) -> None:
+    """Wait until every live server worker serves `config` for endpoint `name`.
+
+    Raises DeployError (after reverting the endpoint) when a worker refuses the model, or
+    when the switch does not happen within `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.read() as conn:
+            workers = [
+                r["pid"]
+                for r in conn.execute("SELECT pid FROM endpoint_workers WHERE endpoint_name = '*'")
+                if _alive(r["pid"])
+            ]
+            rows = {
+                r["pid"]: dict(r)
+                for r in conn.execute(
+                    "SELECT pid, config_name, status, reason FROM endpoint_workers WHERE "
+                    "endpoint_name = ?",
+                    (name,),
+                )
+            }
+        failed = [
+            rows[p]
+            for p in workers
+            if p in rows and rows[p]["config_name"] == config and rows[p]["status"] == "Failed"
+        ]
+        if failed:
+            reason = failed[0]["reason"]
+            revert(store, name, config, reason)
+            raise DeployError(f"endpoint {name} stays on its previous model: {reason}")
+        if workers and all(
+            p in rows and rows[p]["config_name"] == config and rows[p]["status"] == "InService"
+            for p in workers
+        ):
+            set_status(store, name, "InService")
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"endpoint {name}: the server did not switch to {config} within "
+                f"{timeout:.0f} s (see the server log)"
+            )
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, Any]:
+    """Have the endpoint server serve `deployment`: start the store's background server
+    when none runs (and `endpoint.autostart`), then wait for every worker to switch."""
+    from custseg.server import running_server, start_background
+
+    server = running_server(store)
+    if server is None and cfg.endpoint.autostart:
+        server = start_background(
+            store,
+            host=cfg.endpoint.host,
+            port=cfg.endpoint.port,
+            workers=cfg.endpoint.workers,
+            api_key_env=cfg.endpoint.api_key_env,
+            s3_endpoint_url=cfg.s3.endpoint_url,
+            max_body=cfg.endpoint.max_body_bytes,
+        )
+    if server is None:
+        return {
+            "status": "Creating" if deployment.action == "created" else "Updating",
+            "url": None,
+            "note": "no endpoint server runs for this store: `custseg serve` serves it",
+        }
+    wait_until_served(store, deployment.endpoint, deployment.config)
+    return {"status": "InService", "url": server.url}

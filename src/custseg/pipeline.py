@@ -362,7 +362,7 @@ class _Runner:
                 )
                 self.reporter.note(f"DeployEndpoint: skipped ({rec.reason})")
                 return {}
-        return endpoints.create_or_update(
+        deployment = endpoints.create_or_update(
             self.store,
             project=cfg.project_name,
             environment=cfg.environment,
@@ -370,4 +370,6 @@ class _Runner:
             version=registered["version"],
             artifact_uri=self.execution.model_uri or "",
             execution_id=self.execution.id,
-        ).to_dict()
+        )
+        self.reporter.stage("Deploying endpoint", 0.0)
+        return deployment.to_dict() | endpoints.make_live(self.store, cfg, deployment)

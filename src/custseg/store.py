@@ -115,6 +115,25 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: what each server worker serves, so deploys can wait for (or fail on) the switch
+    """
+    CREATE TABLE endpoint_workers (
+        endpoint_name TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        config_name TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (endpoint_name, pid)
+    );
+    CREATE TABLE servers (
+        pid INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        workers INTEGER NOT NULL,
+        started_at TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,241 @@
+"""`custseg serve` and `custseg endpoints ...`: the endpoint server and its endpoints."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from custseg.errors import CustsegError, DeployError
+
+if TYPE_CHECKING:
+    from custseg.store import Store
+
+__all__ = ["endpoints_app", "serve"]
+
+endpoints_app = typer.Typer(
+    help="Endpoints: list, describe, invoke, rollback, delete.", no_args_is_help=True
+)
+ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DEFAULT_CONFIG = Path("pipeline_config.yaml")
+
+
+def _fail(exc: CustsegError) -> typer.Exit:
+    from custseg.cli import _fail as fail
+
+    return fail(exc)
+
+
+def _store(config: Path) -> Store:
+    from custseg.cli_store import _open
+
+    return _open(config)[1]
+
+
+def serve(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    store: Annotated[str | None, typer.Option(help="Store folder (instead of -c).")] = None,
+    artifacts: Annotated[str | None, typer.Option(help="Artifact location (with --store).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: endpoint.port).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key.")
+    ] = None,
+    s3_endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint.")] = None,
+    max_body: Annotated[int | None, typer.Option(help="Request body limit in bytes.")] = None,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated", help="Allow a non-loopback bind without an API key."
+        ),
+    ] = False,
+) -> None:
+    """Run the endpoint server in the foreground (every endpoint of the store)."""
+    import os
+
+    from custseg.config import load_config
+    from custseg.errors import ConfigError
+    from custseg.server import serve as run_server
+    from custseg.store import Store
+
+    try:
+        if store is not None:
+            opened = Store.open(store, artifacts)
+            key_env = api_key_env
+            settings: dict[str, Any] = {
+                "host": "127.0.0.1",
+                "port": 8080,
+                "workers": 2,
+                "max_body": None,
+            }
+        else:
+            cfg = load_config(config)
+            opened = Store.open(cfg.store_location, cfg.artifacts_location)
+            key_env = api_key_env or cfg.endpoint.api_key_env
+            s3_endpoint_url = s3_endpoint_url or cfg.s3.endpoint_url
+            settings = {
+                "host": cfg.endpoint.host,
+                "port": cfg.endpoint.port,
+                "workers": cfg.endpoint.workers,
+                "max_body": cfg.endpoint.max_body_bytes,
+            }
+        key = os.environ.get(key_env) if key_env else None
+        if key_env and not key:
+            raise ConfigError(f"the API key variable {key_env!r} is not set")
+        run_server(
+            opened,
+            host=host or settings["host"],
+            port=port or settings["port"],
+            workers=workers or settings["workers"],
+            api_key=key,
+            allow_unauthenticated=allow_unauthenticated,
+            s3_endpoint_url=s3_endpoint_url,
+            max_body=max_body or settings["max_body"],
+        )
+    except CustsegError as exc:
+        raise _fail(exc) from None
+
+
+@endpoints_app.command("list")
+def endpoints_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
+    """Endpoints of the store, with status, config and model version."""
+    from custseg.cli_store import _table
+    from custseg.deploy import endpoint_records
+
+    try:
+        records = endpoint_records(_store(config))
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    _table(
+        ["name", "status", "model version", "config"],
+        [[r["name"], r["status"], r["model_version"], r["config_name"]] for r in records],
+    )
+
+
+@endpoints_app.command("describe")
+def endpoints_describe(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """An endpoint: status, current and previous config, history, workers, URL."""
+    from custseg.deploy import endpoint_record
+    from custseg.server import running_server
+
+    try:
+        store = _store(config)
+        record = endpoint_record(store, name)
+        if record is None:
+            raise DeployError(f"no endpoint {name!r} (see `custseg endpoints list`)")
+        server = running_server(store)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    record["url"] = f"{server.url}/endpoints/{name}/invocations" if server else None
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    out = typer.echo
+    out(
+        f"Endpoint {name}: {record['status']}"
+        + (f" ({record['status_reason']})" if record["status_reason"] else "")
+    )
+    out(f"Model version: {record['model_version']}")
+    out(f"Config: {record['config_name']} (previous: {record['previous_config_name'] or '-'})")
+    out(f"URL: {record['url'] or 'not served (no server running: custseg serve)'}")
+    out("History:")
+    for h in record["history"]:
+        out(f"- {h['created_at']} {h['name']}: {h['group_name']}/{h['version']}")
+
+
+def _post(url: str, body: bytes, content_type: str, api_key: str | None) -> tuple[int, str]:
+    headers = {"Content-Type": content_type}
+    if api_key:
+        headers["X-Api-Key"] = api_key
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeployError(f"cannot reach the endpoint server at {url}: {exc}") from exc
+
+
+@endpoints_app.command("invoke")
+def endpoints_invoke(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    body: Annotated[str | None, typer.Option("--body", help="A JSON body.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="A .json or .csv file.")] = None,
+) -> None:
+    """Send records to an endpoint and print the predictions."""
+    from custseg.config import load_config
+    from custseg.server import running_server
+
+    try:
+        cfg = load_config(config)
+        store = _store(config)
+        server = running_server(store)
+        if server is None:
+            raise DeployError("no endpoint server runs for this store (start: custseg serve)")
+        if (body is None) == (file is None):
+            raise DeployError("pass exactly one of --body JSON or --file FILE")
+        data = body.encode() if body is not None else Path(file).read_bytes()  # type: ignore[arg-type]
+        kind = (
+            "text/csv"
+            if file is not None and file.suffix.lower() == ".csv"
+            else ("application/json")
+        )
+        status, text = _post(
+            f"{server.url}/endpoints/{name}/invocations", data, kind, cfg.api_key()
+        )
+    except (CustsegError, OSError) as exc:
+        raise _fail(exc if isinstance(exc, CustsegError) else DeployError(str(exc))) from None
+    if status != 200:
+        raise _fail(DeployError(f"HTTP {status}: {text.strip()}"))
+    typer.echo(text)
+
+
+@endpoints_app.command("rollback")
+def endpoints_rollback(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
+) -> None:
+    """Return the endpoint to its previous config, with the same zero-downtime switch."""
+    from custseg.deploy import rollback, wait_until_served
+    from custseg.server import running_server
+
+    try:
+        store = _store(config)
+        done = rollback(store, name)
+        if running_server(store) is not None:
+            wait_until_served(store, name, done.config)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Endpoint {name}: {done.previous_config} -> {done.config}")
+
+
+@endpoints_app.command("delete")
+def endpoints_delete(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
+) -> None:
+    """Stop serving an endpoint (the last one stops the background server)."""
+    from custseg.deploy import delete, endpoint_records
+    from custseg.server import stop
+
+    try:
+        store = _store(config)
+        delete(store, name)
+        live = [r for r in endpoint_records(store) if r["status"] != "Deleted"]
+        stopped = stop(store) if not live else False
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Endpoint {name} deleted" + ("; the endpoint server stopped" if stopped else ""))

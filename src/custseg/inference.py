@@ -1,0 +1,368 @@
+"""The endpoint server: one ASGI app hosting every endpoint of a store.
+
+Routes (SPEC section 6): `GET /ping`, `POST /invocations` (the single endpoint),
+`POST /endpoints/{name}/invocations` (the SageMaker runtime path, so boto3's
+`invoke_endpoint` works unchanged), `GET /endpoints`, `GET /endpoints/{name}`,
+`GET /metrics` (Prometheus), `GET /openapi.json` and `GET /docs`.
+
+A raw ASGI app (no framework) on uvicorn with orjson: a request is parsed, scored by the
+numpy scorer and answered in well under a millisecond. Errors carry boto3's error shape
+(`x-amzn-ErrorType` header, `message` in the body), so boto3 raises ValidationError etc.
+with our message. Each worker follows the store (see `serving`) in a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from custseg.errors import CustsegError
+from custseg.serving import ENDPOINT_NAME, EndpointTable, Served
+from custseg.store import Store
+from custseg.wire import WireError, parse_body, render
+
+__all__ = ["App", "Settings", "create_app"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DEFAULT_MAX_BODY = 6 * 1024 * 1024  # SageMaker's payload limit
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ERROR_TYPES = {
+    400: "ValidationError",
+    401: "AccessDeniedException",
+    404: "ValidationError",
+    405: "ValidationError",
+    413: "ValidationError",
+    415: "ValidationError",
+    503: "ServiceUnavailable",
+    500: "InternalFailure",
+}
+
+
+class Settings:
+    """Server settings, from the environment (uvicorn workers are separate processes)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if env is None else env)
+        self.store = env.get("CUSTSEG_STORE", ".custseg")
+        self.artifacts = env.get("CUSTSEG_ARTIFACTS") or None
+        self.s3_endpoint_url = env.get("CUSTSEG_S3_ENDPOINT_URL") or None
+        self.api_key = env.get("CUSTSEG_API_KEY") or None
+        self.max_body = int(env.get("CUSTSEG_MAX_BODY", DEFAULT_MAX_BODY))
+        self.sync_interval = float(env.get("CUSTSEG_SYNC_INTERVAL", "0.1"))
+
+
+class Metrics:
+    """Per-worker Prometheus counters and a latency histogram, per endpoint and version."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.records: dict[tuple[str, str], int] = defaultdict(int)
+        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
+        self.sums: dict[tuple[str, str], float] = defaultdict(float)
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+
+    def observe(
+        self, endpoint: str, version: str, status: int, seconds: float, records: int
+    ) -> None:
+        self.requests[(endpoint, version, status)] += 1
+        if status == 200:
+            key = (endpoint, version)
+            self.records[key] += records
+            self.sums[key] += seconds
+            self.counts[key] += 1
+            counts = self.buckets[key]
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+
+    def render(self) -> bytes:
+        pid = os.getpid()
+        lines = [
+            "# HELP custseg_requests_total Invocations by endpoint, model version and "
+            "HTTP status (this worker).",
+            "# TYPE custseg_requests_total counter",
+        ]
+        for (ep, ver, status), n in sorted(self.requests.items()):
+            lines.append(
+                f'custseg_requests_total{{endpoint="{ep}",version="{ver}",'
+                f'status="{status}",worker="{pid}"}} {n}'
+            )
+        lines += [
+            "# HELP custseg_records_total Records scored (this worker).",
+            "# TYPE custseg_records_total counter",
+        ]
+        for (ep, ver), n in sorted(self.records.items()):
+            lines.append(
+                f'custseg_records_total{{endpoint="{ep}",version="{ver}",worker="{pid}"}} {n}'
+            )
+        lines += [
+            "# HELP custseg_request_seconds Invocation latency (this worker).",
+            "# TYPE custseg_request_seconds histogram",
+        ]
+        for (ep, ver), counts in sorted(self.buckets.items()):
+            labels = f'endpoint="{ep}",version="{ver}",worker="{pid}"'
+            cumulative = 0
+            for bound, n in zip(BUCKETS, counts, strict=True):
+                cumulative = n
+                lines.append(
+                    f'custseg_request_seconds_bucket{{{labels},le="{bound}"}} {cumulative}'
+                )
+            lines.append(
+                f'custseg_request_seconds_bucket{{{labels},le="+Inf"}} {self.counts[(ep, ver)]}'
+            )
+            lines.append(f"custseg_request_seconds_sum{{{labels}}} {self.sums[(ep, ver)]}")
+            lines.append(f"custseg_request_seconds_count{{{labels}}} {self.counts[(ep, ver)]}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+class App:
+    """The ASGI application (one per worker process)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store.existing(settings.store, settings.artifacts)
+        self.table = EndpointTable(self.store, settings.s3_endpoint_url)
+        self.metrics = Metrics()
+        self._task: asyncio.Task[None] | None = None
+        self._api_key = settings.api_key.encode() if settings.api_key else None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def _follow_store(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self.table.sync)
+            except Exception as exc:  # a store hiccup must not stop the worker; retry
+                print(f"custseg: syncing endpoints failed: {exc}", flush=True)
+            await asyncio.sleep(self.settings.sync_interval)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await asyncio.get_running_loop().run_in_executor(None, self.table.sync)
+                self.table.register_worker()
+                self._task = asyncio.create_task(self._follow_store())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._task:
+                    self._task.cancel()
+                self.table.forget_worker()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- responses ------------------------------------------------------------------------
+    @staticmethod
+    async def _send(
+        send: Send,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    *(headers or []),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _json(self, send: Send, status: int, payload: Any) -> None:
+        await self._send(send, status, orjson.dumps(payload), "application/json")
+
+    async def _error(self, send: Send, status: int, message: str) -> None:
+        error_type = ERROR_TYPES.get(status, "ValidationError")
+        body = orjson.dumps({"message": message, "ErrorCode": error_type, "status": status})
+        await self._send(
+            send, status, body, "application/json", [(b"x-amzn-errortype", error_type.encode())]
+        )
+
+    # -- requests -------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path.endswith("/invocations"):
+            if method != "POST":
+                await self._error(send, 405, "invocations take POST")
+                return
+            await self._invoke(scope, receive, send, path)
+        elif method != "GET":
+            await self._error(send, 405, f"{method} {path} is not supported")
+        elif path == "/ping":
+            await self._ping(send)
+        elif path == "/endpoints":
+            await self._json(
+                send, 200, {"endpoints": [self._describe(s) for s in self.table.live.values()]}
+            )
+        elif path.startswith("/endpoints/"):
+            await self._endpoint(send, path.removeprefix("/endpoints/"))
+        elif path == "/metrics":
+            await self._send(send, 200, self.metrics.render(), "text/plain; version=0.0.4")
+        elif path == "/openapi.json":
+            from custseg.openapi import SPEC
+
+            await self._json(send, 200, SPEC)
+        elif path in ("/docs", "/"):
+            from custseg.openapi import docs_html
+
+            await self._send(send, 200, docs_html().encode(), "text/html; charset=utf-8")
+        else:
+            await self._error(send, 404, f"no route {path} (see /docs)")
+
+    async def _ping(self, send: Send) -> None:
+        if not self.table.live:
+            await self._error(send, 503, "no endpoint has a model yet")
+        elif self.table.failed and any(n not in self.table.live for n in self.table.failed):
+            await self._error(send, 503, "an endpoint failed to load its model")
+        else:
+            await self._send(send, 200, b"", "text/plain")
+
+    def _describe(self, served: Served) -> dict[str, Any]:
+        return {
+            "name": served.name,
+            "status": "InService",
+            "config": served.config,
+            "model_version": served.ref,
+            "loaded_at": served.loaded_at,
+            "input_columns": served.model.input_columns,
+            "k": served.model.k,
+            "segments": served.segment_names,
+        }
+
+    async def _endpoint(self, send: Send, name: str) -> None:
+        served = self.table.get(name)
+        if served is None:
+            await self._error(send, 404, f"no endpoint {name!r}")
+            return
+        from custseg.deploy import endpoint_record
+
+        record = await asyncio.get_running_loop().run_in_executor(
+            None, endpoint_record, self.store, name
+        )
+        await self._json(send, 200, self._describe(served) | {"record": record})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_body
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise WireError(
+                    413, f"request body of {int(value):,} bytes is over the {limit:,}-byte limit"
+                )
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise WireError(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise WireError(413, f"request body is over the {limit:,}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        if self._api_key is None:
+            return True
+        offered = headers.get(b"x-api-key")
+        auth = headers.get(b"authorization", b"")
+        if offered is None and auth.lower().startswith(b"bearer "):
+            offered = auth[7:].strip()
+        if offered is None:  # boto3 callers: CustomAttributes="api_key=..."
+            for part in headers.get(b"x-amzn-sagemaker-custom-attributes", b"").split(b","):
+                key, _, value = part.strip().partition(b"=")
+                if key == b"api_key":
+                    offered = value
+        return offered is not None and hmac.compare_digest(offered, self._api_key)
+
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        if path == "/invocations":
+            live = list(self.table.live)
+            if len(live) != 1:
+                message = (
+                    "no endpoint has a model yet"
+                    if not live
+                    else f"{len(live)} endpoints ({', '.join(sorted(live))}): "
+                    f"POST /endpoints/NAME/invocations"
+                )
+                await self._error(send, 503 if not live else 400, message)
+                return
+            name = live[0]
+        else:
+            name = path.removeprefix("/endpoints/").removesuffix("/invocations")
+            if not ENDPOINT_NAME.match(name):
+                await self._error(send, 400, f"invalid endpoint name {name!r}")
+                return
+        if not self._authorised(headers):
+            await self._error(
+                send,
+                401,
+                "missing or wrong API key (send X-Api-Key, "
+                "Authorization: Bearer, or CustomAttributes api_key=)",
+            )
+            return
+        served = self.table.get(name)  # held for the whole request: a switch cannot tear it
+        if served is None:
+            status = 503 if name in self.table.failed else 404
+            await self._error(
+                send,
+                status,
+                f"no endpoint {name!r}"
+                if status == 404
+                else f"endpoint {name!r} has no model: {self.table.failed[name][1]}",
+            )
+            return
+        try:
+            body = await self._read_body(scope, receive)
+            content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
+            records = parse_body(body, content_type, served.model.input_columns)
+            labels, distances = served.model.score_encoded(served.model.encode_records(records))
+        except WireError as exc:
+            self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
+            await self._error(send, exc.status, exc.message)
+            return
+        except CustsegError as exc:
+            self.metrics.observe(name, served.ref, 400, 0.0, 0)
+            await self._error(send, 400, str(exc))
+            return
+        accept = headers.get(b"accept", b"application/json").decode("latin-1")
+        out, media = render(labels, distances, served.segment_names, accept)
+        await self._send(
+            send,
+            200,
+            out,
+            media,
+            [
+                (b"x-custseg-model-version", served.ref.encode()),
+                (b"x-amzn-invoked-production-variant", served.config.encode()),
+            ],
+        )
+        self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, len(labels))
+
+
+def create_app() -> App:
+    """The app for a uvicorn worker (settings from the environment)."""
+    return App(Settings())

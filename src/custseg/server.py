@@ -1,0 +1,231 @@
+"""Running the endpoint server: in the foreground (`custseg serve`), or in the background
+for a store (what `custseg run` starts when none is running).
+
+The background server writes its log to `<store>/server.log` and records itself (pid,
+host, port, workers) in the store's `servers` table, which stands in for a pid file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from custseg.errors import DeployError
+from custseg.store import Store, now
+
+__all__ = ["ServerInfo", "check_bind", "running_server", "serve", "start_background", "stop"]
+
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    host: str
+    port: int
+    workers: int
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None, allow_unauthenticated: bool) -> None:
+    """Refuse to expose unauthenticated endpoints beyond this machine."""
+    if not _is_loopback(host) and api_key is None and not allow_unauthenticated:
+        raise DeployError(
+            f"refusing to bind {host} without an API key: set endpoint.api_key_env to the name "
+            f"of an environment variable holding one, or pass --allow-unauthenticated"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(info: ServerInfo, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{info.url}/openapi.json", timeout=timeout) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def running_server(store: Store) -> ServerInfo | None:
+    """The server running for this store, if any (stale records are removed)."""
+    with store.read() as conn:
+        rows = conn.execute("SELECT pid, host, port, workers FROM servers").fetchall()
+    for row in rows:
+        info = ServerInfo(int(row["pid"]), row["host"], int(row["port"]), int(row["workers"]))
+        if _alive(info.pid) and _answers(info):
+            return info
+        if not _alive(info.pid):
+            with store.write() as conn:
+                conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
+    return None
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(
+    store: Store,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    api_key: str | None = None,
+    allow_unauthenticated: bool = False,
+    s3_endpoint_url: str | None = None,
+    max_body: int | None = None,
+) -> None:
+    """Run the server in this process until it is stopped (SIGINT/SIGTERM)."""
+    import uvicorn
+
+    check_bind(host, api_key, allow_unauthenticated)
+    if not _port_free(host, port):
+        raise DeployError(
+            f"cannot serve on {host}:{port}: the port is in use (set endpoint.port or pass --port)"
+        )
+    os.environ["CUSTSEG_STORE"] = str(store.folder)
+    os.environ["CUSTSEG_ARTIFACTS"] = store.artifacts
+    if s3_endpoint_url:
+        os.environ["CUSTSEG_S3_ENDPOINT_URL"] = s3_endpoint_url
+    if api_key:
+        os.environ["CUSTSEG_API_KEY"] = api_key
+    if max_body:
+        os.environ["CUSTSEG_MAX_BODY"] = str(max_body)
+    with store.write() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO servers (pid, host, port, workers, started_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (os.getpid(), host, port, workers, now()),
+        )
+    try:
+        uvicorn.run(
+            "custseg.inference:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        with store.write() as conn:
+            conn.execute("DELETE FROM servers WHERE pid = ?", (os.getpid(),))
+
+
+def start_background(
+    store: Store,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    api_key_env: str | None = None,
+    s3_endpoint_url: str | None = None,
+    max_body: int | None = None,
+) -> ServerInfo:
+    """Start `custseg serve` detached for this store and wait until it answers."""
+    existing = running_server(store)
+    if existing is not None:
+        return existing
+    if not _port_free(host, port):
+        raise DeployError(
+            f"cannot start the endpoint server on {host}:{port}: the port is in "
+            f"use by another program (set endpoint.port in the config)"
+        )
+    log_path = store.folder / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "custseg.cli",
+        "serve",
+        "--store",
+        str(store.folder),
+        "--artifacts",
+        store.artifacts,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    command += ["--api-key-env", api_key_env] if api_key_env else []
+    command += ["--s3-endpoint-url", s3_endpoint_url] if s3_endpoint_url else []
+    command += ["--max-body", str(max_body)] if max_body else []
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(store.folder),
+        )
+    info = ServerInfo(proc.pid, host, port, workers)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise DeployError(
+                f"the endpoint server exited at start ({' / '.join(tail)}); log: {log_path}"
+            )
+        if _answers(info, timeout=0.5):
+            return info
+        time.sleep(0.1)
+    raise DeployError(
+        f"the endpoint server did not answer within {START_TIMEOUT:.0f} s; log: {log_path}"
+    )
+
+
+def stop(store: Store, timeout: float = 15.0) -> bool:
+    """Stop the store's background server; True when one was running."""
+    info = running_server(store)
+    if info is None:
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+    with store.write() as conn:
+        conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
+    return True

@@ -1,0 +1,159 @@
+"""What a server worker serves: the store's endpoints, each with its loaded model.
+
+`EndpointTable.sync()` brings a worker in step with the store: a new endpoint config is
+loaded beside the old model, verified (sha256 integrity, input schema compatible with the
+model it replaces, a smoke prediction) and switched to atomically; requests already
+holding the old model finish on it. A model that fails verification is not served: the
+worker keeps the old one and reports the failure, and the deploy that asked for the
+switch reverts the endpoint. Each worker reports what it serves in `endpoint_workers`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from custseg.errors import CustsegError, DeployError
+from custseg.model import Model, load_model
+from custseg.store import Store, now
+
+__all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "verify"]
+
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+@dataclass(frozen=True)
+class Served:
+    """An endpoint's live model: immutable, swapped whole."""
+
+    name: str
+    config: str
+    ref: str  # GROUP/VERSION
+    model: Model
+    segment_names: list[str]
+    loaded_at: str = field(default_factory=now)
+
+
+def _segment_names(model: Model) -> list[str]:
+    names = model.meta.get("segment_names")
+    if isinstance(names, list) and len(names) == model.k:
+        return [str(n) for n in names]
+    return [str(i) for i in range(model.k)]
+
+
+def verify(new: Model, old: Model | None) -> None:
+    """Raise DeployError when `new` cannot replace `old` for the apps calling it."""
+    if old is not None:
+        old_kinds = {c: "numeric" for c in old.transform.numeric} | {
+            c: "categorical" for c in old.transform.categorical
+        }
+        for column in new.input_columns:
+            if column not in old_kinds:
+                raise DeployError(
+                    f"schema check: the new model needs field {column!r}, which "
+                    f"callers of the current model do not send"
+                )
+        for column in new.transform.numeric:
+            if old_kinds[column] != "numeric":
+                raise DeployError(
+                    f"schema check: field {column!r} changes from {old_kinds[column]} to numeric"
+                )
+        for column in new.transform.categorical:
+            if old_kinds[column] != "categorical":
+                raise DeployError(
+                    f"schema check: field {column!r} changes from "
+                    f"{old_kinds[column]} to categorical"
+                )
+    t = new.transform
+    probe: dict[str, Any] = {c: float(m) for c, m in zip(t.numeric, t.medians, strict=True)}
+    probe |= dict(zip(t.categorical, t.modes, strict=True))
+    try:
+        labels, distances = new.score([probe])
+    except CustsegError as exc:
+        raise DeployError(f"smoke prediction failed: {exc}") from exc
+    if not (0 <= int(labels[0]) < new.k and np.isfinite(distances[0])):
+        raise DeployError(
+            f"smoke prediction is invalid: cluster {labels[0]}, distance {distances[0]}"
+        )
+
+
+class EndpointTable:
+    """The endpoints this worker serves, kept in step with the store."""
+
+    def __init__(self, store: Store, s3_endpoint_url: str | None = None) -> None:
+        self.store = store
+        self.s3_endpoint_url = s3_endpoint_url
+        self.live: dict[str, Served] = {}
+        self.failed: dict[str, tuple[str, str]] = {}  # endpoint -> (config, reason)
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Served | None:
+        return self.live.get(name)
+
+    def _wanted(self) -> dict[str, dict[str, Any]]:
+        with self.store.read() as conn:
+            rows = conn.execute(
+                "SELECT e.name, e.config_name, c.artifact_uri, c.group_name, c.version "
+                "FROM endpoints e JOIN endpoint_configs c ON c.name = e.config_name "
+                "WHERE e.status != 'Deleted'"
+            ).fetchall()
+        return {r["name"]: dict(r) for r in rows}
+
+    def _report(self, endpoint: str, config: str | None, status: str, reason: str | None) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO endpoint_workers (endpoint_name, pid, config_name, status, reason, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint_name, pid) DO "
+                "UPDATE SET config_name = excluded.config_name, status = excluded.status, "
+                "reason = excluded.reason, updated_at = excluded.updated_at",
+                (endpoint, self.pid, config, status, reason, now()),
+            )
+
+    def sync(self) -> None:
+        """Load, verify and switch to every config the store wants; drop deleted ones."""
+        with self._lock:
+            wanted = self._wanted()
+            for name in list(self.live):
+                if name not in wanted:
+                    del self.live[name]
+                    self._report(name, None, "Deleted", None)
+            for name, row in wanted.items():
+                current = self.live.get(name)
+                if current is not None and current.config == row["config_name"]:
+                    continue
+                if self.failed.get(name, ("", ""))[0] == row["config_name"]:
+                    continue  # already refused; the deploy reverts the endpoint
+                self._switch(name, row, current)
+
+    def _switch(self, name: str, row: dict[str, Any], current: Served | None) -> None:
+        config = row["config_name"]
+        try:
+            model = load_model(row["artifact_uri"], s3_endpoint_url=self.s3_endpoint_url)
+            verify(model, current.model if current else None)
+        except CustsegError as exc:
+            self.failed[name] = (config, str(exc))
+            self._report(name, config, "Failed", str(exc))
+            return
+        self.live[name] = Served(
+            name=name,
+            config=config,
+            ref=f"{row['group_name']}/{row['version']}",
+            model=model,
+            segment_names=_segment_names(model),
+        )
+        self.failed.pop(name, None)
+        self._report(name, config, "InService", None)
+
+    def register_worker(self) -> None:
+        """Announce this worker, so that deploys wait for it to switch too."""
+        self._report("*", None, "Up", None)
+
+    def forget_worker(self) -> None:
+        with self.store.write() as conn:
+            conn.execute("DELETE FROM endpoint_workers WHERE pid = ?", (self.pid,))

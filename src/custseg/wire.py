@@ -1,0 +1,150 @@
+"""The endpoint's wire format: request bodies in, responses out. Pure functions.
+
+Requests (SPEC section 6): `application/json` as one record object, a list of records,
+`{"instances": [...]}`, or MLflow's `{"dataframe_records": [...]}` /
+`{"dataframe_split": {"columns": [...], "data": [[...]]}}`; `text/csv` rows, with a
+header line naming the columns or in the model's input column order. Responses: JSON
+`{"predictions": [{"cluster", "segment", "distance"}, ...]}`, or CSV with `Accept:
+text/csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["WireError", "parse_body", "render"]
+
+JSON_TYPES = ("application/json", "application/jsonlines", "")
+CSV_TYPES = ("text/csv",)
+
+
+class WireError(Exception):
+    """A request the endpoint cannot take: HTTP status and a specific message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _records_from_split(split: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(split, Mapping) or "columns" not in split or "data" not in split:
+        raise WireError(400, 'dataframe_split must be {"columns": [...], "data": [[...]]}')
+    columns, rows = split["columns"], split["data"]
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        raise WireError(400, "dataframe_split: columns and data must be lists")
+    out: list[Mapping[str, Any]] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise WireError(
+                400, f"dataframe_split: data row {i} must be a list of {len(columns)} values"
+            )
+        out.append(dict(zip(columns, row, strict=True)))
+    return out
+
+
+def _as_records(payload: Any, columns: Sequence[str]) -> list[Mapping[str, Any]]:
+    if isinstance(payload, Mapping):
+        for key in ("instances", "dataframe_records", "inputs"):
+            if key in payload:
+                return _as_records(payload[key], columns)
+        if "dataframe_split" in payload:
+            return _records_from_split(payload["dataframe_split"])
+        return [payload]
+    if isinstance(payload, list):
+        records: list[Mapping[str, Any]] = []
+        for i, item in enumerate(payload):
+            if isinstance(item, Mapping):
+                records.append(item)
+            elif isinstance(item, list) and len(item) == len(columns):
+                records.append(dict(zip(columns, item, strict=True)))
+            else:
+                raise WireError(
+                    400,
+                    f"record {i}: expected an object of fields (or a list of "
+                    f"{len(columns)} values: {', '.join(columns)})",
+                )
+        return records
+    raise WireError(
+        400, f"expected a JSON object or a list of records, found {type(payload).__name__}"
+    )
+
+
+def _csv_records(body: bytes, columns: Sequence[str]) -> list[Mapping[str, Any]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError(400, f"CSV body is not UTF-8: {exc}") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
+    if not rows:
+        raise WireError(400, "CSV body has no rows")
+    header = [c.strip() for c in rows[0]]
+    if set(columns) <= set(header):
+        names, data = header, rows[1:]
+    else:
+        names, data = list(columns), rows
+    out: list[Mapping[str, Any]] = []
+    for i, row in enumerate(data):
+        if len(row) != len(names):
+            raise WireError(
+                400,
+                f"CSV row {i + 1}: expected {len(names)} values "
+                f"({', '.join(names)}), found {len(row)}",
+            )
+        out.append({n: (None if v.strip() == "" else v) for n, v in zip(names, row, strict=True)})
+    return out
+
+
+def parse_body(body: bytes, content_type: str, columns: Sequence[str]) -> list[Mapping[str, Any]]:
+    """The records in a request body (raises WireError 400/415 with the reason)."""
+    media = _media_type(content_type)
+    if media in CSV_TYPES:
+        return _csv_records(body, columns)
+    if media not in JSON_TYPES:
+        raise WireError(
+            415, f"unsupported Content-Type {content_type!r}: send application/json or text/csv"
+        )
+    if not body.strip():
+        raise WireError(400, "empty request body: send a JSON record or records")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(400, f"malformed JSON: {exc}") from None
+    records = _as_records(payload, columns)
+    if not records:
+        raise WireError(400, "no records in the request")
+    return records
+
+
+def render(
+    labels: np.ndarray, distances: np.ndarray, names: Sequence[str], accept: str
+) -> tuple[bytes, str]:
+    """The response body and its media type (CSV when asked for, else JSON)."""
+    if "text/csv" in accept.lower():
+        lines = ["cluster,segment,distance"]
+        lines += [
+            f"{c},{_csv_cell(names[c])},{d!r}"
+            for c, d in zip(labels.tolist(), distances.tolist(), strict=True)
+        ]
+        return ("\n".join(lines) + "\n").encode(), "text/csv"
+    predictions = [
+        {"cluster": c, "segment": names[c], "distance": d}
+        for c, d in zip(labels.tolist(), distances.tolist(), strict=True)
+    ]
+    return orjson.dumps({"predictions": predictions}), "application/json"
+
+
+def _csv_cell(value: str) -> str:
+    if any(ch in value for ch in ',"\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
