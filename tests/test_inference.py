@@ -1,0 +1,286 @@
+"""The endpoint server, as apps see it: real `custseg serve` processes on free ports,
+real HTTP (urllib) and the real boto3 sagemaker-runtime client."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pytest
+import yaml
+
+from custseg.sample import generate_customers
+
+CUSTSEG = Path(sys.executable).parent / "custseg"
+ENDPOINT = "clustering-model-endpoint-dev"
+RECORD = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Project:
+    root: Path
+    config: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CUSTSEG), *args, "-c", str(self.config)], cwd=self.root,
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, **(env or {})})
+
+
+def make_project(root: Path, **endpoint: Any) -> Project:
+    root.mkdir(parents=True, exist_ok=True)
+    table, _ = generate_customers(2000, segments=3, seed=1)
+    pacsv.write_csv(table, root / "customers.csv")
+    port = free_port()
+    config = root / "pipeline_config.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_uri": "customers.csv", "store": "store",
+        "endpoint": {"port": port, "workers": 2, "autostart": False, **endpoint},
+    }))
+    return Project(root, config, port)
+
+
+def request(method: str, url: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def post_json(url: str, payload: Any, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict[str, str], Any]:
+    status, h, body = request("POST", url, json.dumps(payload).encode(),
+                              {"Content-Type": "application/json", **(headers or {})})
+    return status, h, json.loads(body) if body else None
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/ping", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server at {url} did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """A trained project and its endpoint served by `custseg serve --workers 2`."""
+    project = make_project(tmp_path_factory.mktemp("served"))
+    result = project.cli("run")
+    assert result.returncode == 0, result.stderr
+    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
+                            cwd=project.root, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(project.url)
+        yield project
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def expected_clusters(project: Project, records: list[dict[str, Any]]) -> list[int]:
+    import custseg
+
+    model_dir = next((project.root / "store" / "artifacts" / "executions").glob("*/model"))
+    return [int(c) for c in custseg.load_model(str(model_dir)).predict(records)]
+
+
+# -- the wire contract -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", ["record", "list", "instances", "dataframe_records",
+                                   "dataframe_split", "csv"])
+def test_every_request_shape_scores_like_the_model(served: Project, shape: str) -> None:
+    records = [RECORD, {"Age": 62, "Income": 180000, "Purchases": 3, "Gender": "Female"},
+               {"Age": 25, "Income": None, "Purchases": 35, "Gender": "Other"}]
+    bodies: dict[str, Any] = {
+        "record": RECORD, "list": records, "instances": {"instances": records},
+        "dataframe_records": {"dataframe_records": records},
+        "dataframe_split": {"dataframe_split": {
+            "columns": list(RECORD), "data": [[r[c] for c in RECORD] for r in records]}},
+    }
+    url = f"{served.url}/endpoints/{ENDPOINT}/invocations"
+    if shape == "csv":
+        text = "Age,Income,Purchases,Gender\n" + "".join(
+            f"{r['Age']},{'' if r['Income'] is None else r['Income']},{r['Purchases']},"
+            f"{r['Gender']}\n" for r in records)
+        status, headers, raw = request("POST", url, text.encode(), {"Content-Type": "text/csv"})
+        body = json.loads(raw)
+    else:
+        status, headers, body = post_json(url, bodies[shape])
+    assert status == 200, body
+    sent = [RECORD] if shape == "record" else records
+    got = [p["cluster"] for p in body["predictions"]]
+    assert got == expected_clusters(served, sent)
+    assert all(p["segment"] == str(p["cluster"]) and p["distance"] >= 0
+               for p in body["predictions"])
+    assert headers["x-custseg-model-version"] == "clustering-model-model-group/1"
+
+
+def test_csv_response_on_accept(served: Project) -> None:
+    status, headers, raw = request(
+        "POST", f"{served.url}/invocations", json.dumps([RECORD, RECORD]).encode(),
+        {"Content-Type": "application/json", "Accept": "text/csv"})
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(raw.decode())))
+    assert len(rows) == 2 and set(rows[0]) == {"cluster", "segment", "distance"}
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "message"), [
+    (b'{"Age": 30, "Income": 5', "application/json", 400, "malformed JSON"),
+    (json.dumps({**RECORD, "Age": "old"}).encode(), "application/json", 400,
+     "field 'Age' must be a number, found 'old'"),
+    (json.dumps({"Age": 30, "Income": 1, "Purchases": 2}).encode(), "application/json", 400,
+     "field 'Gender' is missing"),
+    (b"", "application/json", 400, "empty request body"),
+    (b"Age,Income\n1,2,3\n", "text/csv", 400, "CSV row"),
+    (b"<xml/>", "application/xml", 415, "unsupported Content-Type"),
+    (b"x" * (7 * 1024 * 1024), "application/json", 413, "limit"),
+])
+def test_bad_requests_get_specific_errors_and_never_take_a_worker_down(
+        served: Project, body: bytes, content_type: str, status: int, message: str) -> None:
+    got, headers, raw = request("POST", f"{served.url}/endpoints/{ENDPOINT}/invocations", body,
+                                {"Content-Type": content_type})
+    assert got == status
+    error = json.loads(raw)
+    assert message in error["message"]
+    assert headers["x-amzn-errortype"]
+    ok, _, _ = post_json(f"{served.url}/invocations", RECORD)  # the workers still answer
+    assert ok == 200
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    (f"/endpoints/{ENDPOINT}-nope/invocations", 404), ("/endpoints/..%2Fetc/invocations", 400),
+    ("/endpoints/a_b/invocations", 400), ("/nowhere", 404)])
+def test_unknown_and_invalid_endpoint_names(served: Project, path: str, status: int) -> None:
+    method = "POST" if path.endswith("invocations") else "GET"
+    got, _, _ = request(method, served.url + path, b"{}", {"Content-Type": "application/json"})
+    assert got == status
+
+
+def test_ping_endpoints_metrics_and_docs(served: Project) -> None:
+    assert request("GET", served.url + "/ping")[0] == 200
+    status, _, raw = request("GET", served.url + "/endpoints")
+    assert status == 200
+    (endpoint,) = json.loads(raw)["endpoints"]
+    assert endpoint["name"] == ENDPOINT and endpoint["status"] == "InService"
+    assert endpoint["model_version"] == "clustering-model-model-group/1"
+    status, _, raw = request("GET", f"{served.url}/endpoints/{ENDPOINT}")
+    detail = json.loads(raw)
+    assert status == 200 and detail["record"]["history"][0]["version"] == 1
+    for _ in range(6):  # both workers see some traffic
+        post_json(f"{served.url}/invocations", RECORD)
+    status, _, raw = request("GET", served.url + "/metrics")
+    text = raw.decode()
+    assert status == 200 and "custseg_requests_total" in text
+    assert "custseg_request_seconds_bucket" in text
+    spec = json.loads(request("GET", served.url + "/openapi.json")[2])
+    assert "/endpoints/{name}/invocations" in spec["paths"]
+    assert request("GET", served.url + "/docs")[0] == 200
+
+
+# -- boto3 -----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def runtime(served: Project) -> Any:
+    import boto3
+
+    return boto3.client("sagemaker-runtime", endpoint_url=served.url, region_name="us-east-1",
+                        aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def test_the_seeds_boto3_snippet_works_unchanged(served: Project, runtime: Any) -> None:
+    response = runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
+                                       Body=json.dumps(RECORD))
+    result = json.loads(response["Body"].read())
+    assert [p["cluster"] for p in result["predictions"]] == expected_clusters(served, [RECORD])
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"].startswith(
+        "clustering-model-endpoint-config-dev-")
+
+
+def test_boto3_raises_validation_error_with_our_message(runtime: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as info:
+        runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json",
+                                Body=json.dumps({**RECORD, "Income": "lots"}))
+    error = info.value.response["Error"]
+    assert error["Code"] == "ValidationError"
+    assert "field 'Income' must be a number, found 'lots'" in error["Message"]
+
+
+# -- security --------------------------------------------------------------------------------
+
+def test_api_key_is_required_on_every_invocation(tmp_path: Path) -> None:
+    import boto3
+
+    project = make_project(tmp_path, api_key_env="SEG_KEY")
+    env = {"SEG_KEY": "s3cret-key"}
+    assert project.cli("run", env=env).returncode == 0
+    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
+                            cwd=project.root, start_new_session=True,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(project.url)
+        url = f"{project.url}/invocations"
+        assert post_json(url, RECORD)[0] == 401
+        assert post_json(url, RECORD, {"X-Api-Key": "wrong"})[0] == 401
+        assert post_json(url, RECORD, {"X-Api-Key": "s3cret-key"})[0] == 200
+        assert post_json(url, RECORD, {"Authorization": "Bearer s3cret-key"})[0] == 200
+        client = boto3.client("sagemaker-runtime", endpoint_url=project.url,
+                              region_name="us-east-1", aws_access_key_id="x",
+                              aws_secret_access_key="x")
+        response = client.invoke_endpoint(EndpointName=ENDPOINT, Body=json.dumps(RECORD),
+                                          ContentType="application/json",
+                                          CustomAttributes="api_key=s3cret-key")
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert request("GET", project.url + "/ping")[0] == 200  # health needs no key
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_binding_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> None:
+    project = make_project(tmp_path, host="0.0.0.0")
+    assert project.cli("run").returncode == 0
+    result = subprocess.run([str(CUSTSEG), "serve", "-c", str(project.config)],
+                            cwd=project.root, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "refusing to bind 0.0.0.0 without an API key" in result.stderr
+    assert "Traceback" not in result.stderr
