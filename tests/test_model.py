@@ -171,3 +171,19 @@ def test_coded_categories_accept_numbers_or_strings() -> None:
     as_int = model.predict([{"spend": 120.0, "Region": 2}])
     assert model.predict([{"spend": 120.0, "Region": "2"}]).tolist() == as_int.tolist()
     assert model.predict([{"spend": 120.0, "Region": 2.0}]).tolist() == as_int.tolist()
+
+
+def test_a_bad_record_in_a_large_batch_is_named(sample_model: tuple[Model, Path]) -> None:
+    model, _ = sample_model
+    good = {"num0": 1.0, "num1": 2.0, "num2": "3.5", "cat0": "M"}
+    records = [dict(good) for _ in range(1000)]
+    records[500]["num1"] = "n/a"
+    with pytest.raises(DataError, match=r"record 500: field 'num1' must be a number"):
+        model.predict(records)
+    del records[500]["num1"]
+    with pytest.raises(DataError, match=r"record 500: field 'num1' is missing"):
+        model.predict(records)
+    records[500]["num1"] = None  # missing values are imputed, in batches as one by one
+    batch = model.predict(records)
+    assert batch[500] == model.predict([records[500]])[0]
+    assert batch.tolist() == [model.predict([r])[0] for r in records[:20]] + batch[20:].tolist()

@@ -54,6 +54,11 @@ class Model:
     def __post_init__(self) -> None:
         self._tables = category_tables(self.transform, self.projection)
         self._lookup = [{c: i for i, c in enumerate(cats)} for cats in self.transform.categories]
+        # the same, with missing values (None, "") mapped to the imputed mode
+        self._lookup_missing = [
+            {**lookup, None: lookup[mode], "": lookup[mode]}
+            for lookup, mode in zip(self._lookup, self.transform.modes, strict=True)
+        ]
         self._centers_sq = (self.centers**2).sum(axis=1)
 
     @property
@@ -78,10 +83,39 @@ class Model:
 
     def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
         """Cluster ids and distances to the assigned centroid for encoded rows."""
-        return self._assign(project(enc, self.transform, self.projection))
+        return self._assign(project(enc, self.transform, self.projection, self._tables))
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
-        """Encode JSON-like records directly (the fast path for small requests).
+        """Encode JSON-like records (the path of every endpoint request).
+
+        Column-wise and vectorised when the records are well-formed; otherwise the
+        record-by-record path finds and names the bad record and field.
+        """
+        t = self.transform
+        if len(records) <= 8:  # per record is faster than numpy's per-call overhead here
+            return self._encode_records_checked(records)
+        try:
+            num = np.empty((len(records), len(t.numeric)))
+            for j, name in enumerate(t.numeric):
+                column = np.array([rec[name] for rec in records], dtype=np.float64)
+                np.copyto(column, t.medians[j], where=np.isnan(column))
+                num[:, j] = (column - t.means[j]) / t.scales[j]
+            if not np.isfinite(num).all():
+                raise ValueError("infinite value")
+            codes = np.empty((len(records), len(t.categorical)), dtype=np.int32)
+            for j, name in enumerate(t.categorical):
+                lookup = self._lookup_missing[j]
+                codes[:, j] = [
+                    lookup.get(v, -1) if v is None or type(v) is str
+                    else lookup.get(category_key(v), -1)
+                    for v in (rec[name] for rec in records)
+                ]
+        except (KeyError, TypeError, ValueError):
+            return self._encode_records_checked(records)
+        return Encoded(num=num, codes=codes)
+
+    def _encode_records_checked(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
+        """Encode record by record, raising DataError at the first bad record and field.
 
         Raises DataError naming the record and field for a missing field or a value that
         is not a number.

@@ -204,12 +204,15 @@ def category_tables(transform: FeatureTransform, projection: Projection) -> list
     ]
 
 
-def project(enc: Encoded, transform: FeatureTransform, projection: Projection) -> np.ndarray:
-    """z = (x - mean) @ components.T, with the one-hot block folded in as table lookups."""
+def project(enc: Encoded, transform: FeatureTransform, projection: Projection,
+            tables: list[np.ndarray] | None = None) -> np.ndarray:
+    """z = (x - mean) @ components.T, with the one-hot block folded in as table lookups
+    (`tables`: `category_tables`, precomputed by callers that project many times)."""
     w = projection.components
     a = enc.num.shape[1]
     bias = -projection.mean @ w.T
-    tables = category_tables(transform, projection)
+    if tables is None:
+        tables = category_tables(transform, projection)
     z = np.empty((enc.n, w.shape[0]))
     for s in range(0, enc.n, _CHUNK):
         e = min(s + _CHUNK, enc.n)

@@ -62,6 +62,8 @@ def _as_records(payload: Any, columns: Sequence[str]) -> list[Mapping[str, Any]]
             return _records_from_split(payload["dataframe_split"])
         return [payload]
     if isinstance(payload, list):
+        if all(type(item) is dict for item in payload):  # the common case, checked fast
+            return payload
         records: list[Mapping[str, Any]] = []
         for i, item in enumerate(payload):
             if isinstance(item, Mapping):
