@@ -113,11 +113,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         proc.wait(timeout=20)
 
 
-def expected_clusters(project: Project, records: list[dict[str, Any]]) -> list[int]:
+def model_of(project: Project) -> Any:
     import custseg
 
     model_dir = next((project.root / "store" / "artifacts" / "executions").glob("*/model"))
-    return [int(c) for c in custseg.load_model(str(model_dir)).predict(records)]
+    return custseg.load_model(str(model_dir))
+
+
+def expected_clusters(project: Project, records: list[dict[str, Any]]) -> list[int]:
+    return [int(c) for c in model_of(project).predict(records)]
 
 
 # -- the wire contract -----------------------------------------------------------------------
@@ -146,7 +150,8 @@ def test_every_request_shape_scores_like_the_model(served: Project, shape: str) 
     sent = [RECORD] if shape == "record" else records
     got = [p["cluster"] for p in body["predictions"]]
     assert got == expected_clusters(served, sent)
-    assert all(p["segment"] == str(p["cluster"]) and p["distance"] >= 0
+    names = model_of(served).meta["segment_names"]
+    assert all(p["segment"] == names[p["cluster"]] and p["distance"] >= 0
                for p in body["predictions"])
     assert headers["x-custseg-model-version"] == "clustering-model-model-group/1"
 

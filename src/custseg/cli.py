@@ -125,10 +125,10 @@ def _print_summary(execution: Execution) -> None:
     out(f"Inertia: {m.get('inertia'):.6f}")
     sizes = m.get("cluster_sizes", [])
     total = sum(sizes) or 1
-    out(
-        f"Segments (k={m.get('k')}, chosen by {m.get('selection_metric')}): "
-        + ", ".join(f"{i}: {s:,} ({100 * s / total:.1f}%)" for i, s in enumerate(sizes))
-    )
+    names = execution.segment_names or [str(i) for i in range(len(sizes))]
+    out(f"Segments (k={m.get('k')}, chosen by {m.get('selection_metric')}):")
+    for i, (size, name) in enumerate(zip(sizes, names, strict=False)):
+        out(f"  {i}: {name} - {size:,} customers ({100 * size / total:.1f}%)")
     out(f"Execution: {execution.id}")
     out(f"Model: {execution.model_uri}")
     registered = execution.steps["RegisterModel"].outputs

@@ -226,6 +226,10 @@ def models_describe(
         f"Calinski-Harabasz {m['calinski_harabasz']:.2f}, "
         f"Davies-Bouldin {m['davies_bouldin']:.4f}"
     )
+    sizes = m.get("cluster_sizes", [])
+    for i, name in enumerate(lin.get("segment_names") or []):
+        size = f" - {sizes[i]:,} customers" if i < len(sizes) else ""
+        out(f"  segment {i}: {name}{size}")
     out("Parameters: " + json.dumps(lin["parameters"], sort_keys=True))
     out("History:")
     for h in pkg.history:

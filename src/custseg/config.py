@@ -134,6 +134,8 @@ class Config(_Section):
     spark: SparkOptions = Field(default_factory=SparkOptions)
     endpoint: EndpointOptions = Field(default_factory=EndpointOptions)
     deploy: DeployOptions = Field(default_factory=DeployOptions)
+    # names for the segments, by cluster id (generated from the profiles when absent)
+    segment_names: list[str] | None = None
     # not a key: the folder relative paths resolve against
     config_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -104,6 +104,7 @@ class Execution:
     endpoint: str | None = None
     error: str | None = None
     pipeline_version: int | None = None
+    segment_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     model: Model | None = field(default=None, repr=False)
 
@@ -261,6 +262,7 @@ class _Runner:
         cfg, execution = self.cfg, self.execution
         trained = self.step("Train", self.train)
         execution.metrics = trained["metrics"]
+        execution.segment_names = trained.get("segment_names")
         execution.model_uri = trained["model_uri"]
         created = self.step(
             "CreateModel",
@@ -302,6 +304,7 @@ class _Runner:
         return {
             "model_uri": uri,
             "metrics": model.meta["metrics"],
+            "segment_names": model.meta["segment_names"],
             "inputs": inputs,
             "schema": model.schema.to_dict(),
             "data": model.meta["data"] | {"files": files},
@@ -331,6 +334,7 @@ class _Runner:
             "code_version": created["inference_code_version"],
             "engine": trained["engine"],
             "model_name": created["model_name"],
+            "segment_names": trained.get("segment_names"),
         }
         status = registry.ApprovalStatus.PENDING
         version = registry.register(

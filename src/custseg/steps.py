@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from custseg import __version__
 from custseg.config import Config
 from custseg.data import read_data
+from custseg.errors import ConfigError
 from custseg.model import Model, save_model
 from custseg.preprocessing import fit_features, infer_schema
+from custseg.profiles import name_segments, profile_segments
 from custseg.store import now
 from custseg.train import TrainResult, train
 
@@ -196,6 +198,15 @@ def train_step(
         silhouette_sample_size=cfg.tuning.silhouette_sample_size,
         progress=lambda msg, frac: reporter.stage(msg, frac),
     )
+    k = result.clustering.k
+    if cfg.segment_names is not None and len(cfg.segment_names) != k:
+        raise ConfigError(f"segment_names has {len(cfg.segment_names)} names, but the model "
+                          f"has {k} segments")
+    profiles = profile_segments(encoded, transform, result.clustering.labels, k,
+                                cfg.random_state)
+    names = name_segments(profiles, cfg.segment_names)
+    for profile, name in zip(profiles, names, strict=True):
+        profile["name"] = name
     meta = {
         "execution_id": execution_id,
         "created_at": now(),
@@ -203,6 +214,8 @@ def train_step(
         "engine": cfg.engine,
         "metrics": _metrics(result),
         "candidates": [c.to_dict() for c in result.candidates],
+        "segments": profiles,
+        "segment_names": names,
         "data": {
             "uri": cfg.data_location,
             "files": data.files,

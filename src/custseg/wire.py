@@ -112,6 +112,8 @@ def parse_body(body: bytes, content_type: str, columns: Sequence[str]) -> list[M
     media = _media_type(content_type)
     if media in CSV_TYPES:
         return _csv_records(body, columns)
+    if media == "application/x-www-form-urlencoded" and body.lstrip()[:1] in (b"{", b"["):
+        media = "application/json"  # `curl -d '{...}'` without a Content-Type header
     if media not in JSON_TYPES:
         raise WireError(
             415, f"unsupported Content-Type {content_type!r}: send application/json or text/csv"
