@@ -297,7 +297,8 @@ class _Runner:
             return dict(hit["outputs"])
         previous = store.last_successful_step(cfg.project_name, "Train")
         rec.reason = rerun_reason(previous["outputs"] if previous else None, inputs, self.no_cache)
-        model = train_step(cfg, self.execution.id, self.reporter, data_sha256=data_sha)
+        model = train_step(cfg, self.execution.id, self.reporter, data_sha256=data_sha,
+                           previous=self._previous_model())
         self.reporter.stage("Saving model", 0.0)
         uri = save_artifact(cfg, model, self.execution.id)
         self.execution.model = model
@@ -305,11 +306,23 @@ class _Runner:
             "model_uri": uri,
             "metrics": model.meta["metrics"],
             "segment_names": model.meta["segment_names"],
+            "stability": model.meta["stability"],
             "inputs": inputs,
             "schema": model.schema.to_dict(),
             "data": model.meta["data"] | {"files": files},
             "engine": cfg.engine,
         }
+
+    def _previous_model(self) -> Model | None:
+        """The group's latest version, whose segment ids the new model keeps."""
+        versions = registry.packages(self.store, registry.group_name(self.cfg.project_name))
+        if not versions:
+            return None
+        try:
+            return load_model(versions[-1].artifact_uri, s3_endpoint_url=self.cfg.s3.endpoint_url)
+        except ModelError as exc:
+            self.reporter.note(f"Train: previous version unusable for stable ids ({exc})")
+            return None
 
     def _artifact_loads(self, uri: str) -> bool:
         try:
@@ -335,6 +348,7 @@ class _Runner:
             "engine": trained["engine"],
             "model_name": created["model_name"],
             "segment_names": trained.get("segment_names"),
+            "stability": trained.get("stability"),
         }
         status = registry.ApprovalStatus.PENDING
         version = registry.register(

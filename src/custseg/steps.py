@@ -15,15 +15,18 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from custseg import __version__
 from custseg.config import Config
 from custseg.data import read_data
-from custseg.errors import ConfigError
+from custseg.errors import ConfigError, CustsegError
+from custseg.matching import agreement, centroid_matrix, match_ids
 from custseg.model import Model, save_model
-from custseg.preprocessing import fit_features, infer_schema
+from custseg.preprocessing import FeatureTransform, fit_features, infer_schema
 from custseg.profiles import name_segments, profile_segments
 from custseg.store import now
-from custseg.train import TrainResult, train
+from custseg.train import Clustering, TrainResult, train
 
 __all__ = [
     "Reporter",
@@ -162,9 +165,17 @@ def _metrics(result: TrainResult) -> dict[str, Any]:
 
 
 def train_step(
-    cfg: Config, execution_id: str, reporter: Reporter, data_sha256: str | None = None
+    cfg: Config,
+    execution_id: str,
+    reporter: Reporter,
+    data_sha256: str | None = None,
+    previous: Model | None = None,
 ) -> Model:
-    """Read, engineer features, fit PCA + KMeans, score. Returns the in-memory model."""
+    """Read, engineer features, fit PCA + KMeans, score, profile and name the segments.
+
+    With `previous` (the model group's latest version), cluster ids are matched to its
+    segments (see `matching`) and the agreement on this data is recorded.
+    """
     t0 = time.perf_counter()
     reporter.stage("Reading data", 0.0)
     features = cfg.features
@@ -185,6 +196,7 @@ def train_step(
     schema = infer_schema(data.table, features, source, header=data.meta.get("header"))
     missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
     transform, encoded = fit_features(data.table, schema, data.locate)
+    old_labels = _previous_labels(previous, data.table)
     data.release()  # free the Arrow table before PCA and KMeans: memory matters at 10M rows
     t_features = time.perf_counter() - t0 - t_read
     result = train(
@@ -202,8 +214,12 @@ def train_step(
     if cfg.segment_names is not None and len(cfg.segment_names) != k:
         raise ConfigError(f"segment_names has {len(cfg.segment_names)} names, but the model "
                           f"has {k} segments")
-    profiles = profile_segments(encoded, transform, result.clustering.labels, k,
-                                cfg.random_state)
+    clustering = result.clustering
+    profiles = profile_segments(encoded, transform, clustering.labels, k, cfg.random_state)
+    stability = None
+    if previous is not None and previous.meta.get("segments"):
+        ids, stability = _match(profiles, transform, previous, clustering.labels, old_labels)
+        clustering, profiles = _relabel(clustering, profiles, ids)
     names = name_segments(profiles, cfg.segment_names)
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
@@ -212,10 +228,11 @@ def train_step(
         "created_at": now(),
         "parameters": cfg.parameters(),
         "engine": cfg.engine,
-        "metrics": _metrics(result),
+        "metrics": _metrics(result) | {"cluster_sizes": [p["size"] for p in profiles]},
         "candidates": [c.to_dict() for c in result.candidates],
         "segments": profiles,
         "segment_names": names,
+        "stability": stability,
         "data": {
             "uri": cfg.data_location,
             "files": data.files,
@@ -232,9 +249,56 @@ def train_step(
         schema=schema,
         transform=transform,
         projection=result.projection,
-        centers=result.clustering.centers,
+        centers=clustering.centers,
         meta=meta,
     )
+
+
+def _previous_labels(previous: Model | None, table: Any) -> np.ndarray | None:
+    """The previous version's segment of every training row (None if it cannot read them)."""
+    if previous is None:
+        return None
+    try:
+        return previous.predict(table)
+    except CustsegError:
+        return None  # e.g. a column it needs is gone: ids are matched on centroids only
+
+
+def _match(profiles: list[dict[str, Any]], transform: FeatureTransform, previous: Model,
+           labels: np.ndarray, old_labels: np.ndarray | None
+           ) -> tuple[list[int], dict[str, Any]]:
+    """New id per cluster (matched to the previous version) and the stability record."""
+    shared = [c for c in transform.numeric if c in previous.transform.numeric]
+    scales = dict(zip(transform.numeric, transform.scales.tolist(), strict=True))
+    categories = [f"{c}={v}" for c, values in zip(transform.categorical, transform.categories,
+                                                  strict=True)
+                  if c in previous.transform.categorical for v in values]
+    ids = match_ids(centroid_matrix(profiles, shared, scales, categories),
+                    centroid_matrix(previous.meta["segments"], shared, scales, categories))
+    k = len(profiles)
+    if sorted(ids) != list(range(k)):  # fewer segments than before: keep their order
+        order = sorted(range(k), key=lambda c: ids[c])
+        ids = [order.index(c) for c in range(k)]
+    relabelled = np.asarray(ids, dtype=np.int32)[labels]
+    return ids, {
+        "previous_model": previous.uri,
+        "previous_k": previous.k,
+        "matched_ids": ids,
+        "agreement": None if old_labels is None else agreement(relabelled, old_labels),
+        "method": "Hungarian matching on centroids in original units (scaled by sd)",
+    }
+
+
+def _relabel(clustering: Clustering, profiles: list[dict[str, Any]], ids: list[int]
+             ) -> tuple[Clustering, list[dict[str, Any]]]:
+    """Renumber clusters: cluster c becomes ids[c]."""
+    order = np.argsort(ids)  # order[new_id] = old position
+    mapping = np.asarray(ids, dtype=np.int32)
+    relabelled = Clustering(k=clustering.k, centers=clustering.centers[order].copy(),
+                            labels=mapping[clustering.labels], inertia=clustering.inertia,
+                            n_iter=clustering.n_iter)
+    new_profiles = [profiles[int(c)] | {"id": new} for new, c in enumerate(order)]
+    return relabelled, new_profiles
 
 
 def save_artifact(cfg: Config, model: Model, execution_id: str) -> str:

@@ -1,0 +1,93 @@
+"""Segment profiles, names and stable ids across retrains (through the real pipeline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+import custseg
+from custseg.config import Features
+from custseg.preprocessing import fit_features, infer_schema
+from custseg.profiles import name_segments, profile_segments
+from custseg.sample import generate_customers
+from custseg.train import train
+
+
+def write(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(table, path)
+
+
+def run(tmp_path: Path, data: str, **overrides: object) -> custseg.pipeline.Execution:
+    cfg = custseg.load_config(str(tmp_path / "pipeline_config.yaml"),
+                              overrides={"data_file": data, **overrides})
+    return custseg.run(cfg)
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    table, _ = generate_customers(6000, segments=4, seed=11)
+    write(tmp_path / "data" / "a.csv", table)
+    shuffled = table.take(np.random.default_rng(5).permutation(table.num_rows))
+    write(tmp_path / "data" / "shuffled.csv", shuffled)
+    (tmp_path / "pipeline_config.yaml").write_text(
+        "data_uri: data/\nstore: store\nn_clusters: 4\nn_components: 3\n"
+        "endpoint: {autostart: false}\n")
+    return tmp_path
+
+
+def test_profiles_describe_each_segment_in_original_units() -> None:
+    table, _ = generate_customers(20_000, segments=3, seed=2)
+    transform, enc = fit_features(table, infer_schema(table, Features()))
+    result = train(enc, transform, k_candidates=[3], n_components=3)
+    labels = result.clustering.labels
+    profiles = profile_segments(enc, transform, labels, 3)
+    frame = table.to_pandas()
+    frame["Income"] = frame["Income"].fillna(frame["Income"].median())
+    for p in profiles:
+        members = frame[labels == p["id"]]
+        assert p["size"] == len(members)
+        assert p["numeric"]["Income"]["mean"] == pytest.approx(members["Income"].mean())
+        assert p["numeric"]["Income"]["median"] == pytest.approx(members["Income"].median(),
+                                                                  rel=0.02)
+        assert sum(p["categorical"]["Gender"].values()) == pytest.approx(1.0)
+        top = p["differences"][0]
+        assert abs(top["z"]) == max(abs(d["z"]) for d in p["differences"])
+    names = name_segments(profiles)
+    assert len(set(names)) == 3 and all(names)
+    assert name_segments(profiles, ["a", "b", "c"]) == ["a", "b", "c"]
+
+
+def test_retraining_on_a_shuffled_copy_keeps_every_id(project: Path) -> None:
+    first = run(project, "a.csv")
+    second = run(project, "shuffled.csv", random_state=7)  # other seed, other row order
+    assert first.model_uri and second.model_uri
+    old = custseg.load_model(first.model_uri)
+    new = custseg.load_model(second.model_uri)
+    table = pacsv.read_csv(project / "data" / "a.csv")
+    np.testing.assert_array_equal(old.predict(table), new.predict(table))
+    stability = new.meta["stability"]
+    assert stability["agreement"] == pytest.approx(1.0, abs=1e-3)
+    assert new.meta["segment_names"] == old.meta["segment_names"]
+    pkg = custseg.registry.package(custseg.store.Store.existing(str(project / "store")),
+                                   "clustering-model-model-group", 2)
+    assert pkg.lineage["stability"]["agreement"] == stability["agreement"]
+
+
+def test_more_segments_keep_the_old_ids_and_add_new_ones(project: Path) -> None:
+    first = run(project, "a.csv", n_clusters=3)
+    second = run(project, "a.csv", n_clusters=4, random_state=3)
+    assert first.model_uri and second.model_uri
+    old = custseg.load_model(first.model_uri)
+    new = custseg.load_model(second.model_uri)
+    assert sorted(new.meta["stability"]["matched_ids"]) == [0, 1, 2, 3]
+    old_centroids = {p["id"]: p["numeric"]["Age"]["mean"] for p in old.meta["segments"]}
+    new_centroids = {p["id"]: p["numeric"]["Age"]["mean"] for p in new.meta["segments"]}
+    # each kept id's segment is closer to its old self than to any other old segment
+    for i in range(3):
+        nearest = min(old_centroids, key=lambda j: abs(old_centroids[j] - new_centroids[i]))
+        assert nearest == i
