@@ -272,6 +272,68 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
 
 
 @app.command()
+def predict(
+    model: Annotated[
+        str, typer.Option("--model", help="A model: GROUP/VERSION or an artifact path/URI.")
+    ],
+    input_uri: Annotated[str, typer.Option("--input", help="CSV or Parquet, local or s3://.")],
+    output_uri: Annotated[str, typer.Option("--output", help="CSV or Parquet, local or s3://.")],
+    rejects: Annotated[
+        str | None,
+        typer.Option(
+            "--rejects", help="Where rows that fail validation go (default: OUTPUT.rejects.EXT)."
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad row.")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Score a whole file in constant memory: its columns plus cluster, segment, distance."""
+    import custseg
+    from custseg.config import load_config
+    from custseg.predict import predict_file
+    from custseg.registry import parse_ref
+
+    try:
+        cfg = load_config(config) if config.is_file() else None
+        endpoint_url = cfg.s3.endpoint_url if cfg else None
+        store = cfg.store_location if cfg and parse_ref(model) else None
+        loaded = custseg.load_model(model, store, s3_endpoint_url=endpoint_url)
+        if rejects is None:
+            stem, dot, ext = output_uri.rpartition(".")
+            rejects = f"{stem}.rejects.{ext}" if dot else output_uri + ".rejects"
+        size = _size(input_uri, endpoint_url)
+        from rich.progress import Progress
+
+        with Progress(console=_err_console(), transient=True) as bar:
+            task = bar.add_task("Scoring", total=size)
+            summary = predict_file(
+                loaded,
+                input_uri,
+                output_uri,
+                rejects_uri=rejects,
+                strict=strict,
+                s3_endpoint_url=endpoint_url,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Scored {summary.scored:,} of {summary.rows:,} rows into {summary.output}")
+    if summary.rejects:
+        typer.echo(f"Rejected {summary.rejected:,} rows (reasons in {summary.rejects})")
+
+
+def _size(uri: str, s3_endpoint_url: str | None) -> int | None:
+    try:
+        if uri.startswith("s3://"):
+            from custseg.data import _s3fs
+
+            return int(_s3fs(s3_endpoint_url).size(uri.removeprefix("s3://")))
+        return Path(uri).stat().st_size
+    except Exception:  # only the progress bar's total: unknown is fine
+        return None
+
+
+@app.command()
 def sample(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="CSV file to write (.csv or .csv.gz).")

@@ -11,6 +11,7 @@ import csv as pycsv
 import gzip
 import hashlib
 import io
+import os
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ __all__ = [
     "fingerprint",
     "list_sources",
     "open_source",
+    "publish",
     "read_data",
     "returning_memory_pool",
 ]
@@ -179,6 +181,15 @@ def _hash_file(uri: str, s3_endpoint_url: str | None) -> str:
         for block in iter(lambda: f.read(_HASH_BLOCK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def publish(tmp: str | Path, dest: str | Path) -> None:
+    """Move a finished temporary file into place atomically, with the usual permissions
+    (temporary files are created private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dest)
 
 
 def returning_memory_pool() -> pa.MemoryPool:

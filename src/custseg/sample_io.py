@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from custseg.data import publish
 from custseg.errors import DataError
 from custseg.sample import CHUNK_ROWS, iter_customer_chunks
 
@@ -42,10 +43,7 @@ def write_sample(path: Path, *, rows: int, segments: int, seed: int, console: An
                 progress.advance(task, min(CHUNK_ROWS, table.num_rows))
             if writer is not None:
                 writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,0 +1,222 @@
+"""Batch scoring: a whole CSV or Parquet file (local or S3) through a model, streamed.
+
+The input is read in blocks (CSV: pyarrow's streaming reader with every column as text,
+so no value can break a block's types; Parquet: row batches), each block is validated,
+scored and written out before the next is read: memory stays constant whatever the file
+size. The output is the input's columns plus `cluster`, `segment` and `distance`. Rows
+that fail validation (a numeric field that is not a number, an infinite value) go to a
+reject file with the reason, unless `strict`, which stops at the first one instead.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from custseg.data import (
+    _decompressed_head,
+    _header,
+    detect_delimiter,
+    publish,
+    returning_memory_pool,
+)
+from custseg.errors import DataError
+from custseg.model import Model
+from custseg.preprocessing import NUMBER, encode
+
+__all__ = ["PredictSummary", "predict_file"]
+
+BLOCK_BYTES = 2 << 20  # parse blocks: the reader's read-ahead makes memory a few times this
+Progress = Callable[[int], None]  # bytes read so far
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    rows: int
+    scored: int
+    rejected: int
+    output: str
+    rejects: str | None
+
+
+def _kind(uri: str) -> str:
+    lower = uri.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+        return "csv"
+    raise DataError(f"{uri}: expected a .csv, .csv.gz or .parquet file")
+
+
+def _fs(uri: str, s3_endpoint_url: str | None) -> Any:
+    if uri.startswith("s3://"):
+        from custseg.data import _s3fs
+
+        return _s3fs(s3_endpoint_url)
+    import fsspec
+
+    return fsspec.filesystem("file")
+
+
+def _batches(uri: str, s3_endpoint_url: str | None, progress: Progress
+             ) -> Iterator[pa.RecordBatch]:
+    fs = _fs(uri, s3_endpoint_url)
+    path = uri.removeprefix("s3://")
+    try:
+        raw = fs.open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"input not found: {uri}") from None
+    with raw:
+        if _kind(uri) == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(raw)
+            for batch in parquet.iter_batches(batch_size=65536):
+                progress(raw.tell())
+                yield batch
+            return
+        head = _decompressed_head(raw.read(65536), uri)
+        raw.seek(0)
+        delimiter = detect_delimiter(head)
+        names = _header(head, delimiter)
+        if not names:
+            raise DataError(f"{uri} is empty (expected a header line and rows)")
+        stream = pa.input_stream(pa.PythonFile(raw, mode="r"),
+                                 compression="gzip" if uri.lower().endswith(".gz") else None)
+        reader = pacsv.open_csv(
+            stream, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+        for batch in reader:
+            progress(raw.tell())
+            yield batch
+
+
+def _invalid(batch: pa.RecordBatch, model: Model) -> tuple[np.ndarray, list[str | None]]:
+    """Rows that cannot be scored, and why (None for good rows)."""
+    n = batch.num_rows
+    bad = np.zeros(n, dtype=bool)
+    reasons: list[str | None] = [None] * n
+    names = batch.schema.names
+    for column in model.input_columns:
+        if column not in names:
+            raise DataError(f"the input has no column {column!r} (the model needs "
+                            f"{', '.join(model.input_columns)})")
+    for column in model.transform.numeric:
+        values = batch.column(names.index(column))
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            ok = pc.fill_null(pc.match_substring_regex(values, NUMBER), True)
+            ok = pc.and_(ok, pc.invert(pc.match_substring_regex(
+                values, r"^\s*[-+]?(inf|infinity|nan)\s*$", ignore_case=True)))
+            wrong = np.asarray(ok.to_numpy(zero_copy_only=False) == 0)
+        elif pa.types.is_floating(values.type):
+            floats = values.to_numpy(zero_copy_only=False)
+            wrong = np.isinf(floats)
+        else:
+            continue
+        for i in np.flatnonzero(wrong & ~bad):
+            reasons[i] = f"{column}: {values[int(i)].as_py()!r} is not a finite number"
+        bad |= wrong
+    return bad, reasons
+
+
+@contextmanager
+def _sink(uri: str, s3_endpoint_url: str | None) -> Iterator[IO[bytes]]:
+    """A file to write `uri` through: a temporary file renamed (or uploaded) on success."""
+    local = not uri.startswith("s3://")
+    folder = Path(uri).parent if local else Path(tempfile.gettempdir())
+    if local and not folder.is_dir():
+        raise DataError(f"cannot write {uri}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".custseg-predict-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        if local:
+            publish(tmp, uri)
+        else:
+            _fs(uri, s3_endpoint_url).put_file(tmp, uri.removeprefix("s3://"))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class _Writer:
+    def __init__(self, f: IO[bytes], kind: str) -> None:
+        self.f, self.kind = f, kind
+        self.writer: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            if self.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                self.writer = pq.ParquetWriter(self.f, table.schema)
+            else:
+                self.writer = pacsv.CSVWriter(self.f, table.schema)
+        self.writer.write_table(table)
+
+    def close(self, schema: pa.Schema) -> None:
+        if self.writer is None:  # no rows at all: still a valid file with a header
+            self.write(schema.empty_table())
+        self.writer.close()
+
+
+def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: str | None,
+                 strict: bool = False, s3_endpoint_url: str | None = None,
+                 progress: Progress = lambda _: None) -> PredictSummary:
+    """Score every row of `input_uri` into `output_uri` (see the module docstring).
+
+    The reject file is written only when some rows were rejected.
+    """
+    out_kind = _kind(output_uri)
+    pa.set_memory_pool(returning_memory_pool())  # freed blocks go back: constant memory
+    names = model.meta.get("segment_names") or [str(i) for i in range(model.k)]
+    segment_of = np.asarray(names, dtype=object)
+    rows = scored = rejected = 0
+    with tempfile.TemporaryDirectory(prefix="custseg-rejects-") as scratch:
+        reject_path = os.path.join(scratch, "rejects." + out_kind)
+        with _sink(output_uri, s3_endpoint_url) as out_file, open(reject_path, "wb") as rf:
+            out, rejects = _Writer(out_file, out_kind), _Writer(rf, out_kind)
+            schema = None
+            for batch in _batches(input_uri, s3_endpoint_url, progress):
+                bad, reasons = _invalid(batch, model)
+                if bad.any() and strict:
+                    i = int(np.argmax(bad))
+                    raise DataError(f"{input_uri} row {rows + i + 1}: {reasons[i]} "
+                                    f"(without --strict such rows go to the reject file)")
+                table = pa.Table.from_batches([batch])
+                good = table.filter(pa.array(~bad)) if bad.any() else table
+                labels, distances = model.score_encoded(encode(good, model.transform))
+                result = (good.append_column("cluster", pa.array(labels))
+                          .append_column("segment", pa.array(segment_of[labels], pa.string()))
+                          .append_column("distance", pa.array(distances)))
+                schema = result.schema
+                out.write(result)
+                if bad.any():
+                    reason = pa.array([r for r in reasons if r is not None], pa.string())
+                    rejects.write(table.filter(pa.array(bad)).append_column("reason", reason))
+                rows += batch.num_rows
+                scored += good.num_rows
+                rejected += int(bad.sum())
+            if schema is None:
+                raise DataError(f"{input_uri} has no rows")
+            out.close(schema)
+            if rejects.writer is not None:
+                rejects.writer.close()
+        if rejected and rejects_uri:
+            with _sink(rejects_uri, s3_endpoint_url) as f, open(reject_path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    f.write(chunk)
+    return PredictSummary(rows, scored, rejected, output_uri,
+                          rejects_uri if rejected and rejects_uri else None)

@@ -1,0 +1,130 @@
+"""Batch scoring (`custseg predict`): real files, real processes, a real moto S3 server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+import custseg
+
+CUSTSEG = Path(sys.executable).parent / "custseg"
+
+
+def cli(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CUSTSEG), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("predict")
+    assert cli(root, "sample", "--rows", "3000", "--seed", "4", "-o", "customers.csv"
+               ).returncode == 0
+    (root / "pipeline_config.yaml").write_text(
+        "data_uri: customers.csv\nstore: store\nendpoint: {autostart: false}\n")
+    result = cli(root, "run")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+REF = "clustering-model-model-group/1"
+
+
+@pytest.mark.parametrize(("source", "target"), [("csv", "csv"), ("csv", "parquet"),
+                                                ("parquet", "csv"), ("csv.gz", "parquet")])
+def test_output_is_the_input_plus_cluster_segment_distance(trained: Path, source: str,
+                                                           target: str) -> None:
+    table = pacsv.read_csv(trained / "customers.csv")
+    src = trained / f"in.{source}"
+    if source == "parquet":
+        pq.write_table(table, src)
+    elif source == "csv.gz":
+        import gzip
+
+        src.write_bytes(gzip.compress((trained / "customers.csv").read_bytes()))
+    else:
+        src.write_bytes((trained / "customers.csv").read_bytes())
+    out = trained / f"out-{source}.{target}"
+    result = cli(trained, "predict", "--model", REF, "--input", src, "--output", out)
+    assert result.returncode == 0, result.stderr
+    assert "Scored 3,000 of 3,000 rows" in result.stdout
+    scored = pq.read_table(out) if target == "parquet" else pacsv.read_csv(out)
+    assert scored.column_names == [*table.column_names, "cluster", "segment", "distance"]
+    model = custseg.load_model(REF, str(trained / "store"))
+    np.testing.assert_array_equal(scored.column("cluster").to_numpy(), model.predict(table))
+    names = model.meta["segment_names"]
+    assert scored.column("segment").to_pylist() == [
+        names[c] for c in scored.column("cluster").to_pylist()]
+    assert not list(trained.glob("*.rejects.*"))  # no rejects, no reject file
+
+
+def test_bad_rows_go_to_the_reject_file_or_stop_with_strict(trained: Path) -> None:
+    lines = (trained / "customers.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:11]
+    cells = rows[3].split(",")
+    cells[1] = "forty"  # Age
+    rows[3] = ",".join(cells)
+    cells = rows[7].split(",")
+    cells[2] = "inf"  # Income
+    rows[7] = ",".join(cells)
+    (trained / "bad.csv").write_text("\n".join([header, *rows]) + "\n")
+    result = cli(trained, "predict", "--model", REF, "--input", "bad.csv", "--output", "ok.csv")
+    assert result.returncode == 0, result.stderr
+    assert "Scored 8 of 10 rows" in result.stdout and "Rejected 2 rows" in result.stdout
+    rejects = pacsv.read_csv(trained / "ok.rejects.csv")
+    assert rejects.column("reason").to_pylist() == [
+        "Age: 'forty' is not a finite number", "Income: 'inf' is not a finite number"]
+    assert pacsv.read_csv(trained / "ok.csv").num_rows == 8
+    strict = cli(trained, "predict", "--model", REF, "--input", "bad.csv", "--output",
+                 "strict.csv", "--strict")
+    assert strict.returncode == 3
+    assert "bad.csv row 4: Age: 'forty' is not a finite number" in strict.stderr
+    assert not (trained / "strict.csv").exists()  # nothing half-written
+
+
+def test_missing_column_and_missing_input_are_clear(trained: Path) -> None:
+    (trained / "narrow.csv").write_text("Age,Income\n30,50000\n")
+    result = cli(trained, "predict", "--model", REF, "--input", "narrow.csv", "--output", "x.csv")
+    assert result.returncode == 3 and "no column 'Purchases'" in result.stderr
+    result = cli(trained, "predict", "--model", REF, "--input", "nope.csv", "--output", "x.csv")
+    assert result.returncode == 3 and "input not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_s3_in_and_out(trained: Path, moto_server: str, make_bucket: object) -> None:
+    bucket = make_bucket({"in/customers.csv": (trained / "customers.csv").read_bytes()})  # type: ignore[operator]
+    config = trained / "s3.yaml"
+    config.write_text(f"data_uri: customers.csv\nstore: store\ns3: {{endpoint_url: "
+                      f"'{moto_server}'}}\nendpoint: {{autostart: false}}\n")
+    result = cli(trained, "predict", "-c", config, "--model", REF, "--input",
+                 f"s3://{bucket}/in/customers.csv", "--output", f"s3://{bucket}/out/scored.parquet")
+    assert result.returncode == 0, result.stderr
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    body = s3.get_object(Bucket=bucket, Key="out/scored.parquet")["Body"].read()
+    import io
+
+    assert pq.read_table(io.BytesIO(body)).num_rows == 3000
+
+
+def test_memory_stays_constant_as_the_file_grows(trained: Path) -> None:
+    def peak_rss(rows: int) -> int:
+        name = f"rows{rows}.csv"
+        assert cli(trained, "sample", "--rows", str(rows), "-o", name).returncode == 0
+        proc = subprocess.Popen([str(CUSTSEG), "predict", "--model", REF, "--input", name,
+                                 "--output", f"scored{rows}.parquet"], cwd=trained,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        assert status == 0
+        return int(usage.ru_maxrss)  # KiB
+
+    small, large = peak_rss(100_000), peak_rss(1_500_000)
+    assert large < small + 60 * 1024  # 15x the rows, not 15x the memory
