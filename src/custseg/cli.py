@@ -198,10 +198,21 @@ def run(
             execution = run_pipeline(cfg, reporter, no_cache=no_cache, base=base)
     except CustsegError as exc:
         raise _fail(exc) from None
+    report_path = None
+    if execution.model_uri:
+        report_path = write_report(
+            Path(cfg.store_location),
+            execution.model_uri,
+            f"Segments of execution {execution.id}",
+            f"pipeline {cfg.project_name} v{execution.pipeline_version}",
+            None,
+            cfg.s3.endpoint_url,
+        )
     if as_json:
-        typer.echo(json.dumps(_execution_json(execution), indent=2))
+        typer.echo(json.dumps(_execution_json(execution) | {"report": str(report_path)}, indent=2))
     else:
         _print_summary(execution)
+        typer.echo(f"Report: {report_path}")
 
 
 @app.command()
@@ -269,6 +280,58 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
             for n, s in execution.steps.items()
         },
     }
+
+
+def write_report(
+    store_folder: Path,
+    model_uri: str,
+    title: str,
+    subtitle: str,
+    output: Path | None,
+    s3_endpoint_url: str | None = None,
+) -> Path:
+    """Render a model's report into `output` (default: <store>/reports/<name>.html)."""
+    from custseg.model import load_model
+    from custseg.report import render_report
+
+    model = load_model(model_uri, s3_endpoint_url=s3_endpoint_url)
+    path = output or store_folder / "reports" / f"{title.split()[-1].replace('/', '-')}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(model.meta, title=title, subtitle=subtitle), encoding="utf-8")
+    return path
+
+
+@app.command()
+def report(
+    ref: Annotated[str, typer.Argument(help="An execution id, a model version, or GROUP/VERSION.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+) -> None:
+    """Write the segment report (self-contained HTML) of an execution or model version."""
+    from custseg.cli_store import _open
+    from custseg.errors import StoreError
+    from custseg.registry import group_name, package, parse_ref
+
+    try:
+        cfg, store = _open(config)
+        parsed = parse_ref(ref) or (
+            (group_name(cfg.project_name), int(ref)) if ref.isdigit() else None
+        )
+        if parsed is not None:
+            pkg = package(store, *parsed)
+            uri, title = pkg.artifact_uri, f"Segments of model {pkg.ref}"
+            subtitle = f"execution {pkg.execution_id}, {pkg.approval_status.value}"
+        else:
+            record = store.execution(ref)
+            uri = record["steps"][0]["outputs"].get("model_uri")
+            if not uri:
+                raise StoreError(f"execution {record['id']} produced no model ({record['status']})")
+            title = f"Segments of execution {record['id']}"
+            subtitle = f"pipeline {record['pipeline_name']} v{record['pipeline_version']}"
+        path = write_report(store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url)
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Wrote {path}")
 
 
 @app.command()

@@ -25,6 +25,7 @@ from custseg.matching import agreement, centroid_matrix, match_ids
 from custseg.model import Model, save_model
 from custseg.preprocessing import FeatureTransform, fit_features, infer_schema
 from custseg.profiles import name_segments, profile_segments
+from custseg.report_sample import report_sample
 from custseg.store import now
 from custseg.train import Clustering, TrainResult, train
 
@@ -220,6 +221,8 @@ def train_step(
     if previous is not None and previous.meta.get("segments"):
         ids, stability = _match(profiles, transform, previous, clustering.labels, old_labels)
         clustering, profiles = _relabel(clustering, profiles, ids)
+    sample = report_sample(encoded, transform, result.projection, clustering.labels, k,
+                           cfg.random_state)
     names = name_segments(profiles, cfg.segment_names)
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
@@ -233,6 +236,7 @@ def train_step(
         "segments": profiles,
         "segment_names": names,
         "stability": stability,
+        "report_sample": sample,
         "data": {
             "uri": cfg.data_location,
             "files": data.files,
