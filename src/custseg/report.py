@@ -21,7 +21,8 @@ h1{font-size:24px;margin-bottom:4px}h2{font-size:19px;margin-top:32px;border-bot
 td,th{padding:4px 10px;border-bottom:1px solid #eceff1;text-align:right}th{background:#f5f7f8}
 td:first-child,th:first-child{text-align:left}tr.chosen{background:#fff8e1;font-weight:600}
 .metrics{display:flex;gap:16px;flex-wrap:wrap}.metric{border:1px solid #cfd8dc;border-radius:8px;
-padding:10px 16px;min-width:180px}.metric b{display:block;font-size:22px}figure.plot{margin:12px 18px 12px 0;
+padding:10px 16px;min-width:180px}.metric b{display:block;font-size:22px}
+figure.plot{margin:12px 18px 12px 0;
 display:inline-block;vertical-align:top}figcaption{font-size:13px;color:#607d8b;max-width:300px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:14px}
 .card{border:1px solid #cfd8dc;border-radius:10px;padding:12px 16px;border-top-width:6px}
