@@ -164,3 +164,101 @@ def make_bucket(s3: Any) -> Callable[..., str]:
 
     return make
 
+
+# -- projects with a store (executions, registry, failures) ----------------------------------
+
+FEATURES = {"numeric": ["Age", "Income", "Purchases"], "categorical": ["Gender"],
+            "ignore": ["CustomerID"]}
+
+
+class StoreProject:
+    """A project folder: data/customers.csv, pipeline_config.yaml (its store: ./store), and
+    helpers that run the real `custseg` console script on it with `-c` and read the store's
+    SQLite file directly."""
+
+    def __init__(self, root: Path, config: dict[str, Any]) -> None:
+        self.root = root
+        self.config_path = root / "pipeline_config.yaml"
+        self.config: dict[str, Any] = {}
+        self.write_config(config)
+
+    @property
+    def store(self) -> Path:
+        return self.root / "store"
+
+    @property
+    def db(self) -> Path:
+        return self.store / "custseg.db"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data" / "customers.csv"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    def update_config(self, **changes: Any) -> None:
+        self.write_config({**self.config, **changes})
+
+    def command(self, *args: str | Path) -> list[str]:
+        return [str(CUSTSEG), *map(str, args), "-c", str(self.config_path)]
+
+    def cli(self, *args: str | Path, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args), cwd=self.root, capture_output=True,
+                              text=True, timeout=timeout, check=False,
+                              env=None if env is None else {**os.environ, **env})
+
+    def ok(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        result = self.cli(*args)
+        assert result.returncode == 0, f"custseg {' '.join(map(str, args))}:\n{result.stderr}"
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def json(self, *args: str | Path) -> Any:
+        import json
+
+        return json.loads(self.ok(*args, "--json").stdout)
+
+    def popen(self, *args: str | Path) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.command(*args), cwd=self.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of a query on the store's SQLite file (a plain sqlite3 connection)."""
+        import sqlite3
+
+        conn = sqlite3.connect(self.db, timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+
+
+def _no_autostart(config: dict[str, Any]) -> dict[str, Any]:
+    """Keep `custseg run` from starting a background endpoint server where the config
+    supports `endpoint.autostart` (tests of the store must not leave servers behind)."""
+    from custseg.config import EndpointOptions
+
+    if "autostart" in EndpointOptions.model_fields and "endpoint" not in config:
+        return {**config, "endpoint": {"autostart": False}}
+    return config
+
+
+@pytest.fixture(scope="session")
+def store_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., StoreProject]:
+    """Factory: `store_project(rows=600, seed=0, **config)` -> a fresh StoreProject (its own
+    folder, data and store). `data=False` writes no data; `config` keys override the
+    defaults (data_uri: data/, store: store, the FEATURES schema)."""
+
+    def make(name: str = "project", rows: int = 600, seed: int = 0, data: bool = True,
+             **config: Any) -> StoreProject:
+        root = tmp_path_factory.mktemp(name)
+        if data:
+            write_customers(root / "data" / "customers.csv", rows=rows, seed=seed)
+        base = {"data_uri": "data/", "store": "store", "features": FEATURES}
+        return StoreProject(root, _no_autostart({**base, **config}))
+
+    return make

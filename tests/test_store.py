@@ -1,0 +1,354 @@
+"""The store (SQLite file + artifact location) on real files and real processes: schema
+version and forward migrations, WAL and foreign keys, refusing what it cannot use, the
+reaper of interrupted executions, and several processes writing at once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from custseg import registry
+from custseg.errors import StoreError
+from custseg.store import DB_FILE, SCHEMA_VERSION, Store
+
+if TYPE_CHECKING:
+    from tests.conftest import StoreProject
+
+TABLES = {"pipelines", "executions", "steps", "model_packages", "approvals",
+          "endpoint_configs", "endpoints"}
+
+
+def _raw(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _pipeline(store: Store, name: str = "p") -> tuple[str, int]:
+    version, _ = store.upsert_pipeline(name, {"steps": []}, "sha-" + name)
+    return name, version
+
+
+# -- schema, pragmas, migrations -------------------------------------------------------------
+
+def test_a_new_store_is_a_migrated_wal_sqlite_file(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "s"))
+    assert store.db_path == tmp_path / "s" / DB_FILE
+    assert store.artifacts == str(tmp_path / "s" / "artifacts")
+    conn = _raw(store.db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    assert tables >= TABLES
+
+
+def test_store_connections_enforce_foreign_keys(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "s"))
+    with store.read() as conn:
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        store.create_execution("e1", ("no-such-pipeline", 1), {}, ["Train"], "me")
+    with store.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 0
+
+
+def test_reopening_keeps_the_data_and_does_not_migrate_again(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "s"))
+    pipeline = _pipeline(store)
+    store.create_execution("e1", pipeline, {"n_clusters": 3}, ["Train"], "me")
+    store.finish_execution("e1", "Succeeded")
+    again = Store.open(str(tmp_path / "s"))
+    record = again.execution("e1")
+    assert record["status"] == "Succeeded" and record["parameters"] == {"n_clusters": 3}
+    conn = _raw(again.db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+def test_an_existing_version_0_database_is_migrated_forward(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    conn = sqlite3.connect(folder / DB_FILE)  # a database custseg never touched: version 0
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('kept')")
+    conn.commit()
+    conn.close()
+    store = Store.open(str(folder))
+    with store.read() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT text FROM notes").fetchall()[0][0] == "kept"
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names >= TABLES | {"notes"}
+
+
+def _newer_schema(folder: Path) -> None:
+    Store.open(str(folder))
+    conn = sqlite3.connect(folder / DB_FILE)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+
+
+def _not_a_database(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / DB_FILE).write_bytes(b"this is not an SQLite database, just text\n" * 100)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "expected"),
+    [(_newer_schema, f"schema version {SCHEMA_VERSION + 1}, newer than this custseg"),
+     pytest.param(_not_a_database, "is unusable", marks=pytest.mark.xfail(strict=True, reason=(
+         "BUG: a store whose custseg.db is not an SQLite file escapes as a raw "
+         "sqlite3.DatabaseError ('file is not a database') from Store.connect (PRAGMA "
+         "synchronous is outside its try): the CLI prints a traceback and exits 1")))],
+    ids=["newer-schema", "not-a-database"],
+)
+def test_a_store_it_cannot_use_is_refused_with_a_clear_message(
+        store_project: Callable[..., StoreProject], spoil: Callable[[Path], None],
+        expected: str) -> None:
+    project = store_project()
+    spoil(project.store)
+    before = project.db.read_bytes()
+    with pytest.raises(StoreError, match="store") as info:
+        Store.open(str(project.store))
+    assert expected in str(info.value) and str(project.db) in str(info.value)
+    result = project.cli("executions", "list")  # the CLI: exit 6 and one line, no traceback
+    assert result.returncode == 6, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert project.db.read_bytes() == before  # left as it was
+
+
+def test_read_commands_need_an_existing_store_and_do_not_create_one(
+        store_project: Callable[..., StoreProject]) -> None:
+    project = store_project()
+    for args in (("executions", "list"), ("models", "list"), ("executions", "describe", "x")):
+        result = project.cli(*args)
+        assert result.returncode == 6, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"error: no store at {project.store} (run `custseg run` or `custseg deploy` "
+            "first, or pass -c)"]
+    assert not project.store.exists()
+    with pytest.raises(StoreError, match="no store at"):
+        Store.existing(str(project.store))
+
+
+def test_a_store_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("a file\n")
+    with pytest.raises(StoreError, match="cannot create the store folder"):
+        Store.open(str(tmp_path / "s"))
+
+
+# -- where the store is ----------------------------------------------------------------------
+
+STORE_FORMS = [
+    pytest.param(lambda root: "meta", lambda root: root / "meta" / DB_FILE, id="folder"),
+    pytest.param(lambda root: f"sqlite:///{root}/meta/meta.db",
+                 lambda root: root / "meta" / "meta.db", id="sqlite-url",
+                 marks=pytest.mark.xfail(strict=True, reason=(
+                     "BUG: store: sqlite:////abs/meta.db writes the database as "
+                     "<folder>/custseg.db (not meta.db), the artifacts into a folder literally "
+                     "named 'sqlite:' under the cwd, and read commands then fail with 'no "
+                     "store at sqlite:/...'"))),
+    pytest.param(lambda root: "meta/meta.db", lambda root: root / "meta" / "meta.db",
+                 id="db-file-path",
+                 marks=pytest.mark.xfail(strict=True, reason=(
+                     "BUG: store: meta/meta.db is opened as the folder meta/ (database "
+                     "meta/custseg.db) but the default artifacts are meta/meta.db/artifacts, "
+                     "so Train fails with 'Not a directory'; read commands say 'no store'"))),
+]
+
+
+@pytest.mark.parametrize(("store", "db_file"), STORE_FORMS)
+def test_the_store_may_be_a_folder_or_a_database_url(
+        store_project: Callable[..., StoreProject], store: Callable[[Path], str],
+        db_file: Callable[[Path], Path]) -> None:
+    project = store_project()
+    project.update_config(store=store(project.root))
+    result = project.cli("run", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert db_file(project.root).is_file()
+    assert Path(out["model_uri"]).is_relative_to(project.root / "meta")
+    assert not (project.root / "sqlite:").exists()
+    listed = project.json("executions", "list")
+    assert [e["id"] for e in listed] == [out["id"]]
+    assert [m["version"] for m in project.json("models", "list")] == [1]
+
+
+# -- pipelines -------------------------------------------------------------------------------
+
+def test_upsert_pipeline_adds_a_version_only_when_the_definition_changes(
+        tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "s"))
+    assert store.latest_pipeline("p") is None
+    assert store.upsert_pipeline("p", {"n": 1}, "a") == (1, True)
+    assert store.upsert_pipeline("p", {"n": 1}, "a") == (1, False)
+    assert store.upsert_pipeline("p", {"n": 2}, "b") == (2, True)
+    assert store.upsert_pipeline("q", {"n": 2}, "b") == (1, True)  # per pipeline name
+    assert store.upsert_pipeline("p", {"n": 1}, "a") == (3, True)  # back to the first: new
+    assert store.latest_pipeline("p") == (3, {"n": 1}, "a")
+
+
+# -- the reaper of interrupted executions ----------------------------------------------------
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _set_runner(store: Store, execution_id: str, pid: int, pid_start: str | None,
+                host: str) -> None:
+    with store.write() as conn:
+        conn.execute("UPDATE executions SET pid = ?, pid_start = ?, host = ? WHERE id = ?",
+                     (pid, pid_start, host, execution_id))
+
+
+@pytest.mark.parametrize(
+    ("runner", "reaped"),
+    [
+        (lambda: (_dead_pid(), None, socket.gethostname()), True),
+        (lambda: (os.getpid(), "1", socket.gethostname()), True),  # the pid was reused
+        (lambda: (os.getpid(), None, socket.gethostname()), False),  # alive: left alone
+        (lambda: (_dead_pid(), None, "another-host.example"), False),  # not ours to judge
+    ],
+    ids=["dead-process", "reused-pid", "live-process", "other-host"],
+)
+def test_opening_the_store_marks_executions_of_dead_processes_failed(
+        tmp_path: Path, runner: Callable[[], tuple[int, str | None, str]],
+        reaped: bool) -> None:
+    store = Store.open(str(tmp_path / "s"))
+    store.create_execution("e1", _pipeline(store), {}, ["Train", "CreateModel"], "me")
+    store.update_step("e1", "Train", status="Executing", started_at="2024-01-01T00:00:00")
+    _set_runner(store, "e1", *runner())
+    Store.open(str(tmp_path / "s"))  # the next command
+    record = store.execution("e1")
+    steps = {s["name"]: (s["status"], s["error"]) for s in record["steps"]}
+    if reaped:
+        assert record["status"] == "Failed"
+        assert record["error"].startswith("interrupted")
+        assert record["ended_at"] is not None
+        assert steps == {"Train": ("Failed", "interrupted"), "CreateModel": ("Skipped", None)}
+    else:
+        assert record["status"] == "Executing" and record["error"] is None
+        assert steps == {"Train": ("Executing", None), "CreateModel": ("Pending", None)}
+
+
+def test_finished_executions_are_never_reaped(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "s"))
+    store.create_execution("e1", _pipeline(store), {}, ["Train"], "me")
+    store.finish_execution("e1", "Succeeded")
+    _set_runner(store, "e1", _dead_pid(), None, socket.gethostname())
+    assert Store.open(str(tmp_path / "s")).reap_interrupted() == []
+    assert store.execution("e1")["status"] == "Succeeded"
+
+
+# -- several processes at once ---------------------------------------------------------------
+
+def _register_many(folder: str, n: int, barrier: Any, results: Any) -> None:
+    """In another process: register n versions and upsert n definitions, all at once with
+    the other processes; puts the versions it got (or the error it met)."""
+    try:
+        store = Store.open(folder)
+        barrier.wait()
+        got = []
+        for i in range(n):
+            got.append(registry.register(
+                store, "g", execution_id=None, artifact_uri=f"/m/{os.getpid()}/{i}",
+                lineage={}, status=registry.ApprovalStatus.PENDING, user="me"))
+            store.upsert_pipeline("p", {"pid": os.getpid(), "i": i}, f"{os.getpid()}-{i}")
+        results.put(got)
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def _processes(target: Callable[..., None], n: int, *args: Any) -> list[Any]:
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters, no inherited state
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    out = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return out
+
+
+def test_processes_writing_at_once_queue_instead_of_failing(tmp_path: Path) -> None:
+    folder = str(tmp_path / "s")
+    store = Store.open(folder)
+    per_process, n = 10, 6
+    t0 = time.monotonic()
+    got = _processes(_register_many, n, folder, per_process)
+    assert not [g for g in got if isinstance(g, str)]  # no "database is locked"
+    versions = sorted(v for g in got for v in g)
+    assert versions == list(range(1, n * per_process + 1))  # no duplicates, no gaps
+    assert all(g == sorted(g) for g in got)  # each process saw its versions increase
+    with store.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM approvals").fetchone()[0] == n * per_process
+        assert conn.execute("SELECT MAX(version) FROM pipelines").fetchone()[0] == (
+            n * per_process)
+    assert time.monotonic() - t0 < 30
+
+
+OPEN_STORE = """
+import sys
+from custseg.store import Store
+print("ready", flush=True)
+try:
+    Store.open(sys.argv[1])
+except Exception as exc:
+    sys.exit(f"{type(exc).__name__}: {exc}")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a process opening a store while another process holds the write lock of the new, "
+    "not yet WAL, database file (as the first of several `custseg run` started together does "
+    "while it creates the store) fails at once with 'the store database ... is unusable: "
+    "database is locked' instead of waiting: Store._migrate runs PRAGMA journal_mode = WAL "
+    "outside BEGIN IMMEDIATE, where SQLite returns SQLITE_BUSY without calling the busy "
+    "handler. Eight processes opening 40 fresh stores at once hit it 7-12 times"))
+def test_opening_a_store_that_another_process_is_creating_waits_for_it(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    creator = sqlite3.connect(folder / DB_FILE, isolation_level=None)
+    creator.execute("BEGIN IMMEDIATE")  # the creating process's write lock on the new file
+    proc = subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)  # it should be waiting for the lock, not done
+        still_waiting = proc.poll() is None
+        creator.execute("COMMIT")
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        creator.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert still_waiting, stderr
+    assert proc.returncode == 0, stderr
+    store = Store.existing(str(folder))
+    with store.read() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
