@@ -198,9 +198,6 @@ def test_a_run_killed_in_train_is_failed_interrupted_and_leaves_no_version(
     assert after["steps"]["Train"]["reason"] == "no earlier successful run"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Ctrl-C (SIGINT) during `custseg run` exits 130 with only a blank line on stderr: "
-    "typer turns KeyboardInterrupt into Exit(130) before cli.main can print 'interrupted'"))
 def test_an_interrupted_run_says_so_on_stderr(
         store_project: Callable[..., StoreProject], big_csv: Path) -> None:
     project = _slow_project(store_project, big_csv)
@@ -216,7 +213,6 @@ def test_an_interrupted_run_says_so_on_stderr(
 def test_runs_started_together_all_succeed_with_distinct_versions(
         store_project: Callable[..., StoreProject], n: int) -> None:
     project = store_project()
-    project.ok("deploy")  # (a fresh store opened at once: see test_store's xfail)
     procs = [project.popen("run", "--no-cache", "--json") for _ in range(n)]
     results = []
     for proc in procs:
@@ -285,23 +281,13 @@ def _model_json_without_pca(model: Path) -> None:
 CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     "arrays-byte-flipped": (_flip_byte, "arrays.npz does not match its sha256 in manifest.json"),
     "model-json-edited": (_edit_model_json, "model.json does not match its sha256"),
-    "arrays-deleted": (lambda m: (m / "arrays.npz").unlink(), "has no arrays.npz"),
-    "manifest-deleted": (lambda m: (m / "manifest.json").unlink(), "has no manifest.json"),
+    "arrays-deleted": (lambda m: (m / "arrays.npz").unlink(), "is missing arrays.npz"),
+    "manifest-deleted": (lambda m: (m / "manifest.json").unlink(), "is missing manifest.json"),
     "manifest-garbled": (lambda m: (m / "manifest.json").write_text("{\"files\": "),
                          "manifest.json is unreadable"),
     "pickled-array-resigned": (_pickled_array, "arrays.npz"),
     "model-json-missing-key-resigned": (_model_json_without_pca, "model.json"),
 }
-CORRUPTION_BUGS = {
-    "pickled-array-resigned": (
-        "BUG: an arrays.npz holding an object (pickled) array, manifest updated to match, "
-        "escapes load_model as a bare ValueError ('Object arrays cannot be loaded when "
-        "allow_pickle=False') naming neither the artifact nor the file"),
-    "model-json-missing-key-resigned": (
-        "BUG: a model.json missing a key (here 'pca'), manifest updated to match, escapes "
-        "load_model as a bare KeyError('pca')"),
-}
-
 LOAD_ALL = """
 import json, sys
 import custseg
@@ -342,9 +328,7 @@ def corrupted_loads(store_project: Callable[..., StoreProject]
     return {case: (uri, *loaded[str(v)]) for case, (uri, v) in versions.items()}
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=CORRUPTION_BUGS[c])]
-                 if c in CORRUPTION_BUGS else []) for c in CORRUPTIONS])
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
 def test_a_corrupted_or_edited_artifact_is_refused_on_load_with_a_clear_message(
         corrupted_loads: dict[str, tuple[str, str, str]], case: str) -> None:
     assert corrupted_loads["intact"][1:] == ("ok", "")
@@ -373,10 +357,7 @@ def rerun_after_corruption(store_project: Callable[..., StoreProject]
 
 @pytest.mark.parametrize("case", [
     "arrays-byte-flipped", "arrays-deleted",
-    pytest.param("pickled-array-resigned", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: the Train cache check (_artifact_loads) catches only ModelError, so a cached "
-        "artifact that fails to load with another error crashes `custseg run` (exit 1, "
-        "traceback) instead of retraining")))])
+    "pickled-array-resigned"])
 def test_run_retrains_instead_of_serving_an_unusable_cached_artifact(
         rerun_after_corruption: Callable[[str], tuple[dict[str, Any], Any]],
         case: str) -> None:
@@ -392,10 +373,7 @@ def test_run_retrains_instead_of_serving_an_unusable_cached_artifact(
 
 @pytest.mark.parametrize(("case", "expected"), [
     ("arrays-deleted", "missing"),
-    pytest.param("arrays-byte-flipped", "sha256", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: when the cached artifact exists but fails its sha256 check, the rerun reason "
-        "recorded for Train (executions describe 'why:') is 'the cached artifact is missing'; "
-        "the 'cached artifact unusable' note is not kept in Execution.notes either"))),
+    ("arrays-byte-flipped", "sha256"),
 ])
 def test_the_rerun_reason_says_what_was_wrong_with_the_cached_artifact(
         rerun_after_corruption: Callable[[str], tuple[dict[str, Any], Any]], case: str,

@@ -120,7 +120,7 @@ def test_missing_file_and_missing_artifact(sample_model: tuple[Model, Path], tmp
     with pytest.raises(ModelError, match=r"no model artifact"):
         load_model(tmp_path / "nowhere")
     (folder / "arrays.npz").unlink()
-    with pytest.raises(ModelError, match=r"has no arrays\.npz"):
+    with pytest.raises(ModelError, match=r"is missing arrays\.npz"):
         load_model(folder)
 
 

@@ -115,10 +115,7 @@ def _not_a_database(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("spoil", "expected"),
     [(_newer_schema, f"schema version {SCHEMA_VERSION + 1}, newer than this custseg"),
-     pytest.param(_not_a_database, "is unusable", marks=pytest.mark.xfail(strict=True, reason=(
-         "BUG: a store whose custseg.db is not an SQLite file escapes as a raw "
-         "sqlite3.DatabaseError ('file is not a database') from Store.connect (PRAGMA "
-         "synchronous is outside its try): the CLI prints a traceback and exits 1")))],
+     (_not_a_database, "is unusable")],
     ids=["newer-schema", "not-a-database"],
 )
 def test_a_store_it_cannot_use_is_refused_with_a_clear_message(
@@ -162,18 +159,9 @@ def test_a_store_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
 STORE_FORMS = [
     pytest.param(lambda root: "meta", lambda root: root / "meta" / DB_FILE, id="folder"),
     pytest.param(lambda root: f"sqlite:///{root}/meta/meta.db",
-                 lambda root: root / "meta" / "meta.db", id="sqlite-url",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "BUG: store: sqlite:////abs/meta.db writes the database as "
-                     "<folder>/custseg.db (not meta.db), the artifacts into a folder literally "
-                     "named 'sqlite:' under the cwd, and read commands then fail with 'no "
-                     "store at sqlite:/...'"))),
+                 lambda root: root / "meta" / "meta.db", id="sqlite-url"),
     pytest.param(lambda root: "meta/meta.db", lambda root: root / "meta" / "meta.db",
-                 id="db-file-path",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "BUG: store: meta/meta.db is opened as the folder meta/ (database "
-                     "meta/custseg.db) but the default artifacts are meta/meta.db/artifacts, "
-                     "so Train fails with 'Not a directory'; read commands say 'no store'"))),
+                 id="db-file-path"),
 ]
 
 
@@ -322,13 +310,6 @@ except Exception as exc:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a process opening a store while another process holds the write lock of the new, "
-    "not yet WAL, database file (as the first of several `custseg run` started together does "
-    "while it creates the store) fails at once with 'the store database ... is unusable: "
-    "database is locked' instead of waiting: Store._migrate runs PRAGMA journal_mode = WAL "
-    "outside BEGIN IMMEDIATE, where SQLite returns SQLITE_BUSY without calling the busy "
-    "handler. Eight processes opening 40 fresh stores at once hit it 7-12 times"))
 def test_opening_a_store_that_another_process_is_creating_waits_for_it(tmp_path: Path) -> None:
     folder = tmp_path / "s"
     folder.mkdir()

@@ -58,11 +58,14 @@ def load_config(
     return _load(path, overrides)
 
 
-def run(cfg: Config, reporter: Reporter | None = None) -> Execution:
-    """Run the pipeline for `cfg`; returns the Execution (raises CustsegError on failure)."""
+def run(cfg: Config, reporter: Reporter | None = None, *, no_cache: bool = False) -> Execution:
+    """Run the pipeline for `cfg`; returns the Execution (raises CustsegError on failure).
+
+    `no_cache` retrains even when an earlier run had the same data, parameters and code.
+    """
     from custseg.pipeline import run as _run
 
-    return _run(cfg, reporter)
+    return _run(cfg, reporter, no_cache=no_cache)
 
 
 def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | None = None) -> Model:

@@ -198,10 +198,18 @@ def run(
             execution = run_pipeline(cfg, reporter, no_cache=no_cache, base=base)
     except CustsegError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        _err_console().print(
+            "[bold red]error:[/] interrupted; the execution is recorded as Failed",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     report_path = None
     if execution.model_uri:
+        from custseg.store import store_paths
+
         report_path = write_report(
-            Path(cfg.store_location),
+            store_paths(cfg.store_location)[0],
             execution.model_uri,
             f"Segments of execution {execution.id}",
             f"pipeline {cfg.project_name} v{execution.pipeline_version}",

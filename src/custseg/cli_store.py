@@ -215,10 +215,8 @@ def models_describe(
     out(f"Execution: {lin['execution_id']} (trained by {lin['trained_by_execution']})")
     out(f"Data: {lin['data_uri']} ({lin['rows']:,} rows, sha256 {lin['data_sha256']})")
     code = lin["code_version"]
-    out(
-        f"Code: custseg {code['package']}, git {code['git_commit'] or 'unknown'}"
-        + (" (dirty)" if code.get("git_dirty") else "")
-    )
+    out(f"Code: custseg {code['package']}, source sha256 {code.get('source_sha256', '?')[:12]}, "
+        f"git {code.get('git_commit') or 'unknown'}")
     out(f"Engine: {lin['engine']}; previous version: {lin['previous_version'] or '-'}")
     m = lin["metrics"]
     out(

@@ -174,7 +174,10 @@ class Config(_Section):
 
     # -- derived locations -------------------------------------------------------------
     def resolve(self, location: str) -> str:
-        """A path relative to the config file's folder, or a URI unchanged."""
+        """A path relative to the config file's folder, or a URI unchanged (a `sqlite:///`
+        URL's path is resolved too)."""
+        if location.startswith("sqlite:///"):
+            return "sqlite:///" + self.resolve(location.removeprefix("sqlite:///"))
         if "://" in location:
             return location
         path = Path(location).expanduser()
@@ -198,9 +201,12 @@ class Config(_Section):
 
     @property
     def artifacts_location(self) -> str:
+        """`artifacts`, or an `artifacts` folder beside the store's database."""
         if self.artifacts:
             return self.resolve(self.artifacts)
-        return str(Path(self.store_location) / "artifacts")
+        from custseg.store import store_paths
+
+        return str(store_paths(self.store_location)[0] / "artifacts")
 
     @property
     def k_candidates(self) -> list[int]:

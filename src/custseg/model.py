@@ -337,7 +337,7 @@ def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
             with fs.open(f"{uri.removeprefix('s3://').rstrip('/')}/{name}", "rb") as f:
                 return f.read()  # type: ignore[no-any-return]
         except FileNotFoundError:
-            raise ModelError(f"model artifact {uri} has no {name}") from None
+            raise ModelError(f"model artifact {uri} is missing {name}") from None
     path = Path(uri) / name
     try:
         return path.read_bytes()
@@ -345,7 +345,7 @@ def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
         if not Path(uri).is_dir():
             raise ModelError(f"no model artifact at {uri}") from None
         raise ModelError(
-            f"model artifact {uri} has no {name} (incomplete or not a model)"
+            f"model artifact {uri} is missing {name} (incomplete or not a model)"
         ) from None
 
 
@@ -372,6 +372,15 @@ def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = Non
                 f"(the file was changed or corrupted); retrain or restore it"
             )
         blobs[name] = data
+    try:
+        return _parse_artifact(blobs, uri)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ModelError(f"model artifact {uri}: model.json or arrays.npz is not a valid "
+                         f"{FORMAT} v{FORMAT_VERSION} model ({detail})") from exc
+
+
+def _parse_artifact(blobs: dict[str, bytes], uri: str) -> Model:
     meta = json.loads(blobs["model.json"])
     with np.load(io.BytesIO(blobs["arrays.npz"]), allow_pickle=False) as npz:
         arr = {k: npz[k] for k in npz.files}

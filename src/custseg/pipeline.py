@@ -29,6 +29,7 @@ from custseg.errors import CustsegError, ModelError
 from custseg.model import Model, load_model
 from custseg.steps import (
     Reporter,
+    cache_code,
     cache_key,
     code_version,
     diff,
@@ -284,19 +285,28 @@ class _Runner:
         files, data_sha = fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
         inputs: dict[str, Any] = {
             "data_sha256": data_sha,
-            "parameters": training_parameters(cfg),
-            "code": code_version(),
+            "parameters": training_parameters(cfg) | {"artifacts": cfg.artifacts_location},
+            "code": cache_code(code_version()),
         }
         key = cache_key(data_sha, inputs["parameters"], inputs["code"])
         self.store.update_step(self.execution.id, "Train", cache_key=key)
         hit = None if self.no_cache else store.cached_step("Train", key)
-        if hit is not None and self._artifact_loads(hit["outputs"]["model_uri"]):
-            rec.status, rec.cached_from = StepStatus.CACHED, hit["execution_id"]
-            rec.reason = f"inputs match execution {hit['execution_id']}"
-            self.reporter.note(f"Train: cached (from execution {hit['execution_id']})")
-            return dict(hit["outputs"])
+        unusable = None
+        if hit is not None:
+            unusable = self._artifact_problem(hit["outputs"]["model_uri"])
+            if unusable is None:
+                rec.status, rec.cached_from = StepStatus.CACHED, hit["execution_id"]
+                rec.reason = f"inputs match execution {hit['execution_id']}"
+                self.reporter.note(f"Train: cached (from execution {hit['execution_id']})")
+                return dict(hit["outputs"])
         previous = store.last_successful_step(cfg.project_name, "Train")
-        rec.reason = rerun_reason(previous["outputs"] if previous else None, inputs, self.no_cache)
+        if unusable is not None:
+            rec.reason = (f"inputs match execution {hit['execution_id']}, but the cached "  # type: ignore[index]
+                          f"artifact is unusable: {unusable}")
+            self._note(f"Train: cached artifact unusable, retraining ({unusable})")
+        else:
+            rec.reason = rerun_reason(previous["outputs"] if previous else None, inputs,
+                                      self.no_cache)
         model = train_step(cfg, self.execution.id, self.reporter, data_sha256=data_sha,
                            previous=self._previous_model())
         self.reporter.stage("Saving model", 0.0)
@@ -321,16 +331,20 @@ class _Runner:
         try:
             return load_model(versions[-1].artifact_uri, s3_endpoint_url=self.cfg.s3.endpoint_url)
         except ModelError as exc:
-            self.reporter.note(f"Train: previous version unusable for stable ids ({exc})")
+            self._note(f"Train: previous version unusable for stable ids ({exc})")
             return None
 
-    def _artifact_loads(self, uri: str) -> bool:
+    def _note(self, message: str) -> None:
+        self.execution.notes.append(message)
+        self.reporter.note(message)
+
+    def _artifact_problem(self, uri: str) -> str | None:
+        """Why a cached artifact cannot be used (None when it loads and verifies)."""
         try:
             load_model(uri, s3_endpoint_url=self.cfg.s3.endpoint_url)
-        except ModelError as exc:
-            self.reporter.note(f"Train: cached artifact unusable, retraining ({exc})")
-            return False
-        return True
+        except CustsegError as exc:
+            return str(exc)
+        return None
 
     def register(self, trained: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg
@@ -378,7 +392,7 @@ class _Runner:
                     f"{pkg.approval_status.value}; `custseg models approve "
                     f"{pkg.version}` deploys it"
                 )
-                self.reporter.note(f"DeployEndpoint: skipped ({rec.reason})")
+                self._note(f"DeployEndpoint: skipped ({rec.reason})")
                 return {}
         deployment = endpoints.create_or_update(
             self.store,

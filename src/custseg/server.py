@@ -118,7 +118,7 @@ def serve(
         raise DeployError(
             f"cannot serve on {host}:{port}: the port is in use (set endpoint.port or pass --port)"
         )
-    os.environ["CUSTSEG_STORE"] = str(store.folder)
+    os.environ["CUSTSEG_STORE"] = str(store.db_path)
     os.environ["CUSTSEG_ARTIFACTS"] = store.artifacts
     if s3_endpoint_url:
         os.environ["CUSTSEG_S3_ENDPOINT_URL"] = s3_endpoint_url
@@ -177,7 +177,7 @@ def start_background(
         "custseg.cli",
         "serve",
         "--store",
-        str(store.folder),
+        str(store.db_path),
         "--artifacts",
         store.artifacts,
         "--host",

@@ -31,6 +31,7 @@ from custseg.train import Clustering, TrainResult, train
 
 __all__ = [
     "Reporter",
+    "cache_code",
     "cache_key",
     "code_version",
     "diff",
@@ -72,30 +73,37 @@ class Reporter(Protocol):
 
 
 @functools.cache
+def source_sha256() -> str:
+    """The hash of custseg's own source files: what the Train cache keys on, so that an
+    edited (even uncommitted) custseg never serves a model the old code trained."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
 def code_version() -> dict[str, Any]:
-    """The package version, and the git commit (with a dirty flag) when run from a checkout."""
+    """The package version and source hash, and the git commit when run from a checkout."""
     root = Path(__file__).resolve().parents[2]
-    commit = dirty = None
+    commit = None
     if (root / ".git").exists():
         try:
             commit = subprocess.run(
                 ["git", "-C", str(root), "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.strip()
-            status = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout
-            dirty = bool(status.strip())
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip() or None
         except (OSError, subprocess.SubprocessError):
-            commit = dirty = None
-    return {"package": __version__, "git_commit": commit, "git_dirty": dirty}
+            commit = None
+    return {"package": __version__, "source_sha256": source_sha256(), "git_commit": commit}
+
+
+def cache_code(code: dict[str, Any]) -> dict[str, Any]:
+    """The part of the code version the Train cache depends on (not the git commit, which
+    moves with every commit, even one that does not touch custseg's source)."""
+    return {"package": code["package"], "source_sha256": code["source_sha256"]}
 
 
 def training_parameters(cfg: Config) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 
 from custseg.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "Store", "now"]
+__all__ = ["SCHEMA_VERSION", "Store", "now", "store_paths"]
 
 DB_FILE = "custseg.db"
 BUSY_TIMEOUT_MS = 60_000
@@ -161,45 +162,50 @@ def _alive(pid: int, started: str | None) -> bool:
     return started is None or _process_start(pid) in (None, started)
 
 
+def store_paths(location: str) -> tuple[Path, Path]:
+    """(folder, database file) of a store given as a folder, a `.db` file path, or a
+    `sqlite:///path.db` URL (`sqlite:////abs/path.db` for an absolute path)."""
+    if location.startswith("sqlite:"):
+        if not location.startswith("sqlite:///"):
+            raise StoreError(f"store {location!r}: expected sqlite:///PATH.db")
+        db = Path(location.removeprefix("sqlite:///"))
+        return db.parent, db
+    path = Path(location)
+    if path.suffix == ".db":
+        return path.parent, path
+    return path, path / DB_FILE
+
+
 @dataclass(frozen=True)
 class Store:
-    """A store folder: `custseg.db` plus the artifact location."""
+    """A store: its SQLite database, the folder around it, and the artifact location."""
 
     folder: Path
     artifacts: str
-
-    @property
-    def db_path(self) -> Path:
-        return self.folder / DB_FILE
+    db_path: Path
 
     @classmethod
-    def open(cls, folder: str, artifacts: str | None = None) -> Store:
-        """Open (creating and migrating when needed) the store in `folder`."""
-        path = (
-            Path(folder.removeprefix("sqlite:///"))
-            if folder.startswith("sqlite:")
-            else Path(folder)
-        )
-        if path.suffix == ".db":
-            path = path.parent
+    def open(cls, location: str, artifacts: str | None = None) -> Store:
+        """Open (creating and migrating when needed) the store at `location`."""
+        folder, db = store_paths(location)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the store folder {path}: {exc}") from exc
-        store = cls(folder=path, artifacts=artifacts or str(path / "artifacts"))
+            raise StoreError(f"cannot create the store folder {folder}: {exc}") from exc
+        store = cls(folder=folder, artifacts=artifacts or str(folder / "artifacts"), db_path=db)
         store._migrate()
         store.reap_interrupted()
         return store
 
     @classmethod
-    def existing(cls, folder: str, artifacts: str | None = None) -> Store:
+    def existing(cls, location: str, artifacts: str | None = None) -> Store:
         """Open a store that must already exist (for read commands)."""
-        path = Path(folder)
-        if not (path / DB_FILE).is_file():
+        _, db = store_paths(location)
+        if not db.is_file():
             raise StoreError(
-                f"no store at {path} (run `custseg run` or `custseg deploy` first, or pass -c)"
+                f"no store at {location} (run `custseg run` or `custseg deploy` first, or pass -c)"
             )
-        return cls.open(folder, artifacts)
+        return cls.open(location, artifacts)
 
     # -- connections ---------------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -210,9 +216,13 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store database {self.db_path}: {exc}") from exc
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"the store database {self.db_path} is unusable: {exc}") from exc
         return conn
 
     @contextmanager
@@ -241,7 +251,7 @@ class Store:
     def _migrate(self) -> None:
         conn = self.connect()
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -260,6 +270,19 @@ class Store:
             raise StoreError(f"the store database {self.db_path} is unusable: {exc}") from exc
         finally:
             conn.close()
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting while another process creates the database: SQLite does
+        not call the busy handler for this pragma, so it is retried here."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # -- pipelines -----------------------------------------------------------------------
     def latest_pipeline(self, name: str) -> tuple[int, dict[str, Any], str] | None:
