@@ -25,6 +25,10 @@ import yaml
 
 from custseg.sample import generate_customers
 
+# `custseg run` starts a background endpoint server by default; tests opt in to that
+# explicitly (their configs set endpoint.autostart and clear this variable).
+os.environ.setdefault("CUSTSEG__ENDPOINT__AUTOSTART", "false")
+
 CUSTSEG = Path(sys.executable).parent / "custseg"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -48,9 +48,11 @@ class Project:
 
     def cli(self, *args: str, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
+        # these projects say in their config whether `run` starts a server
+        base = {k: v for k, v in os.environ.items() if k != "CUSTSEG__ENDPOINT__AUTOSTART"}
         return subprocess.run([str(CUSTSEG), *args, "-c", str(self.config)], cwd=self.root,
                               capture_output=True, text=True, timeout=120, check=False,
-                              env={**os.environ, **(env or {})})
+                              env={**base, **(env or {})})
 
 
 def make_project(root: Path, **endpoint: Any) -> Project:

@@ -95,7 +95,7 @@ class EndpointOptions(_Section):
     workers: int = Field(default=2, ge=1)
     api_key_env: str | None = None
     # `custseg run` starts the endpoint server in the background when none is running
-    autostart: bool = False  # TEMP
+    autostart: bool = True
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
 
 
