@@ -177,6 +177,7 @@ def test_csv_response_on_accept(served: Project) -> None:
     (b"Age,Income\n1,2,3\n", "text/csv", 400, "CSV row"),
     (b"<xml/>", "application/xml", 415, "unsupported Content-Type"),
     (b"x" * (7 * 1024 * 1024), "application/json", 413, "limit"),
+    (b'{"instances": ' * 900 + b"{}" + b"}" * 900, "application/json", 400, "field"),
 ])
 def test_bad_requests_get_specific_errors_and_never_take_a_worker_down(
         served: Project, body: bytes, content_type: str, status: int, message: str) -> None:
@@ -278,6 +279,9 @@ def test_api_key_is_required_on_every_invocation(tmp_path: Path) -> None:
                                           CustomAttributes="api_key=s3cret-key")
         assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
         assert request("GET", project.url + "/ping")[0] == 200  # health needs no key
+        assert request("GET", project.url + "/endpoints")[0] == 401  # names internals
+        assert request("GET", project.url + "/endpoints", headers={"X-Api-Key": "s3cret-key"}
+                       )[0] == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)

@@ -119,6 +119,9 @@ def test_missing_file_and_missing_artifact(sample_model: tuple[Model, Path], tmp
     _, folder = sample_model
     with pytest.raises(ModelError, match=r"no model artifact"):
         load_model(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("not a model folder")
+    with pytest.raises(ModelError, match=r"no model artifact"):
+        load_model(tmp_path / "a-file")
     (folder / "arrays.npz").unlink()
     with pytest.raises(ModelError, match=r"is missing arrays\.npz"):
         load_model(folder)

@@ -128,3 +128,21 @@ def test_memory_stays_constant_as_the_file_grows(trained: Path) -> None:
 
     small, large = peak_rss(100_000), peak_rss(1_500_000)
     assert large < small + 60 * 1024  # 15x the rows, not 15x the memory
+
+
+def test_malformed_lines_are_rejected_and_gzip_output_is_compressed(trained: Path) -> None:
+    lines = (trained / "customers.csv").read_text().splitlines()
+    (trained / "ragged.csv").write_text("\n".join([*lines[:4], "99,40,5,Female",
+                                                   *lines[4:8]]) + "\n")
+    result = cli(trained, "predict", "--model", REF, "--input", "ragged.csv", "--output",
+                 "ragged.csv.gz")
+    assert result.returncode == 0, result.stderr
+    assert "Scored 7 of 8 rows" in result.stdout
+    import gzip
+
+    assert gzip.decompress((trained / "ragged.csv.gz").read_bytes()).count(b"\n") == 8
+    rejects = gzip.decompress((trained / "ragged.rejects.csv.gz").read_bytes()).decode()
+    assert "expected 5 values, found 4: 99,40,5,Female" in rejects
+    strict = cli(trained, "predict", "--model", REF, "--input", "ragged.csv", "--output",
+                 "s.csv", "--strict")
+    assert strict.returncode == 3 and "expected 5 values, found 4" in strict.stderr

@@ -103,7 +103,7 @@ def _parse_overrides(params: list[str]) -> dict[str, Any]:
     return dict(parse_override(p) for p in params)
 
 
-def _print_summary(execution: Execution) -> None:
+def _print_summary(execution: Execution, s3_endpoint_url: str | None = None) -> None:
     m = execution.metrics or {}
     sil = m.get("silhouette", {})
     note = (
@@ -142,20 +142,22 @@ def _print_summary(execution: Execution) -> None:
             f"({d['action']}, {d['status']})"
         )
         if d.get("url"):
-            _print_examples(d["url"], d["endpoint_name"], execution.model_uri)
+            _print_examples(d["url"], d["endpoint_name"], execution.model_uri, s3_endpoint_url)
         elif d.get("note"):
             out(f"  {d['note']}")
     elif deployed.reason:
         out(f"Endpoint: not deployed ({deployed.reason})")
 
 
-def _print_examples(url: str, endpoint: str, model_uri: str | None) -> None:
+def _print_examples(
+    url: str, endpoint: str, model_uri: str | None, s3_endpoint_url: str | None
+) -> None:
     """Ready-to-paste calls of the live endpoint, with a record the model accepts."""
     from custseg.model import load_model
 
     record: dict[str, Any] = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
     if model_uri:
-        t = load_model(model_uri).transform
+        t = load_model(model_uri, s3_endpoint_url=s3_endpoint_url).transform
         record = {c: round(float(m), 2) for c, m in zip(t.numeric, t.medians, strict=True)}
         record |= dict(zip(t.categorical, t.modes, strict=True))
     body = json.dumps(record)
@@ -204,23 +206,32 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    report_path = None
-    if execution.model_uri:
-        from custseg.store import store_paths
+    from custseg.store import store_paths
 
+    try:
         report_path = write_report(
             store_paths(cfg.store_location)[0],
-            execution.model_uri,
+            execution.model_uri or "",
             f"Segments of execution {execution.id}",
             f"pipeline {cfg.project_name} v{execution.pipeline_version}",
             None,
             cfg.s3.endpoint_url,
         )
-    if as_json:
-        typer.echo(json.dumps(_execution_json(execution) | {"report": str(report_path)}, indent=2))
-    else:
-        _print_summary(execution)
-        typer.echo(f"Report: {report_path}")
+        if as_json:
+            typer.echo(
+                json.dumps(_execution_json(execution) | {"report": str(report_path)}, indent=2)
+            )
+        else:
+            _print_summary(execution, cfg.s3.endpoint_url)
+            typer.echo(f"Report: {report_path}")
+    except CustsegError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(
+            CustsegError(
+                f"the run succeeded ({execution.id}), but writing its report failed: {exc}"
+            )
+        ) from None
 
 
 @app.command()
@@ -339,6 +350,8 @@ def report(
         path = write_report(store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url)
     except CustsegError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(CustsegError(f"cannot write the report: {exc}")) from None
     typer.echo(f"Wrote {path}")
 
 
@@ -361,7 +374,7 @@ def predict(
     """Score a whole file in constant memory: its columns plus cluster, segment, distance."""
     import custseg
     from custseg.config import load_config
-    from custseg.predict import predict_file
+    from custseg.predict import predict_file, rejects_path
     from custseg.registry import parse_ref
 
     try:
@@ -370,8 +383,7 @@ def predict(
         store = cfg.store_location if cfg and parse_ref(model) else None
         loaded = custseg.load_model(model, store, s3_endpoint_url=endpoint_url)
         if rejects is None:
-            stem, dot, ext = output_uri.rpartition(".")
-            rejects = f"{stem}.rejects.{ext}" if dot else output_uri + ".rejects"
+            rejects = rejects_path(output_uri)
         size = _size(input_uri, endpoint_url)
         from rich.progress import Progress
 
@@ -411,7 +423,7 @@ def sample(
     ],
     rows: Annotated[int, typer.Option("--rows", min=1, help="Number of customers.")] = 5000,
     segments: Annotated[int, typer.Option("--segments", min=1, help="Latent segments.")] = 3,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
 ) -> None:
     """Write realistic synthetic customers with known latent segments."""
     from custseg.sample_io import write_sample

@@ -141,7 +141,10 @@ def executions_graph(
     except CustsegError as exc:
         raise _fail(exc) from None
     path = output or Path(f"execution-{record['id']}.svg")
-    path.write_text(render_svg(record), encoding="utf-8")
+    try:
+        path.write_text(render_svg(record), encoding="utf-8")
+    except OSError as exc:
+        raise _fail(CustsegError(f"cannot write {path}: {exc}")) from None
     typer.echo(f"Wrote {path}")
 
 

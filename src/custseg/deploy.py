@@ -9,7 +9,6 @@ beside the old one and switches to it (see `inference`).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 from custseg.config import Config
 from custseg.errors import DeployError
-from custseg.store import Store, now
+from custseg.store import Store, now, process_alive
 
 __all__ = [
     "Deployment",
@@ -162,12 +161,18 @@ def revert(store: Store, name: str, failed_config: str, reason: str) -> None:
 
 
 def rollback(store: Store, name: str) -> Deployment:
-    """Return the endpoint to the config before its current one (a new switch)."""
+    """Return the endpoint to the config it served before (a new, checked switch).
+
+    That is the recorded previous config when there is one (a refused update never
+    becomes it), else the newest config older than the current one.
+    """
     with store.write() as conn:
-        row = conn.execute("SELECT config_name FROM endpoints WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise DeployError(f"no endpoint {name!r}")
-        previous = conn.execute(
+        row = conn.execute("SELECT config_name, previous_config_name, status FROM endpoints "
+                           "WHERE name = ?", (name,)).fetchone()
+        if row is None or row["status"] == "Deleted":
+            raise DeployError(f"no endpoint {name!r} (see custseg endpoints list)")
+        previous = conn.execute("SELECT name FROM endpoint_configs WHERE name = ?",
+                                (row["previous_config_name"],)).fetchone() or conn.execute(
             "SELECT name FROM endpoint_configs WHERE endpoint_name = ? AND created_at < "
             "(SELECT created_at FROM endpoint_configs WHERE name = ?) ORDER BY created_at DESC "
             "LIMIT 1",
@@ -194,59 +199,52 @@ def delete(store: Store, name: str) -> None:
         raise DeployError(f"no endpoint {name!r}")
 
 
-def wait_until_served(store: Store, name: str, config: str, timeout: float = 30.0) -> None:
+def wait_until_served(store: Store, name: str, config: str, timeout: float = 30.0) -> str:
     """Wait until every live server worker serves `config` for endpoint `name`.
 
-    Raises DeployError (after reverting the endpoint) when a worker refuses the model, or
-    when the switch does not happen within `timeout` seconds.
+    Returns "InService", or "Superseded" when another deploy moved the endpoint on in the
+    meantime. Raises DeployError, after putting the endpoint back on its previous config,
+    when a worker refuses the model or the switch does not happen within `timeout`; an
+    interrupted wait reverts too.
     """
+    try:
+        return _wait(store, name, config, timeout)
+    except DeployError as exc:
+        revert(store, name, config, str(exc))
+        raise
+    except BaseException:
+        revert(store, name, config, "the deploy was interrupted")
+        raise
+
+
+def _wait(store: Store, name: str, config: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
         with store.read() as conn:
-            workers = [
-                r["pid"]
-                for r in conn.execute("SELECT pid FROM endpoint_workers WHERE endpoint_name = '*'")
-                if _alive(r["pid"])
-            ]
-            rows = {
-                r["pid"]: dict(r)
-                for r in conn.execute(
-                    "SELECT pid, config_name, status, reason FROM endpoint_workers WHERE "
-                    "endpoint_name = ?",
-                    (name,),
-                )
-            }
-        failed = [
-            rows[p]
-            for p in workers
-            if p in rows and rows[p]["config_name"] == config and rows[p]["status"] == "Failed"
-        ]
+            current = conn.execute("SELECT config_name FROM endpoints WHERE name = ?",
+                                   (name,)).fetchone()
+            workers = [r["pid"] for r in conn.execute(
+                "SELECT pid FROM endpoint_workers WHERE endpoint_name = '*'")
+                if process_alive(r["pid"])]
+            rows = {r["pid"]: dict(r) for r in conn.execute(
+                "SELECT pid, config_name, status, reason FROM endpoint_workers WHERE "
+                "endpoint_name = ?", (name,))}
+        if current is None or current["config_name"] != config:
+            return "Superseded"
+        mine = [rows[p] for p in workers if p in rows and rows[p]["config_name"] == config]
+        failed = [r for r in mine if r["status"] == "Failed"]
         if failed:
-            reason = failed[0]["reason"]
-            revert(store, name, config, reason)
-            raise DeployError(f"endpoint {name} stays on its previous model: {reason}")
-        if workers and all(
-            p in rows and rows[p]["config_name"] == config and rows[p]["status"] == "InService"
-            for p in workers
-        ):
+            raise DeployError(f"endpoint {name} stays on its previous model: "
+                              f"{failed[0]['reason']}")
+        if workers and len(mine) == len(workers) and all(
+                r["status"] == "InService" for r in mine):
             set_status(store, name, "InService")
-            return
+            return "InService"
         if time.monotonic() > deadline:
-            raise DeployError(
-                f"endpoint {name}: the server did not switch to {config} within "
-                f"{timeout:.0f} s (see the server log)"
-            )
+            raise DeployError(f"endpoint {name} stays on its previous model: the server did "
+                              f"not switch to {config} within {timeout:.0f} s (see the server "
+                              f"log)")
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, Any]:
@@ -271,5 +269,5 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, An
             "url": None,
             "note": "no endpoint server runs for this store: `custseg serve` serves it",
         }
-    wait_until_served(store, deployment.endpoint, deployment.config)
-    return {"status": "InService", "url": server.url}
+    status = wait_until_served(store, deployment.endpoint, deployment.config)
+    return {"status": status, "url": server.url}

@@ -211,6 +211,8 @@ class App:
             await self._error(send, 405, f"{method} {path} is not supported")
         elif path == "/ping":
             await self._ping(send)
+        elif path.startswith("/endpoints") and not self._authorised(dict(scope["headers"])):
+            await self._error(send, 401, "missing or wrong API key")  # they name internals
         elif path == "/endpoints":
             await self._json(
                 send, 200, {"endpoints": [self._describe(s) for s in self.table.live.values()]}
@@ -303,8 +305,21 @@ class App:
         return offered is not None and hmac.compare_digest(offered, self._api_key)
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        try:
+            await self._invoke_checked(scope, receive, send, path)
+        except Exception as exc:  # a bug must not surface as a bare 500 or kill the worker
+            print(f"custseg: invocation failed: {type(exc).__name__}: {exc}", flush=True)
+            await self._error(send, 500, f"internal error ({type(exc).__name__}); see the "
+                                         f"server log")
+
+    async def _invoke_checked(self, scope: Scope, receive: Receive, send: Send, path: str
+                              ) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])
+        if not self._authorised(headers):
+            await self._error(send, 401, "missing or wrong API key (send X-Api-Key, "
+                                         "Authorization: Bearer, or CustomAttributes api_key=)")
+            return
         if path == "/invocations":
             live = list(self.table.live)
             if len(live) != 1:
@@ -322,14 +337,6 @@ class App:
             if not ENDPOINT_NAME.match(name):
                 await self._error(send, 400, f"invalid endpoint name {name!r}")
                 return
-        if not self._authorised(headers):
-            await self._error(
-                send,
-                401,
-                "missing or wrong API key (send X-Api-Key, "
-                "Authorization: Bearer, or CustomAttributes api_key=)",
-            )
-            return
         served = self.table.get(name)  # held for the whole request: a switch cannot tear it
         if served is None:
             status = 503 if name in self.table.failed else 404

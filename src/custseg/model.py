@@ -338,6 +338,8 @@ def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
                 return f.read()  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise ModelError(f"model artifact {uri} is missing {name}") from None
+        except Exception as exc:  # S3 permission, network, bucket errors
+            raise ModelError(f"cannot read model artifact {uri}/{name}: {exc}") from exc
     path = Path(uri) / name
     try:
         return path.read_bytes()
@@ -347,6 +349,8 @@ def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
         raise ModelError(
             f"model artifact {uri} is missing {name} (incomplete or not a model)"
         ) from None
+    except OSError as exc:  # not a folder, permissions
+        raise ModelError(f"no model artifact at {uri} ({exc.strerror or exc})") from None
 
 
 def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = None) -> Model:

@@ -34,7 +34,17 @@ from custseg.errors import DataError
 from custseg.model import Model
 from custseg.preprocessing import NUMBER, encode
 
-__all__ = ["PredictSummary", "predict_file"]
+__all__ = ["PredictSummary", "predict_file", "rejects_path"]
+
+SUFFIXES = (".csv.gz", ".csv", ".parquet", ".pq", ".txt", ".tsv")
+
+
+def rejects_path(output_uri: str) -> str:
+    """Where rejected rows go by default: `out.csv.gz` -> `out.rejects.csv.gz`."""
+    for suffix in SUFFIXES:
+        if output_uri.lower().endswith(suffix):
+            return output_uri[: -len(suffix)] + ".rejects" + output_uri[-len(suffix):]
+    return output_uri + ".rejects"
 
 BLOCK_BYTES = 2 << 20  # parse blocks: the reader's read-ahead makes memory a few times this
 Progress = Callable[[int], None]  # bytes read so far
@@ -68,8 +78,18 @@ def _fs(uri: str, s3_endpoint_url: str | None) -> Any:
     return fsspec.filesystem("file")
 
 
-def _batches(uri: str, s3_endpoint_url: str | None, progress: Progress
-             ) -> Iterator[pa.RecordBatch]:
+def _batches(uri: str, s3_endpoint_url: str | None, progress: Progress,
+             malformed: list[str]) -> Iterator[pa.RecordBatch]:
+    """The input's record batches; CSV lines with the wrong number of values are skipped
+    and described in `malformed` (they go to the reject file)."""
+    try:
+        yield from _read_batches(uri, s3_endpoint_url, progress, malformed)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"cannot read {uri}: {exc}") from exc
+
+
+def _read_batches(uri: str, s3_endpoint_url: str | None, progress: Progress,
+                  malformed: list[str]) -> Iterator[pa.RecordBatch]:
     fs = _fs(uri, s3_endpoint_url)
     path = uri.removeprefix("s3://")
     try:
@@ -93,9 +113,15 @@ def _batches(uri: str, s3_endpoint_url: str | None, progress: Progress
             raise DataError(f"{uri} is empty (expected a header line and rows)")
         stream = pa.input_stream(pa.PythonFile(raw, mode="r"),
                                  compression="gzip" if uri.lower().endswith(".gz") else None)
+        def skip(row: Any) -> str:
+            where = f"line {row.number}" if row.number is not None else "a line"
+            malformed.append(f"{where}: expected {row.expected_columns} values, "
+                             f"found {row.actual_columns}: {row.text[:200]}")
+            return "skip"
+
         reader = pacsv.open_csv(
             stream, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=True))
         for batch in reader:
@@ -152,8 +178,10 @@ def _sink(uri: str, s3_endpoint_url: str | None) -> Iterator[IO[bytes]]:
 
 
 class _Writer:
-    def __init__(self, f: IO[bytes], kind: str) -> None:
-        self.f, self.kind = f, kind
+    def __init__(self, f: IO[bytes], kind: str, gzip: bool = False) -> None:
+        self.kind = kind
+        self.f: Any = pa.CompressedOutputStream(pa.PythonFile(f, mode="w"), "gzip") if gzip \
+            else f
         self.writer: Any = None
 
     def write(self, table: pa.Table) -> None:
@@ -166,10 +194,14 @@ class _Writer:
                 self.writer = pacsv.CSVWriter(self.f, table.schema)
         self.writer.write_table(table)
 
-    def close(self, schema: pa.Schema) -> None:
-        if self.writer is None:  # no rows at all: still a valid file with a header
-            self.write(schema.empty_table())
+    def close(self, schema: pa.Schema | None = None) -> None:
+        if self.writer is None:
+            if schema is None:
+                return
+            self.write(schema.empty_table())  # no rows at all: still a file with a header
         self.writer.close()
+        if isinstance(self.f, pa.CompressedOutputStream):
+            self.f.close()
 
 
 def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: str | None,
@@ -187,9 +219,22 @@ def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: 
     with tempfile.TemporaryDirectory(prefix="custseg-rejects-") as scratch:
         reject_path = os.path.join(scratch, "rejects." + out_kind)
         with _sink(output_uri, s3_endpoint_url) as out_file, open(reject_path, "wb") as rf:
-            out, rejects = _Writer(out_file, out_kind), _Writer(rf, out_kind)
+            gz = output_uri.lower().endswith(".gz")
+            out, rejects = _Writer(out_file, out_kind, gz), _Writer(rf, out_kind, gz)
             schema = None
-            for batch in _batches(input_uri, s3_endpoint_url, progress):
+            malformed: list[str] = []
+            for batch in _batches(input_uri, s3_endpoint_url, progress, malformed):
+                if malformed:
+                    if strict:
+                        raise DataError(f"{input_uri} {malformed[0]} (without --strict such "
+                                        f"lines go to the reject file)")
+                    reason = pa.array(malformed, pa.string())
+                    empty = {n: pa.nulls(len(malformed), pa.string())
+                             for n in batch.schema.names}
+                    rejects.write(pa.table({**empty, "reason": reason}))
+                    rejected += len(malformed)
+                    rows += len(malformed)
+                    malformed.clear()
                 bad, reasons = _invalid(batch, model)
                 if bad.any() and strict:
                     i = int(np.argmax(bad))
@@ -212,8 +257,7 @@ def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: 
             if schema is None:
                 raise DataError(f"{input_uri} has no rows")
             out.close(schema)
-            if rejects.writer is not None:
-                rejects.writer.close()
+            rejects.close()
         if rejected and rejects_uri:
             with _sink(rejects_uri, s3_endpoint_url) as f, open(reject_path, "rb") as src:
                 while chunk := src.read(1 << 20):

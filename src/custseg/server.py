@@ -7,6 +7,7 @@ host, port, workers) in the store's `servers` table, which stands in for a pid f
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -19,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from custseg.errors import DeployError
-from custseg.store import Store, now
+from custseg.store import Store, now, process_alive
 
 __all__ = ["ServerInfo", "check_bind", "running_server", "serve", "start_background", "stop"]
 
@@ -57,16 +58,6 @@ def check_bind(host: str, api_key: str | None, allow_unauthenticated: bool) -> N
         )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _answers(info: ServerInfo, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{info.url}/openapi.json", timeout=timeout) as r:
@@ -81,9 +72,9 @@ def running_server(store: Store) -> ServerInfo | None:
         rows = conn.execute("SELECT pid, host, port, workers FROM servers").fetchall()
     for row in rows:
         info = ServerInfo(int(row["pid"]), row["host"], int(row["port"]), int(row["workers"]))
-        if _alive(info.pid) and _answers(info):
+        if process_alive(info.pid) and _answers(info):
             return info
-        if not _alive(info.pid):
+        if not process_alive(info.pid):
             with store.write() as conn:
                 conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
     return None
@@ -145,6 +136,7 @@ def serve(
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=10,
+            limit_concurrency=512,  # beyond: 503 at once rather than unbounded memory
         )
     finally:
         with store.write() as conn:
@@ -222,10 +214,11 @@ def stop(store: Store, timeout: float = 15.0) -> bool:
         return False
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(info.pid) and time.monotonic() < deadline:
+    while process_alive(info.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(info.pid):
-        os.kill(info.pid, signal.SIGKILL)
+    if process_alive(info.pid):  # the workers too: they hold the port
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(info.pid, signal.SIGKILL)
     with store.write() as conn:
         conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
     return True

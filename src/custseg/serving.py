@@ -119,10 +119,13 @@ class EndpointTable:
         """Load, verify and switch to every config the store wants; drop deleted ones."""
         with self._lock:
             wanted = self._wanted()
-            for name in list(self.live):
-                if name not in wanted:
-                    del self.live[name]
+            # the request path reads these dicts from the event loop: replace, never mutate
+            gone = [name for name in self.live if name not in wanted]
+            if gone:
+                self.live = {k: v for k, v in self.live.items() if k not in gone}
+                for name in gone:
                     self._report(name, None, "Deleted", None)
+            self.failed = {k: v for k, v in self.failed.items() if k in wanted}
             for name, row in wanted.items():
                 current = self.live.get(name)
                 if current is not None and current.config == row["config_name"]:
@@ -136,18 +139,19 @@ class EndpointTable:
         try:
             model = load_model(row["artifact_uri"], s3_endpoint_url=self.s3_endpoint_url)
             verify(model, current.model if current else None)
-        except CustsegError as exc:
-            self.failed[name] = (config, str(exc))
-            self._report(name, config, "Failed", str(exc))
+        except Exception as exc:  # whatever the cause, this model is not served
+            reason = str(exc) if isinstance(exc, CustsegError) else f"{type(exc).__name__}: {exc}"
+            self.failed = {**self.failed, name: (config, reason)}
+            self._report(name, config, "Failed", reason)
             return
-        self.live[name] = Served(
+        self.live = {**self.live, name: Served(
             name=name,
             config=config,
             ref=f"{row['group_name']}/{row['version']}",
             model=model,
             segment_names=_segment_names(model),
-        )
-        self.failed.pop(name, None)
+        )}
+        self.failed = {k: v for k, v in self.failed.items() if k != name}
         self._report(name, config, "InService", None)
 
     def register_worker(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from custseg.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "Store", "now", "store_paths"]
+__all__ = ["SCHEMA_VERSION", "Store", "now", "process_alive", "store_paths"]
 
 DB_FILE = "custseg.db"
 BUSY_TIMEOUT_MS = 60_000
@@ -152,7 +152,8 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def _alive(pid: int, started: str | None) -> bool:
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process `pid` runs (and, given its start time, is not a reused pid)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -233,9 +234,11 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # locked past the timeout, disk full
+                raise StoreError(f"cannot write the store {self.db_path}: {exc}") from exc
             raise
         finally:
             conn.close()
@@ -394,7 +397,7 @@ class Store:
                 "SELECT id, pid, pid_start FROM executions WHERE status = 'Executing' AND host = ?",
                 (host,),
             ).fetchall()
-        dead = [r["id"] for r in rows if not _alive(int(r["pid"]), r["pid_start"])]
+        dead = [r["id"] for r in rows if not process_alive(int(r["pid"]), r["pid_start"])]
         for execution_id in dead:
             with self.write() as conn:
                 conn.execute(

@@ -53,11 +53,12 @@ def _records_from_split(split: Any) -> list[Mapping[str, Any]]:
     return out
 
 
-def _as_records(payload: Any, columns: Sequence[str]) -> list[Mapping[str, Any]]:
+def _as_records(payload: Any, columns: Sequence[str], wrapped: bool = False
+                ) -> list[Mapping[str, Any]]:
     if isinstance(payload, Mapping):
         for key in ("instances", "dataframe_records", "inputs"):
-            if key in payload:
-                return _as_records(payload[key], columns)
+            if key in payload and not wrapped:  # one level of wrapping, no deeper
+                return _as_records(payload[key], columns, wrapped=True)
         if "dataframe_split" in payload:
             return _records_from_split(payload["dataframe_split"])
         return [payload]
