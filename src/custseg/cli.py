@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from custseg.cli_common import DEFAULT_CONFIG, ConfigOpt, err_console, fail, open_config_store
 from custseg.errors import ConfigError, CustsegError
 
 if TYPE_CHECKING:
@@ -30,21 +31,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
-DEFAULT_CONFIG = Path("pipeline_config.yaml")
-
-
-def _err_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
-
-
-def _fail(exc: CustsegError) -> typer.Exit:
-    message = str(exc).replace("\n", " ")
-    _err_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
-    return typer.Exit(code=exc.exit_code)
 
 
 class _RichReporter:
@@ -195,13 +181,13 @@ def run(
     try:
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
-        console = _err_console()
+        console = err_console()
         with _RichReporter(console) as reporter:
             execution = run_pipeline(cfg, reporter, no_cache=no_cache, base=base)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
-        _err_console().print(
+        err_console().print(
             "[bold red]error:[/] interrupted; the execution is recorded as Failed",
             soft_wrap=True,
         )
@@ -225,9 +211,9 @@ def run(
             _print_summary(execution, cfg.s3.endpoint_url)
             typer.echo(f"Report: {report_path}")
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except OSError as exc:
-        raise _fail(
+        raise fail(
             CustsegError(
                 f"the run succeeded ({execution.id}), but writing its report failed: {exc}"
             )
@@ -252,7 +238,7 @@ def deploy(
         cfg = load_config(config)
         version, created, changes = deploy_pipeline(cfg)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(
             json.dumps(
@@ -327,12 +313,11 @@ def report(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
 ) -> None:
     """Write the segment report (self-contained HTML) of an execution or model version."""
-    from custseg.cli_store import _open
     from custseg.errors import StoreError
     from custseg.registry import group_name, package, parse_ref
 
     try:
-        cfg, store = _open(config)
+        cfg, store = open_config_store(config)
         parsed = parse_ref(ref) or (
             (group_name(cfg.project_name), int(ref)) if ref.isdigit() else None
         )
@@ -349,9 +334,9 @@ def report(
             subtitle = f"pipeline {record['pipeline_name']} v{record['pipeline_version']}"
         path = write_report(store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except OSError as exc:
-        raise _fail(CustsegError(f"cannot write the report: {exc}")) from None
+        raise fail(CustsegError(f"cannot write the report: {exc}")) from None
     typer.echo(f"Wrote {path}")
 
 
@@ -387,7 +372,7 @@ def predict(
         size = _size(input_uri, endpoint_url)
         from rich.progress import Progress
 
-        with Progress(console=_err_console(), transient=True) as bar:
+        with Progress(console=err_console(), transient=True) as bar:
             task = bar.add_task("Scoring", total=size)
             summary = predict_file(
                 loaded,
@@ -399,7 +384,7 @@ def predict(
                 progress=lambda done: bar.update(task, completed=done),
             )
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"Scored {summary.scored:,} of {summary.rows:,} rows into {summary.output}")
     if summary.rejects:
         typer.echo(f"Rejected {summary.rejected:,} rows (reasons in {summary.rejects})")
@@ -408,9 +393,9 @@ def predict(
 def _size(uri: str, s3_endpoint_url: str | None) -> int | None:
     try:
         if uri.startswith("s3://"):
-            from custseg.data import _s3fs
+            from custseg.data import s3_filesystem
 
-            return int(_s3fs(s3_endpoint_url).size(uri.removeprefix("s3://")))
+            return int(s3_filesystem(s3_endpoint_url).size(uri.removeprefix("s3://")))
         return Path(uri).stat().st_size
     except Exception:  # only the progress bar's total: unknown is fine
         return None
@@ -429,9 +414,9 @@ def sample(
     from custseg.sample_io import write_sample
 
     try:
-        write_sample(output, rows=rows, segments=segments, seed=seed, console=_err_console())
+        write_sample(output, rows=rows, segments=segments, seed=seed, console=err_console())
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"Wrote {rows:,} customers in {segments} segments to {output}")
 
 
@@ -440,7 +425,7 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:  # pragma: no cover - commands handle their own errors
-        raise SystemExit(_fail(exc).exit_code) from None
+        raise SystemExit(fail(exc).exit_code) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None

@@ -10,6 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from custseg.cli_common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    JsonOpt,
+    fail,
+    open_config_store,
+    print_table,
+)
 from custseg.errors import CustsegError, DeployError
 
 if TYPE_CHECKING:
@@ -20,21 +28,10 @@ __all__ = ["endpoints_app", "serve"]
 endpoints_app = typer.Typer(
     help="Endpoints: list, describe, invoke, rollback, delete.", no_args_is_help=True
 )
-ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DEFAULT_CONFIG = Path("pipeline_config.yaml")
-
-
-def _fail(exc: CustsegError) -> typer.Exit:
-    from custseg.cli import _fail as fail
-
-    return fail(exc)
 
 
 def _store(config: Path) -> Store:
-    from custseg.cli_store import _open
-
-    return _open(config)[1]
+    return open_config_store(config)[1]
 
 
 def serve(
@@ -99,23 +96,22 @@ def serve(
             max_body=max_body or settings["max_body"],
         )
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @endpoints_app.command("list")
 def endpoints_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
     """Endpoints of the store, with status, config and model version."""
-    from custseg.cli_store import _table
     from custseg.deploy import endpoint_records
 
     try:
         records = endpoint_records(_store(config))
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
-    _table(
+    print_table(
         ["name", "status", "model version", "config"],
         [[r["name"], r["status"], r["model_version"], r["config_name"]] for r in records],
     )
@@ -138,7 +134,7 @@ def endpoints_describe(
             raise DeployError(f"no endpoint {name!r} (see `custseg endpoints list`)")
         server = running_server(store)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     record["url"] = f"{server.url}/endpoints/{name}/invocations" if server else None
     if as_json:
         typer.echo(json.dumps(record, indent=2))
@@ -199,9 +195,9 @@ def endpoints_invoke(
             f"{server.url}/endpoints/{name}/invocations", data, kind, cfg.api_key()
         )
     except (CustsegError, OSError) as exc:
-        raise _fail(exc if isinstance(exc, CustsegError) else DeployError(str(exc))) from None
+        raise fail(exc if isinstance(exc, CustsegError) else DeployError(str(exc))) from None
     if status != 200:
-        raise _fail(DeployError(f"HTTP {status}: {text.strip()}"))
+        raise fail(DeployError(f"HTTP {status}: {text.strip()}"))
     typer.echo(text)
 
 
@@ -219,7 +215,7 @@ def endpoints_rollback(
         if running_server(store) is not None:
             wait_until_served(store, name, done.config)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"Endpoint {name}: {done.previous_config} -> {done.config}")
 
 
@@ -237,5 +233,5 @@ def endpoints_delete(
         live = [r for r in endpoint_records(store) if r["status"] != "Deleted"]
         stopped = stop(store) if not live else False
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"Endpoint {name} deleted" + ("; the endpoint server stopped" if stopped else ""))

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from custseg.cli_common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    JsonOpt,
+    fail,
+    open_config_store,
+    print_table,
+)
 from custseg.errors import CustsegError
 
 if TYPE_CHECKING:
     from custseg.config import Config
-    from custseg.store import Store
 
 __all__ = ["executions_app", "models_app"]
 
@@ -20,34 +27,6 @@ executions_app = typer.Typer(help="Past runs: list, describe, draw.", no_args_is
 models_app = typer.Typer(
     help="The model registry: list, describe, approve, reject.", no_args_is_help=True
 )
-
-ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DEFAULT_CONFIG = Path("pipeline_config.yaml")
-
-
-def _open(config: Path) -> tuple[Config, Store]:
-    from custseg.config import load_config
-    from custseg.store import Store
-
-    cfg = load_config(config)
-    return cfg, Store.existing(cfg.store_location, cfg.artifacts_location)
-
-
-def _fail(exc: CustsegError) -> typer.Exit:
-    from custseg.cli import _fail as fail
-
-    return fail(exc)
-
-
-def _table(columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*columns, header_style="bold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    Console(highlight=False).print(table)
 
 
 def _secs(value: float | None) -> str:
@@ -65,14 +44,14 @@ def executions_list(
 ) -> None:
     """Past executions, newest first."""
     try:
-        _, store = _open(config)
+        _, store = open_config_store(config)
         rows = store.executions(limit)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    _table(
+    print_table(
         ["id", "status", "started (UTC)", "Train", "model version"],
         [
             [
@@ -98,10 +77,10 @@ def executions_describe(
 ) -> None:
     """One execution: parameters, each step's status, timing, error, outputs and why it ran."""
     try:
-        _, store = _open(config)
+        _, store = open_config_store(config)
         record = store.execution(execution_id)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(record, indent=2))
         return
@@ -136,15 +115,15 @@ def executions_graph(
     from custseg.graph import render_svg
 
     try:
-        _, store = _open(config)
+        _, store = open_config_store(config)
         record = store.execution(execution_id)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     path = output or Path(f"execution-{record['id']}.svg")
     try:
         path.write_text(render_svg(record), encoding="utf-8")
     except OSError as exc:
-        raise _fail(CustsegError(f"cannot write {path}: {exc}")) from None
+        raise fail(CustsegError(f"cannot write {path}: {exc}")) from None
     typer.echo(f"Wrote {path}")
 
 
@@ -170,14 +149,14 @@ def models_list(
     from custseg.registry import packages
 
     try:
-        cfg, store = _open(config)
+        cfg, store = open_config_store(config)
         found = packages(store, _group(cfg, group))
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in found], indent=2))
         return
-    _table(
+    print_table(
         ["version", "status", "created (UTC)", "k", "silhouette", "rows"],
         [
             [
@@ -204,10 +183,10 @@ def models_describe(
     from custseg.registry import package
 
     try:
-        cfg, store = _open(config)
+        cfg, store = open_config_store(config)
         pkg = package(store, _group(cfg, group), version)
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(pkg.to_dict(), indent=2))
         return
@@ -218,8 +197,10 @@ def models_describe(
     out(f"Execution: {lin['execution_id']} (trained by {lin['trained_by_execution']})")
     out(f"Data: {lin['data_uri']} ({lin['rows']:,} rows, sha256 {lin['data_sha256']})")
     code = lin["code_version"]
-    out(f"Code: custseg {code['package']}, source sha256 {code.get('source_sha256', '?')[:12]}, "
-        f"git {code.get('git_commit') or 'unknown'}")
+    out(
+        f"Code: custseg {code['package']}, source sha256 {code.get('source_sha256', '?')[:12]}, "
+        f"git {code.get('git_commit') or 'unknown'}"
+    )
     out(f"Engine: {lin['engine']}; previous version: {lin['previous_version'] or '-'}")
     m = lin["metrics"]
     out(
@@ -247,7 +228,7 @@ def _set_status(
     from custseg.registry import ApprovalStatus, current_user, set_approval
 
     try:
-        cfg, store = _open(config)
+        cfg, store = open_config_store(config)
         pkg = set_approval(
             store,
             _group(cfg, group),
@@ -276,7 +257,7 @@ def _set_status(
                 f"{live['status']}{', ' + live['url'] if live['url'] else ''})"
             )
     except CustsegError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 CommentOpt = Annotated[str | None, typer.Option("--comment", help="Why (kept in the audit).")]

@@ -25,13 +25,16 @@ from custseg.errors import DataError
 
 __all__ = [
     "DataSet",
+    "decompressed_head",
     "detect_delimiter",
     "fingerprint",
+    "header_names",
     "list_sources",
     "open_source",
     "publish",
     "read_data",
     "returning_memory_pool",
+    "s3_filesystem",
 ]
 
 from custseg.config import CSV_SUFFIXES
@@ -87,7 +90,7 @@ def _line_of_row(uri: str, row: int, s3_endpoint_url: str | None) -> int:
     return row + 2  # best effort: one line per row after the header
 
 
-def _s3fs(endpoint_url: str | None) -> Any:
+def s3_filesystem(endpoint_url: str | None) -> Any:
     try:
         import s3fs
     except ImportError as exc:  # pragma: no cover - s3fs is a core dependency
@@ -105,7 +108,7 @@ def _is_csv(name: str) -> bool:
 def list_sources(location: str, *, s3_endpoint_url: str | None = None) -> list[str]:
     """The files behind a location: itself, or the CSV files of a folder/prefix, sorted."""
     if location.startswith("s3://"):
-        fs = _s3fs(s3_endpoint_url)
+        fs = s3_filesystem(s3_endpoint_url)
         path = location.removeprefix("s3://")
         bucket = path.split("/", 1)[0]
         try:
@@ -136,7 +139,7 @@ def open_source(uri: str, *, s3_endpoint_url: str | None = None) -> IO[bytes]:
     """Open a file's raw bytes (not decompressed)."""
     try:
         if uri.startswith("s3://"):
-            return _s3fs(s3_endpoint_url).open(uri.removeprefix("s3://"), "rb")  # type: ignore[no-any-return]
+            return s3_filesystem(s3_endpoint_url).open(uri.removeprefix("s3://"), "rb")  # type: ignore[no-any-return]
         return open(uri, "rb")
     except FileNotFoundError as exc:
         raise DataError(f"data not found: {uri}") from exc
@@ -149,7 +152,7 @@ def _read_bytes(uri: str, s3_endpoint_url: str | None) -> bytes:
         return f.read()
 
 
-def _decompressed_head(raw: bytes, uri: str, size: int = 65536) -> bytes:
+def decompressed_head(raw: bytes, uri: str, size: int = 65536) -> bytes:
     if uri.lower().endswith(".gz"):
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as g:
@@ -232,7 +235,7 @@ def _parse(
         msg = str(exc)
         if "Empty CSV file" in msg:
             with open_source(uri, s3_endpoint_url=s3_endpoint_url) as f:
-                head = _decompressed_head(f.read(65536), uri)
+                head = decompressed_head(f.read(65536), uri)
             if head.strip():  # a header line with no newline after it
                 raise DataError(f"{uri} has a header but no data rows") from exc
             raise DataError(f"{uri} is empty (expected a header line and data rows)") from exc
@@ -285,7 +288,7 @@ def fingerprint(location: str, *, s3_endpoint_url: str | None = None) -> tuple[l
     return files, _combine([_hash_file(uri, s3_endpoint_url) for uri in files])
 
 
-def _header(head: bytes, delimiter: str) -> list[str] | None:
+def header_names(head: bytes, delimiter: str) -> list[str] | None:
     """The column names on the first non-blank line (None if it is cut off)."""
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     for line in text.splitlines(keepends=True):
@@ -312,14 +315,14 @@ def read_data(
     """
     files = list_sources(location, s3_endpoint_url=s3_endpoint_url)
     heads = [
-        (uri, _decompressed_head(raw, uri)) for uri, raw in _iter_heads(files, s3_endpoint_url)
+        (uri, decompressed_head(raw, uri)) for uri, raw in _iter_heads(files, s3_endpoint_url)
     ]
     for uri, head in heads:
         if not head.strip():
             raise DataError(f"{uri} is empty (expected a header line and data rows)")
     if delimiter == "auto":
         delimiter = detect_delimiter(heads[0][1])
-    headers = [_header(head, delimiter) for _, head in heads]
+    headers = [header_names(head, delimiter) for _, head in heads]
     first = headers[0]
     if first is not None:
         for name in dict.fromkeys(first):

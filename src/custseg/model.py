@@ -297,9 +297,9 @@ def save_model(model: Model, uri: str, *, s3_endpoint_url: str | None = None) ->
 
 
 def _save_s3(files: dict[str, bytes], uri: str, s3_endpoint_url: str | None) -> str:
-    from custseg.data import _s3fs
+    from custseg.data import s3_filesystem
 
-    fs = _s3fs(s3_endpoint_url)
+    fs = s3_filesystem(s3_endpoint_url)
     base = uri.removeprefix("s3://").rstrip("/")
     bucket = base.split("/", 1)[0]
     if not fs.exists(bucket):
@@ -330,9 +330,9 @@ def _save_local(files: dict[str, bytes], dest: Path) -> str:
 
 def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
     if uri.startswith("s3://"):
-        from custseg.data import _s3fs
+        from custseg.data import s3_filesystem
 
-        fs = _s3fs(s3_endpoint_url)
+        fs = s3_filesystem(s3_endpoint_url)
         try:
             with fs.open(f"{uri.removeprefix('s3://').rstrip('/')}/{name}", "rb") as f:
                 return f.read()  # type: ignore[no-any-return]

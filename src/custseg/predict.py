@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from custseg.data import (
-    _decompressed_head,
-    _header,
+    decompressed_head,
     detect_delimiter,
+    header_names,
     publish,
     returning_memory_pool,
 )
@@ -70,9 +70,9 @@ def _kind(uri: str) -> str:
 
 def _fs(uri: str, s3_endpoint_url: str | None) -> Any:
     if uri.startswith("s3://"):
-        from custseg.data import _s3fs
+        from custseg.data import s3_filesystem
 
-        return _s3fs(s3_endpoint_url)
+        return s3_filesystem(s3_endpoint_url)
     import fsspec
 
     return fsspec.filesystem("file")
@@ -105,10 +105,10 @@ def _read_batches(uri: str, s3_endpoint_url: str | None, progress: Progress,
                 progress(raw.tell())
                 yield batch
             return
-        head = _decompressed_head(raw.read(65536), uri)
+        head = decompressed_head(raw.read(65536), uri)
         raw.seek(0)
         delimiter = detect_delimiter(head)
-        names = _header(head, delimiter)
+        names = header_names(head, delimiter)
         if not names:
             raise DataError(f"{uri} is empty (expected a header line and rows)")
         stream = pa.input_stream(pa.PythonFile(raw, mode="r"),

@@ -1,0 +1,62 @@
+"""What every `custseg` command shares: options, the one-line error, the store, tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from custseg.errors import CustsegError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from custseg.config import Config
+    from custseg.store import Store
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ConfigOpt",
+    "JsonOpt",
+    "err_console",
+    "fail",
+    "open_config_store",
+    "print_table",
+]
+
+ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DEFAULT_CONFIG = Path("pipeline_config.yaml")
+
+
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def fail(exc: CustsegError) -> typer.Exit:
+    """Print a user error as one line on stderr; the exit carries its branch's code."""
+    message = str(exc).replace("\n", " ")
+    err_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code=exc.exit_code)
+
+
+def open_config_store(config: Path) -> tuple[Config, Store]:
+    """The config and its store, which must exist (read commands never create one)."""
+    from custseg.config import load_config
+    from custseg.store import Store
+
+    cfg = load_config(config)
+    return cfg, Store.existing(cfg.store_location, cfg.artifacts_location)
+
+
+def print_table(columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, header_style="bold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(highlight=False).print(table)
