@@ -187,6 +187,8 @@ def write_config(folder: Path, csv: Path) -> Path:
         "features": {"numeric": ["Age", "Income", "Purchases"], "categorical": ["Gender"],
                      "ignore": ["CustomerID"]},
         "store": str(folder / "store"),
+        # training is measured, not the endpoint server `custseg run` would start
+        "endpoint": {"autostart": False},
     }
     path = folder / "pipeline_config.yaml"
     path.write_text(json.dumps(config, indent=2))

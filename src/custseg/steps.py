@@ -205,7 +205,7 @@ def train_step(
     schema = infer_schema(data.table, features, source, header=data.meta.get("header"))
     missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
     transform, encoded = fit_features(data.table, schema, data.locate)
-    old_labels = _previous_labels(previous, data.table)
+    old_labels = _previous_labels(previous, data.table, cfg.random_state)
     data.release()  # free the Arrow table before PCA and KMeans: memory matters at 10M rows
     t_features = time.perf_counter() - t0 - t_read
     result = train(
@@ -266,18 +266,27 @@ def train_step(
     )
 
 
-def _previous_labels(previous: Model | None, table: Any) -> np.ndarray | None:
-    """The previous version's segment of every training row (None if it cannot read them)."""
+AGREEMENT_SAMPLE = 200_000
+
+
+def _previous_labels(previous: Model | None, table: Any, random_state: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows (a seeded sample of at most AGREEMENT_SAMPLE) and the previous version's
+    segment of each, to measure how many keep their id; None if it cannot read them."""
     if previous is None:
         return None
+    n = table.num_rows
+    rng = np.random.default_rng([random_state, 29])
+    index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
+        rng.choice(n, AGREEMENT_SAMPLE, replace=False))
     try:
-        return previous.predict(table)
+        return index, previous.predict(table.take(index) if len(index) < n else table)
     except CustsegError:
         return None  # e.g. a column it needs is gone: ids are matched on centroids only
 
 
 def _match(profiles: list[dict[str, Any]], transform: FeatureTransform, previous: Model,
-           labels: np.ndarray, old_labels: np.ndarray | None
+           labels: np.ndarray, old_labels: tuple[np.ndarray, np.ndarray] | None
            ) -> tuple[list[int], dict[str, Any]]:
     """New id per cluster (matched to the previous version) and the stability record."""
     shared = [c for c in transform.numeric if c in previous.transform.numeric]
@@ -291,12 +300,16 @@ def _match(profiles: list[dict[str, Any]], transform: FeatureTransform, previous
     if sorted(ids) != list(range(k)):  # fewer segments than before: keep their order
         order = sorted(range(k), key=lambda c: ids[c])
         ids = [order.index(c) for c in range(k)]
-    relabelled = np.asarray(ids, dtype=np.int32)[labels]
+    agree = None
+    if old_labels is not None:
+        index, old = old_labels
+        agree = agreement(np.asarray(ids, dtype=np.int32)[labels[index]], old)
     return ids, {
         "previous_model": previous.uri,
         "previous_k": previous.k,
         "matched_ids": ids,
-        "agreement": None if old_labels is None else agreement(relabelled, old_labels),
+        "agreement": agree,
+        "agreement_rows": None if old_labels is None else len(old_labels[0]),
         "method": "Hungarian matching on centroids in original units (scaled by sd)",
     }
 
