@@ -25,118 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from custseg.errors import StoreError
+from custseg.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "Store", "now", "process_alive", "store_paths"]
 
 DB_FILE = "custseg.db"
 BUSY_TIMEOUT_MS = 60_000
 
-MIGRATIONS: list[str] = [
-    # 1: the first schema
-    """
-    CREATE TABLE pipelines (
-        name TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        definition TEXT NOT NULL,
-        definition_sha256 TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (name, version)
-    );
-    CREATE TABLE executions (
-        id TEXT PRIMARY KEY,
-        pipeline_name TEXT NOT NULL,
-        pipeline_version INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        parameters TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        ended_at TEXT,
-        error TEXT,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        pid_start TEXT,
-        user TEXT NOT NULL,
-        FOREIGN KEY (pipeline_name, pipeline_version) REFERENCES pipelines (name, version)
-    );
-    CREATE INDEX executions_by_status ON executions (status);
-    CREATE TABLE steps (
-        execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL,
-        started_at TEXT,
-        ended_at TEXT,
-        seconds REAL,
-        error TEXT,
-        outputs TEXT NOT NULL DEFAULT '{}',
-        cache_key TEXT,
-        cached_from TEXT,
-        reason TEXT,
-        PRIMARY KEY (execution_id, name)
-    );
-    CREATE INDEX steps_by_cache_key ON steps (name, cache_key, status);
-    CREATE TABLE model_packages (
-        group_name TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        execution_id TEXT REFERENCES executions (id),
-        artifact_uri TEXT NOT NULL,
-        approval_status TEXT NOT NULL,
-        lineage TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        created_by TEXT NOT NULL,
-        PRIMARY KEY (group_name, version)
-    );
-    CREATE TABLE approvals (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        group_name TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        from_status TEXT,
-        to_status TEXT NOT NULL,
-        by TEXT NOT NULL,
-        at TEXT NOT NULL,
-        comment TEXT,
-        FOREIGN KEY (group_name, version) REFERENCES model_packages (group_name, version)
-    );
-    CREATE TABLE endpoint_configs (
-        name TEXT PRIMARY KEY,
-        endpoint_name TEXT NOT NULL,
-        group_name TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        artifact_uri TEXT NOT NULL,
-        execution_id TEXT,
-        created_at TEXT NOT NULL,
-        FOREIGN KEY (group_name, version) REFERENCES model_packages (group_name, version)
-    );
-    CREATE TABLE endpoints (
-        name TEXT PRIMARY KEY,
-        config_name TEXT NOT NULL REFERENCES endpoint_configs (name),
-        previous_config_name TEXT REFERENCES endpoint_configs (name),
-        status TEXT NOT NULL,
-        status_reason TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    """,
-    # 2: what each server worker serves, so deploys can wait for (or fail on) the switch
-    """
-    CREATE TABLE endpoint_workers (
-        endpoint_name TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        config_name TEXT,
-        status TEXT NOT NULL,
-        reason TEXT,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (endpoint_name, pid)
-    );
-    CREATE TABLE servers (
-        pid INTEGER PRIMARY KEY,
-        host TEXT NOT NULL,
-        port INTEGER NOT NULL,
-        workers INTEGER NOT NULL,
-        started_at TEXT NOT NULL
-    );
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def now() -> str:
