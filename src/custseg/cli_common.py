@@ -56,7 +56,11 @@ def print_table(columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*columns, header_style="bold")
+    table = Table(header_style="bold")
+    first = max([len(columns[0]), *(len(str(r[0])) for r in rows)])
+    table.add_column(columns[0], no_wrap=True, min_width=first)  # ids stay whole, to copy
+    for name in columns[1:]:
+        table.add_column(name, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console(highlight=False).print(table)
