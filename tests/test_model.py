@@ -80,6 +80,10 @@ def test_scorer_equals_sklearn_pipeline(tmp_path_factory: pytest.TempPathFactory
         np.testing.assert_allclose(dist, sk_dist, rtol=1e-7, atol=1e-9)
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         np.testing.assert_array_equal(loaded.predict(records), theirs)
+        for i, record in enumerate(records[:60]):  # the server's one-record path
+            label, distance = loaded.score_record(record)
+            assert label == theirs[i]
+            assert distance == pytest.approx(sk_dist[i], rel=1e-7, abs=1e-9)
     np.testing.assert_array_equal(loaded.predict(train_frame), model.predict(train_frame))
 
 
@@ -160,6 +164,8 @@ def test_invalid_records_name_the_field(sample_model: tuple[Model, Path], record
     model, _ = sample_model
     with pytest.raises(DataError, match=message):
         model.predict([record])
+    with pytest.raises(DataError, match=message):
+        model.score_record(record)
 
 
 def test_coded_categories_accept_numbers_or_strings() -> None:

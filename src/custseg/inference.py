@@ -352,7 +352,12 @@ class App:
             body = await self._read_body(scope, receive)
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
             records = parse_body(body, content_type, served.model.input_columns)
-            labels, distances = served.model.score_encoded(served.model.encode_records(records))
+            if len(records) == 1:  # the common case: plain Python, no numpy per call
+                label, distance = served.model.score_record(records[0])
+                labels, distances = [label], [distance]
+            else:
+                scored = served.model.score_encoded(served.model.encode_records(records))
+                labels, distances = scored[0].tolist(), scored[1].tolist()
         except WireError as exc:
             self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
             await self._error(send, exc.status, exc.message)

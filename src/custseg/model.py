@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -59,7 +60,7 @@ class Model:
             {**lookup, None: lookup[mode], "": lookup[mode]}
             for lookup, mode in zip(self._lookup, self.transform.modes, strict=True)
         ]
-        self._centers_sq = (self.centers**2).sum(axis=1)
+        self._plain = _PlainScorer(self)
 
     @property
     def k(self) -> int:
@@ -80,6 +81,16 @@ class Model:
             labels[s : s + _CHUNK] = lab
             dist[s : s + _CHUNK] = np.sqrt(d2[np.arange(len(block)), lab])
         return labels, dist
+
+    def score_record(self, record: Mapping[str, Any]) -> tuple[int, float]:
+        """One record's cluster id and distance, in plain Python (no numpy per call: a
+        single record scores several times faster). Bad input raises the same DataError
+        as `encode_records`."""
+        try:
+            return self._plain.score(record)
+        except (KeyError, TypeError, ValueError):
+            self._encode_records_checked([record])  # raises the precise DataError
+            raise
 
     def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
         """Cluster ids and distances to the assigned centroid for encoded rows."""
@@ -196,6 +207,57 @@ class Model:
         from custseg.sklearn_bridge import build_pipeline
 
         return build_pipeline(self)
+
+
+class _PlainScorer:
+    """The model's whole chain folded into one affine map, as Python floats:
+    z = bias + sum_j x_j * w_j + sum_c vector[category], then the nearest centre."""
+
+    def __init__(self, model: Model) -> None:
+        t, p = model.transform, model.projection
+        w = p.components  # (p, d)
+        a = len(t.numeric)
+        scaled = w[:, :a] / t.scales  # the numeric weights per raw unit
+        bias = -p.mean @ w.T - scaled @ t.means
+        self.numeric = list(zip(t.numeric, t.medians.tolist(), scaled.T.tolist(), strict=True))
+        self.bias = bias.tolist()
+        self.categorical = []
+        tables = category_tables(t, p)
+        for j, (name, cats) in enumerate(zip(t.categorical, t.categories, strict=True)):
+            vectors: dict[Any, list[float]] = {c: tables[j][i].tolist() for i, c in
+                                               enumerate(cats)}
+            mode = vectors[t.modes[j]]
+            vectors[None] = vectors[""] = mode
+            self.categorical.append((name, vectors, [0.0] * w.shape[0]))
+        self.centers = model.centers.tolist()
+
+    def score(self, record: Mapping[str, Any]) -> tuple[int, float]:
+        z = list(self.bias)
+        for name, median, weights in self.numeric:
+            v = record[name]
+            if v is None or v == "":
+                x = median
+            else:
+                x = float(v)
+                if x != x:
+                    x = median
+                elif x in (math.inf, -math.inf):
+                    raise ValueError(name)
+            for c, wc in enumerate(weights):
+                z[c] += x * wc
+        for name, vectors, zeros in self.categorical:
+            v = record[name]
+            key = v if v is None or type(v) is str else category_key(v)
+            for c, vc in enumerate(vectors.get(key, zeros)):
+                z[c] += vc
+        best, best_d2 = 0, math.inf
+        for i, center in enumerate(self.centers):
+            d2 = 0.0
+            for zc, cc in zip(z, center, strict=True):
+                d2 += (zc - cc) * (zc - cc)
+            if d2 < best_d2:
+                best, best_d2 = i, d2
+        return best, math.sqrt(best_d2)
 
 
 def _is_missing(v: Any) -> bool:

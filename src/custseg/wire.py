@@ -15,7 +15,6 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import orjson
 
 __all__ = ["WireError", "parse_body", "render"]
@@ -132,19 +131,19 @@ def parse_body(body: bytes, content_type: str, columns: Sequence[str]) -> list[M
 
 
 def render(
-    labels: np.ndarray, distances: np.ndarray, names: Sequence[str], accept: str
+    labels: Sequence[int], distances: Sequence[float], names: Sequence[str], accept: str
 ) -> tuple[bytes, str]:
     """The response body and its media type (CSV when asked for, else JSON)."""
     if "text/csv" in accept.lower():
         lines = ["cluster,segment,distance"]
         lines += [
             f"{c},{_csv_cell(names[c])},{d!r}"
-            for c, d in zip(labels.tolist(), distances.tolist(), strict=True)
+            for c, d in zip(labels, distances, strict=True)
         ]
         return ("\n".join(lines) + "\n").encode(), "text/csv"
     predictions = [
         {"cluster": c, "segment": names[c], "distance": d}
-        for c, d in zip(labels.tolist(), distances.tolist(), strict=True)
+        for c, d in zip(labels, distances, strict=True)
     ]
     return orjson.dumps({"predictions": predictions}), "application/json"
 
