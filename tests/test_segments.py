@@ -11,9 +11,10 @@ import pytest
 
 import custseg
 from custseg.config import Features
-from custseg.preprocessing import fit_features, infer_schema
+from custseg.preprocessing import fit_features
 from custseg.profiles import name_segments, profile_segments
 from custseg.sample import generate_customers
+from custseg.schema import infer_schema
 from custseg.train import train
 
 

@@ -8,8 +8,9 @@ import pytest
 from custseg import kmeans
 from custseg.config import Features
 from custseg.errors import TrainError
-from custseg.preprocessing import Encoded, FeatureTransform, fit_features, infer_schema
+from custseg.preprocessing import Encoded, FeatureTransform, fit_features
 from custseg.sample import generate_customers
+from custseg.schema import infer_schema
 from custseg.train import fit_kmeans, fit_pca, project, train
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from custseg.cli_common import DEFAULT_CONFIG, ConfigOpt, err_console, fail, open_config_store
+from custseg.cli_schema import print_candidates, print_schema_lines, print_warnings
 from custseg.errors import ConfigError, CustsegError
 
 if TYPE_CHECKING:
@@ -105,14 +106,31 @@ def _print_summary(execution: Execution, s3_endpoint_url: str | None = None) -> 
         secs = f"{rec.seconds:.2f} s" if rec.seconds is not None else "-"
         extra = f" from execution {rec.cached_from}" if rec.cached_from else ""
         out(f"{name}: {rec.status.value} ({secs}){extra}")
+    trained = execution.steps["Train"].outputs or {}
+    if trained.get("schema", {}).get("columns"):
+        print_schema_lines(trained["schema"]["columns"])
+    selection = trained.get("selection") or {}
+    model = execution.model
+    if selection.get("swept") and model is not None:
+        print_candidates(model.meta["candidates"], m.get("k", 0), selection.get("sentence", ""))
     out(f"Silhouette Score: {sil.get('value'):.6f} ({note})")
     out(f"Calinski-Harabasz Index: {m.get('calinski_harabasz'):.6f}")
     out(f"Davies-Bouldin Index: {m.get('davies_bouldin'):.6f}")
+    fs = m.get("feature_space")
+    if fs:
+        fsil = fs["silhouette"]
+        how = "exact" if fsil["exact"] else f"sampled: {fsil['sample_size']:,} rows"
+        out(f"In the feature space: silhouette {fsil['value']:.6f} ({how}), "
+            f"Calinski-Harabasz {fs['calinski_harabasz']:.6f}, "
+            f"Davies-Bouldin {fs['davies_bouldin']:.6f} (above: {m.get('space', 'PCA space')})")
     out(f"Inertia: {m.get('inertia'):.6f}")
+    print_warnings(execution.warnings)
     sizes = m.get("cluster_sizes", [])
     total = sum(sizes) or 1
     names = execution.segment_names or [str(i) for i in range(len(sizes))]
-    out(f"Segments (k={m.get('k')}, chosen by {m.get('selection_metric')}):")
+    swept = selection.get("swept", True)
+    how_k = f"chosen by {m.get('selection_metric')}" if swept else "fixed"
+    out(f"Segments (k={m.get('k')}, {how_k}):")
     for i, (size, name) in enumerate(zip(sizes, names, strict=False)):
         out(f"  {i}: {name} - {size:,} customers ({100 * size / total:.1f}%)")
     out(f"Execution: {execution.id}")
@@ -271,6 +289,7 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
         "endpoint": execution.endpoint,
         "parameters": execution.parameters,
         "notes": execution.notes,
+        "warnings": execution.warnings,
         "steps": {
             n: {
                 "status": s.status.value,
@@ -294,15 +313,25 @@ def write_report(
     subtitle: str,
     output: Path | None,
     s3_endpoint_url: str | None = None,
+    profiles_csv: Path | None = None,
 ) -> Path:
-    """Render a model's report into `output` (default: <store>/reports/<name>.html)."""
+    """Render a model's report into `output` (default: <store>/reports/<name>.html), and
+    its segment profiles as CSV into `profiles_csv` when given."""
     from custseg.model import load_model
+    from custseg.preprocessing import schema_rows
+    from custseg.report import profiles_csv as profiles_text
     from custseg.report import render_report
 
     model = load_model(model_uri, s3_endpoint_url=s3_endpoint_url)
+    # the columns as model.json stores them: with each one's transform in words
+    columns = schema_rows(model.schema, model.transform)
+    meta = model.meta | {"schema": model.schema.to_dict() | {"columns": columns}}
     path = output or store_folder / "reports" / f"{title.split()[-1].replace('/', '-')}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(model.meta, title=title, subtitle=subtitle), encoding="utf-8")
+    path.write_text(render_report(meta, title=title, subtitle=subtitle), encoding="utf-8")
+    if profiles_csv is not None:
+        profiles_csv.parent.mkdir(parents=True, exist_ok=True)
+        profiles_csv.write_text(profiles_text(meta), encoding="utf-8", newline="")
     return path
 
 
@@ -311,6 +340,14 @@ def report(
     ref: Annotated[str, typer.Argument(help="An execution id, a model version, or GROUP/VERSION.")],
     config: ConfigOpt = DEFAULT_CONFIG,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+    profiles_csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--profiles-csv",
+            metavar="FILE",
+            help="Also write the segment profiles as CSV (one row per segment and feature).",
+        ),
+    ] = None,
 ) -> None:
     """Write the segment report (self-contained HTML) of an execution or model version."""
     from custseg.errors import StoreError
@@ -332,12 +369,16 @@ def report(
                 raise StoreError(f"execution {record['id']} produced no model ({record['status']})")
             title = f"Segments of execution {record['id']}"
             subtitle = f"pipeline {record['pipeline_name']} v{record['pipeline_version']}"
-        path = write_report(store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url)
+        path = write_report(
+            store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url, profiles_csv
+        )
     except CustsegError as exc:
         raise fail(exc) from None
     except OSError as exc:
         raise fail(CustsegError(f"cannot write the report: {exc}")) from None
     typer.echo(f"Wrote {path}")
+    if profiles_csv is not None:
+        typer.echo(f"Wrote {profiles_csv}")
 
 
 @app.command()
@@ -433,8 +474,10 @@ def main() -> None:
 
 # the other command groups use the helpers above
 from custseg.cli_endpoints import endpoints_app, serve  # noqa: E402
+from custseg.cli_schema import schema  # noqa: E402
 from custseg.cli_store import executions_app, models_app  # noqa: E402
 
+app.command()(schema)
 app.add_typer(executions_app, name="executions")
 app.add_typer(models_app, name="models")
 app.add_typer(endpoints_app, name="endpoints")

@@ -66,21 +66,40 @@ class S3Options(_Section):
     endpoint_url: str | None = None
 
 
-class Features(_Section):
-    """The feature schema.
+ColumnTransform = Literal["auto", "none", "log", "clip"]
 
-    When `numeric` or `categorical` is given, the schema is exactly what is declared and
-    every other column is ignored (recorded as "not declared"). When neither is given,
-    every column not in `ignore` is inferred (see `custseg.preprocessing`).
+
+class Features(_Section):
+    """The feature schema and its transforms.
+
+    Columns listed keep the role given. When `numeric` or `categorical` is given, every
+    other column is ignored (recorded as "not declared"); otherwise the columns not
+    listed are inferred (see `custseg.schema`), each with a role and a reason.
     """
 
     numeric: list[str] | None = None
     categorical: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
+    profile_only: list[str] = Field(default_factory=list)
+    dates: list[str] = Field(default_factory=list)
+    # auto: log-transform skewed numeric columns, clip at robust quantiles, weight each
+    # one-hot block; none: impute, standard-scale and one-hot only
+    transform: Literal["auto", "none"] = "auto"
+    transforms: dict[str, ColumnTransform] = Field(default_factory=dict)
+    # share of one numeric column's variance that a categorical column carries
+    categorical_weight: float = Field(default=0.25, gt=0.0, le=1.0)
+    # text columns with more distinct values are ignored when inferred
+    max_levels: int = Field(default=20, ge=2)
 
 
 class Tuning(_Section):
     metric: SelectionMetric = "silhouette"
+    # a swept k must give every segment at least this share of the rows ...
+    min_share: float = Field(default=0.02, ge=0.0, lt=0.5)
+    # ... and refits on seeded subsamples must agree with the full fit (mean ARI)
+    stability: float = Field(default=0.8, ge=0.0, le=1.0)
+    # the smallest eligible k scoring within this fraction of the best is chosen
+    tolerance: float = Field(default=0.03, ge=0.0, lt=1.0)
     silhouette_sample_size: int = Field(default=10_000, ge=100)
     n_init: int = Field(default=10, ge=1)
 
@@ -136,8 +155,26 @@ class Config(_Section):
     deploy: DeployOptions = Field(default_factory=DeployOptions)
     # names for the segments, by cluster id (generated from the profiles when absent)
     segment_names: list[str] | None = None
+    # words for coded categories, by column: {Channel: {1: Horeca, 2: Retail}}
+    value_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     # not a key: the folder relative paths resolve against
     config_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("value_labels", mode="before")
+    @classmethod
+    def _label_keys_as_text(cls, v: Any) -> Any:
+        """Codes may be written as numbers in YAML; categories are compared as text."""
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for column, labels in v.items():
+            if not isinstance(labels, dict):
+                raise ValueError(
+                    f"expected a mapping of codes to labels for column {column!r}, "
+                    f"found {labels!r}"
+                )
+            out[str(column)] = {_code_text(code): str(label) for code, label in labels.items()}
+        return out
 
     @field_validator("n_clusters", mode="before")
     @classmethod
@@ -233,6 +270,14 @@ class Config(_Section):
     def parameters(self) -> dict[str, Any]:
         """The resolved pipeline parameters, as recorded with a run."""
         return self.model_dump(mode="json", exclude={"config_dir"})
+
+
+def _code_text(code: Any) -> str:
+    if isinstance(code, bool):
+        return "true" if code else "false"
+    if isinstance(code, float) and code.is_integer():
+        return str(int(code))
+    return str(code)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -23,6 +23,7 @@ __all__ = [
     "cluster_means",
     "davies_bouldin",
     "inertia",
+    "sampled_silhouette",
     "silhouette",
     "silhouette_sample_index",
     "silhouette_values",
@@ -192,7 +193,11 @@ def silhouette(
         index = silhouette_sample_index(n, sample_size, random_state)
     if index is None:
         return Silhouette(float(silhouette_values(x, labels, k).mean()), True, n, n, None)
-    values = silhouette_values(x[index], labels[index], k)
+    return sampled_silhouette(silhouette_values(x[index], labels[index], k), n)
+
+
+def sampled_silhouette(values: np.ndarray, n: int) -> Silhouette:
+    """The mean of a sample's silhouettes, with its 95% CI as an estimate over n rows."""
     m = len(values)
     mean = float(values.mean())
     half = 1.96 * float(values.std(ddof=1)) / math.sqrt(m) * math.sqrt(max(0.0, 1 - m / n))

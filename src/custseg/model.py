@@ -30,13 +30,22 @@ import numpy as np
 import pyarrow as pa
 
 from custseg.errors import DataError, ModelError
-from custseg.preprocessing import Encoded, FeatureTransform, Schema, category_key, encode
+from custseg.preprocessing import (
+    Encoded,
+    FeatureTransform,
+    category_key,
+    date_days,
+    encode,
+    schema_rows,
+)
+from custseg.schema import Schema
 from custseg.train import Projection, category_tables, project
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Model", "load_model", "save_model"]
 
 FORMAT = "custseg-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: skew transforms, clipping, dates, one-hot weights
+READABLE_VERSIONS = (1, 2)
 FILES = ("model.json", "arrays.npz")
 _CHUNK = 1 << 20
 
@@ -108,9 +117,14 @@ class Model:
         try:
             num = np.empty((len(records), len(t.numeric)))
             for j, name in enumerate(t.numeric):
-                column = np.array([rec[name] for rec in records], dtype=np.float64)
+                fmt = t.dates.get(name)
+                if fmt is None:
+                    column = np.array([rec[name] for rec in records], dtype=np.float64)
+                else:
+                    column = t.date_reference[name] - np.array(
+                        [date_days(rec[name], fmt) for rec in records], dtype=np.float64)
                 np.copyto(column, t.medians[j], where=np.isnan(column))
-                num[:, j] = (column - t.means[j]) / t.scales[j]
+                num[:, j] = t.finish(column, j)
             if not np.isfinite(num).all():
                 raise ValueError("infinite value")
             codes = np.empty((len(records), len(t.categorical)), dtype=np.int32)
@@ -142,9 +156,19 @@ class Model:
                 )
             for j, name in enumerate(t.numeric):
                 if name not in rec:
-                    raise DataError(f"record {i}: field {name!r} is missing (expected a number)")
+                    kind = "a date" if name in t.dates else "a number"
+                    raise DataError(f"record {i}: field {name!r} is missing (expected {kind})")
                 v = rec[name]
-                if v is None or (isinstance(v, str) and not v.strip()):
+                if name in t.dates:
+                    fmt = t.dates[name]
+                    try:
+                        x = t.date_reference[name] - date_days(v, fmt)
+                    except (TypeError, ValueError):
+                        raise DataError(f"record {i}: field {name!r} must be a date "
+                                        f"({fmt}), found {v!r}") from None
+                    if x != x:
+                        x = t.medians[j]
+                elif v is None or (isinstance(v, str) and not v.strip()):
                     x = t.medians[j]
                 elif isinstance(v, bool):
                     x = float(v)
@@ -159,7 +183,7 @@ class Model:
                         x = t.medians[j]
                     elif x in (float("inf"), float("-inf")):
                         raise DataError(f"record {i}: field {name!r} must be finite, found {v!r}")
-                num[i, j] = (x - t.means[j]) / t.scales[j]
+                num[i, j] = t.finish(np.array([x]), j)[0]
             for j, name in enumerate(t.categorical):
                 if name not in rec:
                     raise DataError(f"record {i}: field {name!r} is missing (expected a category)")
@@ -217,9 +241,19 @@ class _PlainScorer:
         t, p = model.transform, model.projection
         w = p.components  # (p, d)
         a = len(t.numeric)
-        scaled = w[:, :a] / t.scales  # the numeric weights per raw unit
+        scaled = w[:, :a] / t.scales  # the numeric weights per transformed unit
         bias = -p.mean @ w.T - scaled @ t.means
-        self.numeric = list(zip(t.numeric, t.medians.tolist(), scaled.T.tolist(), strict=True))
+        # per column: name, median, weights, then (low, high, function, log scale, date
+        # format, date reference) when the column is more than a plain number
+        self.numeric = []
+        for j, (name, median, weights) in enumerate(zip(
+                t.numeric, t.medians.tolist(), scaled.T.tolist(), strict=True)):
+            extra = None
+            if not t.plain or name in t.dates:
+                extra = (float(t.clip_low[j]), float(t.clip_high[j]), t.functions[j],
+                         float(t.log_scales[j]), t.dates.get(name),
+                         t.date_reference.get(name, 0.0))
+            self.numeric.append((name, median, weights, extra))
         self.bias = bias.tolist()
         self.categorical = []
         tables = category_tables(t, p)
@@ -233,9 +267,13 @@ class _PlainScorer:
 
     def score(self, record: Mapping[str, Any]) -> tuple[int, float]:
         z = list(self.bias)
-        for name, median, weights in self.numeric:
+        for name, median, weights, extra in self.numeric:
             v = record[name]
-            if v is None or v == "":
+            if extra is not None and extra[4] is not None:  # a date column
+                x = extra[5] - date_days(v, extra[4])
+                if x != x:
+                    x = median
+            elif v is None or v == "":
                 x = median
             else:
                 x = float(v)
@@ -243,6 +281,12 @@ class _PlainScorer:
                     x = median
                 elif x in (math.inf, -math.inf):
                     raise ValueError(name)
+            if extra is not None:
+                x = min(max(x, extra[0]), extra[1])
+                if extra[2] == "log1p":
+                    x = math.log1p(x / extra[3])
+                elif extra[2] == "signed_log":
+                    x = math.copysign(math.log1p(abs(x) / extra[3]), x)
             for c, wc in enumerate(weights):
                 z[c] += x * wc
         for name, vectors, zeros in self.categorical:
@@ -290,13 +334,16 @@ def _to_json(model: Model) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "schema": model.schema.to_dict(),
+        "schema": model.schema.to_dict() | {"columns": schema_rows(model.schema, t)},
         "features": {
             "numeric": t.numeric,
             "categorical": t.categorical,
             "modes": t.modes,
             "categories": t.categories,
             "names": t.feature_names,
+            "functions": t.functions,
+            "dates": t.dates,
+            "date_reference": t.date_reference,
         },
         "pca": {
             "n_components": p.n_components,
@@ -315,6 +362,10 @@ def _arrays(model: Model) -> dict[str, np.ndarray]:
         "medians": t.medians,
         "means": t.means,
         "scales": t.scales,
+        "log_scales": t.log_scales,
+        "clip_low": t.clip_low,
+        "clip_high": t.clip_high,
+        "category_weights": t.weights,
         "pca_mean": p.mean,
         "pca_components": p.components,
         "pca_explained_variance": p.explained_variance,
@@ -423,7 +474,7 @@ def load_model(uri: str | os.PathLike[str], *, s3_endpoint_url: str | None = Non
         expected = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"model artifact {uri}: manifest.json is unreadable ({exc})") from exc
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format") != FORMAT or manifest.get("format_version") not in READABLE_VERSIONS:
         raise ModelError(
             f"model artifact {uri}: format {manifest.get('format')!r} version "
             f"{manifest.get('format_version')!r} is not supported "
@@ -461,7 +512,17 @@ def _parse_artifact(blobs: dict[str, bytes], uri: str) -> Model:
         categorical=feats["categorical"],
         modes=feats["modes"],
         categories=feats["categories"],
+        functions=feats.get("functions", []),
+        log_scales=arr.get("log_scales", np.zeros(0)),
+        clip_low=arr.get("clip_low", np.zeros(0)),
+        clip_high=arr.get("clip_high", np.zeros(0)),
+        dates=feats.get("dates", {}),
+        date_reference=feats.get("date_reference", {}),
+        weights=arr.get("category_weights", np.zeros(0)),
     )
+    for name, fn in zip(transform.numeric, transform.functions, strict=True):
+        if fn not in ("none", "log1p", "signed_log"):
+            raise ValueError(f"unknown transform {fn!r} of column {name!r}")
     projection = Projection(
         mean=arr["pca_mean"],
         components=arr["pca_components"],
@@ -471,13 +532,7 @@ def _parse_artifact(blobs: dict[str, bytes], uri: str) -> Model:
         noise_variance=pca["noise_variance"],
         n_samples=pca["n_samples"],
     )
-    schema = Schema(
-        schema_d["numeric"],
-        schema_d["categorical"],
-        schema_d["ignored"],
-        schema_d["inferred"],
-        schema_d.get("reasons", {}),
-    )
+    schema = Schema.from_dict(schema_d)
     return Model(
         schema=schema,
         transform=transform,

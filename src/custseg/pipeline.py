@@ -27,6 +27,7 @@ from custseg.config import Config
 from custseg.data import fingerprint, returning_memory_pool
 from custseg.errors import CustsegError, ModelError
 from custseg.model import Model, load_model
+from custseg.preprocessing import schema_rows
 from custseg.steps import (
     Reporter,
     cache_code,
@@ -106,6 +107,7 @@ class Execution:
     error: str | None = None
     pipeline_version: int | None = None
     segment_names: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     model: Model | None = field(default=None, repr=False)
 
@@ -264,6 +266,7 @@ class _Runner:
         trained = self.step("Train", self.train)
         execution.metrics = trained["metrics"]
         execution.segment_names = trained.get("segment_names")
+        execution.warnings = trained.get("warnings", [])
         execution.model_uri = trained["model_uri"]
         created = self.step(
             "CreateModel",
@@ -318,7 +321,10 @@ class _Runner:
             "segment_names": model.meta["segment_names"],
             "stability": model.meta["stability"],
             "inputs": inputs,
-            "schema": model.schema.to_dict(),
+            "schema": model.schema.to_dict() | {
+                "columns": schema_rows(model.schema, model.transform)},
+            "warnings": model.meta.get("warnings", []),
+            "selection": model.meta.get("selection"),
             "data": model.meta["data"] | {"files": files},
             "engine": cfg.engine,
         }
@@ -363,6 +369,8 @@ class _Runner:
             "model_name": created["model_name"],
             "segment_names": trained.get("segment_names"),
             "stability": trained.get("stability"),
+            "schema": trained.get("schema"),
+            "warnings": trained.get("warnings", []),
         }
         status = registry.ApprovalStatus.PENDING
         version = registry.register(

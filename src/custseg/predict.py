@@ -141,6 +141,13 @@ def _invalid(batch: pa.RecordBatch, model: Model) -> tuple[np.ndarray, list[str 
                             f"{', '.join(model.input_columns)})")
     for column in model.transform.numeric:
         values = batch.column(names.index(column))
+        fmt = model.transform.dates.get(column)
+        if fmt is not None:
+            wrong = _bad_dates(values, fmt)
+            for i in np.flatnonzero(wrong & ~bad):
+                reasons[i] = f"{column}: {values[int(i)].as_py()!r} is not a date ({fmt})"
+            bad |= wrong
+            continue
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
             ok = pc.fill_null(pc.match_substring_regex(values, NUMBER), True)
             ok = pc.and_(ok, pc.invert(pc.match_substring_regex(
@@ -155,6 +162,23 @@ def _invalid(batch: pa.RecordBatch, model: Model) -> tuple[np.ndarray, list[str 
             reasons[i] = f"{column}: {values[int(i)].as_py()!r} is not a finite number"
         bad |= wrong
     return bad, reasons
+
+
+def _bad_dates(values: pa.Array, fmt: str) -> np.ndarray:
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return np.zeros(len(values), dtype=bool)
+    text = pc.utf8_trim_whitespace(values)
+    present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
+    if fmt == "iso":
+        parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+        parsed = pc.coalesce(parsed, pc.strptime(text, format="%Y-%m-%dT%H:%M:%S", unit="s",
+                                                 error_is_null=True),
+                             pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="s",
+                                         error_is_null=True))
+    else:
+        parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    wrong = pc.fill_null(pc.and_(present, pc.is_null(parsed)), False)
+    return np.asarray(wrong.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 @contextmanager

@@ -1,28 +1,37 @@
-"""Feature engineering: schema inference, imputation, scaling and one-hot encoding.
+"""Feature engineering: imputation, skew transforms, clipping, scaling and one-hot.
 
 Pure computation on Arrow tables and numpy arrays; no files. The learned state is a
-:class:`FeatureTransform` (medians, means, scales, modes, categories), which the model
-artifact stores and the scorer and `to_sklearn()` replay.
+:class:`FeatureTransform`, which the model artifact stores and the scorer and
+`to_sklearn()` replay. For a numeric column, in this order:
+
+1. a date column becomes days before the newest training date;
+2. missing values take the training median;
+3. clipping to robust bounds (the 0.5% and 99.5% quantiles, in the transformed space);
+4. a skewed column is log-transformed: `log1p(x / s)` (`s` the median of the positive
+   values, so that money, counts and rates alike are compressed), or the signed log
+   `sign(x) log1p(|x| / s)` when values have both signs; chosen when the skewness is
+   above 1 in absolute value and the log lowers it;
+5. standard scaling.
+
+A categorical column is one-hot encoded (missing values take the training mode;
+unknown categories at scoring are all zeros), and its block is weighted so that the
+column carries `features.categorical_weight` (default 0.25) of one numeric column's
+variance, never more than a plain one-hot: w = min(1, sqrt(weight / (1 - sum p^2))).
+Left alone, a 50/50 category splits every real segment in two. `features.transform:
+none` turns 3, 4 and the weighting off; `features.transforms: {COLUMN: auto | none |
+log | clip}` sets one column.
 
 The one-hot block is never materialised: categorical columns are kept as integer codes
 (:class:`Encoded`), and the PCA step folds each category's column in directly. This keeps
 memory near the size of the numeric columns, even at tens of millions of rows.
-
-Inference rules, when `features` does not declare a column (documented in the README):
-
-* ignored: the columns in `features.ignore`; identifiers by name (`id`, `*ID`, `*Id`,
-  `*_id`); text columns whose values are mostly unique (more than 50 distinct and over
-  half the rows); dates and other non-tabular types.
-* categorical: text columns; integer columns with at most 10 distinct values (codes such
-  as Channel or Region).
-* numeric: other integer and float columns; booleans (as 0/1).
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -31,21 +40,26 @@ import pyarrow.compute as pc
 
 from custseg.config import Features
 from custseg.errors import DataError
+from custseg.schema import NUMBER, Schema
 
 __all__ = [
-    "MAX_CODED_DISTINCT",
+    "CLIP_QUANTILES",
+    "NUMBER",
+    "SKEW_THRESHOLD",
     "Encoded",
     "FeatureTransform",
-    "Schema",
     "category_key",
+    "date_days",
     "encode",
     "fit_features",
-    "infer_schema",
+    "forward",
+    "schema_rows",
 ]
 
-MAX_CODED_DISTINCT = 10
-ID_NAME = re.compile(r"^([Ii][Dd]|.*_[Ii][Dd]|.*ID|.*Id)$")
-NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+CLIP_QUANTILES = (0.005, 0.995)
+SKEW_THRESHOLD = 1.0
+_SAMPLE = 200_000
+_EPOCH = datetime(1970, 1, 1)
 Locate = Callable[[int], str]
 
 
@@ -53,29 +67,50 @@ def _no_locate(row: int) -> str:
     return f"row {row + 1}"
 
 
-@dataclass(frozen=True)
-class Schema:
-    """Which columns are numeric, categorical or ignored, and why (when inferred)."""
+def forward(x: np.ndarray, function: str, scale: float) -> np.ndarray:
+    """The skew transform of raw values (`none`, `log1p` or `signed_log`)."""
+    if function == "log1p":
+        return np.asarray(np.log1p(x / scale))
+    if function == "signed_log":
+        return np.asarray(np.sign(x) * np.log1p(np.abs(x) / scale))
+    return x
 
-    numeric: list[str]
-    categorical: list[str]
-    ignored: list[str]
-    inferred: bool
-    reasons: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "numeric": self.numeric,
-            "categorical": self.categorical,
-            "ignored": self.ignored,
-            "inferred": self.inferred,
-            "reasons": self.reasons,
-        }
+def inverse(y: np.ndarray, function: str, scale: float) -> np.ndarray:
+    if function == "log1p":
+        return np.asarray(np.expm1(y) * scale)
+    if function == "signed_log":
+        return np.asarray(np.sign(y) * np.expm1(np.abs(y)) * scale)
+    return y
+
+
+def date_days(value: Any, fmt: str) -> float:
+    """Days since 1970-01-01 of one date value (a string in `fmt`, "iso", or a date)."""
+    if value is None or value == "":
+        return math.nan
+    if isinstance(value, datetime):
+        dt = value.replace(tzinfo=None)
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        dt = datetime.fromisoformat(text) if fmt == "iso" else datetime.strptime(text, fmt)
+        dt = dt.replace(tzinfo=None)
+    else:
+        raise TypeError(f"expected a date string, found {type(value).__name__}")
+    return (dt - _EPOCH).total_seconds() / 86400.0
 
 
 @dataclass(frozen=True)
 class FeatureTransform:
-    """The learned feature engineering: impute, scale, one-hot (in this column order)."""
+    """The learned feature engineering (see the module docstring), in column order.
+
+    Per numeric column: `medians` (raw units, after date conversion), `clip_low` /
+    `clip_high` (raw units), `functions` and `log_scales`, then `means` and `scales` of
+    the transformed values. `dates` maps a date column to its format and
+    `date_reference` to the newest training date (days since 1970-01-01). `weights`
+    is the one-hot weight of each categorical column.
+    """
 
     numeric: list[str]
     medians: np.ndarray
@@ -84,6 +119,27 @@ class FeatureTransform:
     categorical: list[str]
     modes: list[str]
     categories: list[list[str]]
+    functions: list[str] = field(default_factory=list)
+    log_scales: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    clip_low: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    clip_high: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dates: dict[str, str] = field(default_factory=dict)
+    date_reference: dict[str, float] = field(default_factory=dict)
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:  # defaults: the plain transform (older artifacts)
+        a = len(self.numeric)
+        fill = object.__setattr__
+        if len(self.functions) != a:
+            fill(self, "functions", ["none"] * a)
+        if len(self.log_scales) != a:
+            fill(self, "log_scales", np.ones(a))
+        if len(self.clip_low) != a:
+            fill(self, "clip_low", np.full(a, -np.inf))
+        if len(self.clip_high) != a:
+            fill(self, "clip_high", np.full(a, np.inf))
+        if len(self.weights) != len(self.categorical):
+            fill(self, "weights", np.ones(len(self.categorical)))
 
     @property
     def n_features(self) -> int:
@@ -105,28 +161,111 @@ class FeatureTransform:
             pos += len(cats)
         return out
 
+    @property
+    def feature_weights(self) -> np.ndarray:
+        """The value of a one-hot feature when set: 1 per numeric, w_j per category."""
+        parts = [np.ones(len(self.numeric))]
+        parts += [np.full(len(c), w) for c, w in zip(self.categories, self.weights, strict=True)]
+        return np.concatenate(parts)
+
+    @property
+    def plain(self) -> bool:
+        """Only impute, scale and one-hot (no clip, log or weights): scikit-learn's own."""
+        return (not self.dates and all(f == "none" for f in self.functions)
+                and not np.isfinite(self.clip_low).any()
+                and not np.isfinite(self.clip_high).any() and bool((self.weights == 1).all()))
+
+    def finish(self, values: np.ndarray, j: int) -> np.ndarray:
+        """Raw numeric values (imputed) -> clipped, transformed, standard-scaled; in place
+        where it can."""
+        np.clip(values, self.clip_low[j], self.clip_high[j], out=values)
+        out = forward(values, self.functions[j], float(self.log_scales[j]))
+        out -= self.means[j]
+        out /= self.scales[j]
+        return out
+
+    def original(self, enc: Encoded, j: int) -> np.ndarray:
+        """Numeric column j of encoded training rows in original units (imputed, not
+        clipped: the clipped rows' values are kept aside by `fit_features`)."""
+        y = enc.num[:, j] * self.scales[j] + self.means[j]
+        raw = inverse(y, self.functions[j], float(self.log_scales[j]))
+        if j in enc.clipped:
+            rows, values = enc.clipped[j]
+            raw = np.array(raw, copy=True)
+            raw[rows] = values
+        return np.asarray(raw)
+
+    def describe(self, name: str) -> str:
+        """The transform of one input column, in words (for the schema table)."""
+        if name in self.categorical:
+            j = self.categorical.index(name)
+            w = float(self.weights[j])
+            weight = "" if w == 1.0 else f", weight {w:.2f}"
+            return f"one-hot ({len(self.categories[j])} levels{weight})"
+        j = self.numeric.index(name)
+        steps = []
+        if name in self.dates:
+            ref = (_EPOCH.toordinal() + int(self.date_reference[name]))
+            steps.append(f"days before {date.fromordinal(ref).isoformat()}")
+        lo, hi = self.clip_low[j], self.clip_high[j]
+        if np.isfinite(lo) or np.isfinite(hi):
+            steps.append(f"clip [{_num(lo)}, {_num(hi)}]")
+        fn = self.functions[j]
+        if fn != "none":
+            steps.append(f"{'log1p' if fn == 'log1p' else 'signed log'}(x / "
+                         f"{_num(self.log_scales[j])})")
+        steps.append("standardise")
+        return ", ".join(steps)
+
+
+def schema_rows(schema: Schema, transform: FeatureTransform) -> list[dict[str, Any]]:
+    """One row per input column: name, role, transform (in words) and reason."""
+    rows = []
+    for col in schema.columns:
+        if col.name in transform.numeric or col.name in transform.categorical:
+            how = transform.describe(col.name)
+        elif col.role == "profile_only":
+            how = "described only"
+        else:
+            how = "-"
+        rows.append({"name": col.name, "role": col.role, "transform": how,
+                     "reason": col.reason} | col.to_dict())
+    return rows
+
+
+def _num(x: float) -> str:
+    if not np.isfinite(x):
+        return "-inf" if x < 0 else "inf"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
 
 @dataclass(frozen=True)
 class Encoded:
     """Rows in feature space without the one-hot block: scaled numerics + category codes.
 
     `codes[:, j]` indexes `categories[j]`; -1 marks an unknown category (all zeros).
+    `clipped` (training rows only) keeps, per numeric column, the rows that clipping
+    changed and their original values, so that profiles report original units.
     """
 
-    num: np.ndarray  # (n, n_numeric) float64, imputed and standard-scaled
+    num: np.ndarray  # (n, n_numeric) float64, imputed, transformed and standard-scaled
     codes: np.ndarray  # (n, n_categorical) int32
+    clipped: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return int(self.num.shape[0])
 
+    def take(self, index: np.ndarray) -> Encoded:
+        return Encoded(num=self.num[index], codes=self.codes[index])
+
     def dense(self, transform: FeatureTransform) -> np.ndarray:
-        """The full one-hot feature matrix (for tests and small data only)."""
+        """The full weighted one-hot feature matrix (for tests, samples and blocks)."""
         out = np.zeros((self.n, transform.n_features))
         out[:, : self.num.shape[1]] = self.num
         for j, off in enumerate(transform.offsets):
             rows = np.flatnonzero(self.codes[:, j] >= 0)
-            out[rows, off + self.codes[rows, j]] = 1.0
+            out[rows, off + self.codes[rows, j]] = transform.weights[j]
         return out
 
 
@@ -147,85 +286,6 @@ def category_key(value: Any) -> str | None:
             return None
         return str(int(value)) if float(value).is_integer() else repr(float(value))
     return str(value)
-
-
-# -- schema ------------------------------------------------------------------------------
-
-
-def _infer_kind(name: str, col: pa.ChunkedArray, n: int) -> tuple[str, str]:
-    t = col.type
-    if ID_NAME.match(name):
-        return "ignored", "identifier (by name)"
-    if pa.types.is_null(t):
-        return "numeric", "no values at all"  # rejected with a clear message when fitted
-    if pa.types.is_boolean(t):
-        return "numeric", "boolean, coded 0/1"
-    if pa.types.is_integer(t):
-        distinct = len(pc.unique(col.drop_null()))
-        if distinct <= MAX_CODED_DISTINCT:
-            return "categorical", f"integer with {distinct} distinct values (a code)"
-        return "numeric", "integer"
-    if pa.types.is_floating(t):
-        return "numeric", "float"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        values = col.drop_null()
-        if len(values) and pc.sum(pc.match_substring_regex(values, NUMBER)).as_py() >= 0.9 * len(
-            values
-        ):
-            return "numeric", "mostly numbers"  # the bad values are then reported by row
-        distinct = len(pc.unique(values))
-        if distinct > 50 and distinct > n / 2:
-            return "ignored", f"text with {distinct} distinct values (an identifier?)"
-        return "categorical", "text"
-    return "ignored", f"unsupported type {t}"
-
-
-def infer_schema(
-    table: pa.Table,
-    features: Features,
-    source: str = "the data",
-    header: list[str] | None = None,
-) -> Schema:
-    """The feature schema: the declared one (checked against the data) or an inferred one.
-
-    `header` names every column of the source when the table holds only some of them.
-    """
-    columns = header if header is not None else table.column_names
-    declared = {
-        "numeric": features.numeric,
-        "categorical": features.categorical,
-        "ignore": features.ignore,
-    }
-    for key, names in declared.items():
-        for name in names or []:
-            if name not in columns:
-                raise DataError(
-                    f"column {name!r} (declared in features.{key}) is missing from {source}; "
-                    f"columns found: {', '.join(columns)}"
-                )
-    if features.numeric is not None or features.categorical is not None:
-        numeric, categorical = list(features.numeric or []), list(features.categorical or [])
-        both = set(numeric) & set(categorical)
-        if both:
-            raise DataError(f"columns {sorted(both)} are declared both numeric and categorical")
-        ignored = [c for c in columns if c not in numeric and c not in categorical]
-        reasons = {
-            c: "features.ignore" if c in features.ignore else "not declared in features"
-            for c in ignored
-        }
-        return Schema(numeric, categorical, ignored, inferred=False, reasons=reasons)
-    numeric, categorical, ignored, reasons = [], [], [], {}
-    for name in columns:
-        if name in features.ignore or name not in table.column_names:
-            ignored.append(name)
-            reasons[name] = "features.ignore"
-            continue
-        kind, why = _infer_kind(name, table.column(name), table.num_rows)
-        {"numeric": numeric, "categorical": categorical, "ignored": ignored}[kind].append(name)
-        reasons[name] = why
-    if not numeric and not categorical:
-        raise DataError(f"no usable feature columns in {source} (all were ignored: {reasons})")
-    return Schema(numeric, categorical, ignored, inferred=True, reasons=reasons)
 
 
 # -- column conversion -------------------------------------------------------------------
@@ -272,6 +332,9 @@ def _numeric_column(
 ) -> tuple[np.ndarray, pa.ChunkedArray]:
     """The column as float64 with NaN for missing values, and as an Arrow float column."""
     t = col.type
+    if pa.types.is_dictionary(t):
+        col = pc.cast(col, pa.string())
+        t = col.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         ok = pc.fill_null(pc.match_substring_regex(col, NUMBER), True)
         if not pc.all(ok).as_py():
@@ -306,6 +369,8 @@ def _median(floats: pa.ChunkedArray) -> float:
 
 def _category_strings(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
     t = col.type
+    if pa.types.is_dictionary(t):
+        return pc.cast(col, pa.string())
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return col
     if (
@@ -341,25 +406,121 @@ def _all_missing(name: str, col: pa.ChunkedArray, n: int) -> None:
         )
 
 
+def _date_days(name: str, col: pa.ChunkedArray, fmt: str, locate: Locate) -> np.ndarray:
+    """Days since 1970-01-01 of each value (NaN when missing); an unparseable value is a
+    DataError naming its row."""
+    t = col.type
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        stamps = pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        text = pc.utf8_trim_whitespace(col)
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        if fmt == "iso":
+            try:
+                parsed = pc.cast(text, pa.timestamp("s"))
+            except pa.ArrowInvalid:
+                parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+        else:
+            parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+        bad = pc.and_(pc.is_valid(text), pc.is_null(parsed))
+        if pc.any(bad).as_py():
+            row = int(pc.index(bad, True).as_py())
+            raise DataError(f"column {name!r} should be a date ({fmt}), but {locate(row)} "
+                            f"holds {text[row].as_py()!r}")
+        stamps = pc.cast(parsed, pa.int64())
+    elif pa.types.is_null(t):
+        return np.full(len(col), np.nan)
+    else:
+        raise DataError(f"column {name!r} should be a date ({fmt}), but its values are {t}")
+    seconds = _to_numpy(pc.cast(stamps, pa.float64()), np.float64, np.nan)
+    return seconds / 86400.0
+
+
+def _skew(x: np.ndarray) -> float:
+    sd = float(x.std())
+    if sd == 0.0:
+        return 0.0
+    return float(np.mean(((x - x.mean()) / sd) ** 3))
+
+
+def _plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, float]:
+    """The function, log scale and clip bounds (raw units) for one imputed column."""
+    if mode == "none":
+        return "none", 1.0, -np.inf, np.inf
+    step = max(1, len(values) // _SAMPLE)
+    sample = values[::step]
+    if len(np.unique(sample[: 1000])) <= 2 and len(np.unique(sample)) <= 2:
+        return "none", 1.0, -np.inf, np.inf  # a 0/1 flag: nothing to tame
+    function, scale = "none", 1.0
+    positive = np.abs(sample[sample != 0])
+    if len(positive) and mode in ("auto", "log"):
+        scale = float(np.median(positive))
+        candidate = "log1p" if sample.min() >= 0 else "signed_log"
+        raw_skew = _skew(sample)
+        if mode == "log" or (abs(raw_skew) > SKEW_THRESHOLD
+                             and abs(_skew(forward(sample, candidate, scale))) < abs(raw_skew)):
+            function = candidate
+    if function == "none":
+        scale = 1.0
+    lo, hi = np.quantile(forward(sample, function, scale), CLIP_QUANTILES)
+    if not lo < hi:
+        return function, scale, -np.inf, np.inf
+    bounds = inverse(np.array([lo, hi]), function, scale)
+    return function, scale, float(bounds[0]), float(bounds[1])
+
+
+def _category_weight(freq: np.ndarray, weight: float) -> float:
+    p = freq / freq.sum()
+    spread = 1.0 - float((p * p).sum())
+    return min(1.0, math.sqrt(weight / spread)) if spread > 0 else 1.0
+
+
+def _raw_numeric(name: str, col: pa.ChunkedArray, fmt: str | None, locate: Locate
+                 ) -> tuple[np.ndarray, float | None]:
+    """Raw values (NaN when missing) and, for a date column, the newest date (days)."""
+    if fmt is None:
+        values, _ = _numeric_column(name, col, locate)
+        return values, None
+    days = _date_days(name, col, fmt, locate)
+    newest = float(np.nanmax(days))
+    return newest - days, newest
+
+
 def fit_features(
-    table: pa.Table, schema: Schema, locate: Locate = _no_locate
+    table: pa.Table, schema: Schema, locate: Locate = _no_locate,
+    features: Features | None = None,
 ) -> tuple[FeatureTransform, Encoded]:
-    """Learn imputation, scaling and categories from `table`, and encode it."""
+    """Learn imputation, transforms, scaling and categories from `table`, and encode it."""
+    features = features or Features()
     n = table.num_rows
+    numeric = schema.numeric
+    dates = schema.dates
     # column-major: every later pass (Gram matrix, bincounts) reads whole columns
-    num = np.empty((n, len(schema.numeric)), dtype=np.float64, order="F")
-    medians, means, scales = [], [], []
-    for j, name in enumerate(schema.numeric):
+    num = np.empty((n, len(numeric)), dtype=np.float64, order="F")
+    medians, means, scales, functions, log_scales, lows, highs = [], [], [], [], [], [], []
+    reference: dict[str, float] = {}
+    clipped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for j, name in enumerate(numeric):
         col = table.column(name)
         _all_missing(name, col, n)
-        values, floats = _numeric_column(name, col, locate)
+        values, newest = _raw_numeric(name, col, dates.get(name), locate)
+        if newest is not None:
+            reference[name] = newest
         missing = np.isnan(values)
-        median = _median(floats)
+        median = float(np.median(values[~missing]))
         np.copyto(values, median, where=missing)
+        mode = features.transforms.get(name, features.transform)
+        function, scale, lo, hi = _plan_numeric(values, mode)
+        outside = (values < lo) | (values > hi)
+        if outside.any():
+            rows = np.flatnonzero(outside)
+            clipped[j] = (rows, values[rows].copy())
+        np.clip(values, lo, hi, out=values)
+        values = forward(values, function, scale)
         mean, std = float(values.mean()), float(values.std())
         if std == 0.0 or std < 1e-12 * max(1.0, abs(mean)):
             raise DataError(
-                f"column {name!r} is constant (every row is {values[0]:g}): it cannot separate "
+                f"column {name!r} is constant (every row is {median:g}): it cannot separate "
                 f"segments; drop it with features.ignore"
             )
         values -= mean
@@ -368,38 +529,53 @@ def fit_features(
         medians.append(median)
         means.append(mean)
         scales.append(std)
+        functions.append(function)
+        log_scales.append(scale)
+        lows.append(lo)
+        highs.append(hi)
     codes = np.empty((n, len(schema.categorical)), dtype=np.int32)
-    modes, categories = [], []
+    modes, categories, weights = [], [], []
     for j, name in enumerate(schema.categorical):
         col = table.column(name)
         _all_missing(name, col, n)
         strings = _category_strings(name, col)
         counts = pc.value_counts(strings.drop_null())
-        values = counts.field("values").to_pylist()
+        values_ = counts.field("values").to_pylist()
         freq = np.array(counts.field("counts").to_pylist())
-        cats = sorted(values)
+        cats = sorted(values_)
         if len(cats) < 2:
             raise DataError(
                 f"column {name!r} is constant (every row is {cats[0]!r}): it cannot separate "
                 f"segments; drop it with features.ignore"
             )
         top = freq.max()
-        mode = min(v for v, f in zip(values, freq, strict=True) if f == top)  # sklearn's tie rule
+        mode_ = min(v for v, f in zip(values_, freq, strict=True) if f == top)  # sklearn's rule
         col_codes = _codes(strings, cats)
-        col_codes[col_codes == -2] = cats.index(mode)
+        col_codes[col_codes == -2] = cats.index(mode_)
         codes[:, j] = col_codes
-        modes.append(mode)
+        modes.append(mode_)
         categories.append(cats)
+        plain = features.transforms.get(name, features.transform) == "none"
+        weights.append(1.0 if plain else _category_weight(
+            np.bincount(col_codes, minlength=len(cats)).astype(float),
+            features.categorical_weight))
     transform = FeatureTransform(
-        numeric=list(schema.numeric),
+        numeric=list(numeric),
         medians=np.array(medians),
         means=np.array(means),
         scales=np.array(scales),
         categorical=list(schema.categorical),
         modes=modes,
         categories=categories,
+        functions=functions,
+        log_scales=np.array(log_scales),
+        clip_low=np.array(lows),
+        clip_high=np.array(highs),
+        dates={c: f for c, f in dates.items() if c in numeric},
+        date_reference=reference,
+        weights=np.array(weights),
     )
-    return transform, Encoded(num=num, codes=codes)
+    return transform, Encoded(num=num, codes=codes, clipped=clipped)
 
 
 def encode(table: pa.Table, transform: FeatureTransform, locate: Locate = _no_locate) -> Encoded:
@@ -412,9 +588,14 @@ def encode(table: pa.Table, transform: FeatureTransform, locate: Locate = _no_lo
             )
     num = np.empty((n, len(transform.numeric)), dtype=np.float64)
     for j, name in enumerate(transform.numeric):
-        values, _ = _numeric_column(name, table.column(name), locate)
+        fmt = transform.dates.get(name)
+        if fmt is None:
+            values, _ = _numeric_column(name, table.column(name), locate)
+        else:
+            values = transform.date_reference[name] - _date_days(
+                name, table.column(name), fmt, locate)
         np.copyto(values, transform.medians[j], where=np.isnan(values))
-        num[:, j] = (values - transform.means[j]) / transform.scales[j]
+        num[:, j] = transform.finish(values, j)
     codes = np.empty((n, len(transform.categorical)), dtype=np.int32)
     for j, name in enumerate(transform.categorical):
         cats = transform.categories[j]

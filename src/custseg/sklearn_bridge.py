@@ -1,8 +1,10 @@
 """`Model.to_sklearn()`: the same model as a fitted scikit-learn Pipeline.
 
-The pipeline is ColumnTransformer(numeric: median impute + StandardScaler; categorical:
-canonical strings + most-frequent impute + OneHotEncoder(handle_unknown="ignore")) ->
-PCA -> KMeans. Each estimator is fitted on a tiny stand-in frame (so that every private
+The pipeline is ColumnTransformer(numeric: [dates as days] + median impute + [clip and
+log] + StandardScaler; categorical: canonical strings + most-frequent impute +
+OneHotEncoder(handle_unknown="ignore") + [one-hot weights]) -> PCA -> KMeans; the
+bracketed steps appear only when the model uses them (`features.transform: none` gives
+plain scikit-learn). Each estimator is fitted on a tiny stand-in frame (so that every private
 attribute scikit-learn expects exists) and its learned state is then replaced by ours.
 """
 
@@ -17,7 +19,39 @@ from custseg.preprocessing import category_key
 if TYPE_CHECKING:
     from custseg.model import Model
 
-__all__ = ["as_category_strings", "build_pipeline"]
+__all__ = ["as_category_strings", "as_numbers", "build_pipeline", "clip_and_log", "weigh"]
+
+
+def as_numbers(x: Any, dates: dict[int, tuple[str, float]]) -> np.ndarray:
+    """Numeric columns as floats (missing -> NaN); date columns (by position) as days
+    before the training reference, as the scorer does."""
+    from custseg.preprocessing import date_days
+
+    arr = np.asarray(x, dtype=object)
+    out = np.empty(arr.shape, dtype=np.float64)
+    for (i, j), v in np.ndenumerate(arr):
+        if j in dates:
+            fmt, ref = dates[j]
+            out[i, j] = ref - date_days(None if v != v else v, fmt)
+        else:
+            out[i, j] = np.nan if v is None or v == "" else float(v)
+    return out
+
+
+def clip_and_log(x: Any, low: np.ndarray, high: np.ndarray, functions: list[str],
+                 scales: np.ndarray) -> np.ndarray:
+    """Clip each column to its bounds, then apply its skew transform."""
+    from custseg.preprocessing import forward
+
+    out = np.clip(np.asarray(x, dtype=np.float64), low, high)
+    for j, (fn, s) in enumerate(zip(functions, scales.tolist(), strict=True)):
+        out[:, j] = forward(out[:, j], fn, s)
+    return out
+
+
+def weigh(x: Any, weights: np.ndarray) -> np.ndarray:
+    """Scale each one-hot column by its categorical column's weight."""
+    return np.asarray(np.asarray(x, dtype=np.float64) * weights)
 
 
 def as_category_strings(x: Any) -> np.ndarray:
@@ -28,6 +62,13 @@ def as_category_strings(x: Any) -> np.ndarray:
         key = category_key(v)
         out[idx] = np.nan if key is None or key == "" else key
     return out
+
+
+def _example_date(fmt: str) -> str:
+    from datetime import datetime
+
+    day = datetime(2020, 1, 2)
+    return day.isoformat() if fmt == "iso" else day.strftime(fmt)
 
 
 def build_pipeline(model: Model) -> Any:
@@ -42,15 +83,20 @@ def build_pipeline(model: Model) -> Any:
     t, p = model.transform, model.projection
     parts = []
     if t.numeric:
-        parts.append(
-            (
-                "num",
-                Pipeline(
-                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-                ),
-                t.numeric,
-            )
-        )
+        steps: list[tuple[str, Any]] = []
+        if t.dates:
+            dates = {j: (t.dates[c], t.date_reference[c]) for j, c in enumerate(t.numeric)
+                     if c in t.dates}
+            steps.append(("dates", FunctionTransformer(
+                as_numbers, kw_args={"dates": dates}, feature_names_out="one-to-one")))
+        steps.append(("impute", SimpleImputer(strategy="median")))
+        if not t.plain:
+            steps.append(("transform", FunctionTransformer(
+                clip_and_log, kw_args={"low": t.clip_low, "high": t.clip_high,
+                                       "functions": t.functions, "scales": t.log_scales},
+                feature_names_out="one-to-one")))
+        steps.append(("scale", StandardScaler()))
+        parts.append(("num", Pipeline(steps), t.numeric))
     if t.categorical:
         parts.append(
             (
@@ -72,6 +118,15 @@ def build_pipeline(model: Model) -> Any:
                                 sparse_output=False,
                             ),
                         ),
+                        (
+                            "weights",
+                            FunctionTransformer(
+                                weigh, kw_args={"weights": np.concatenate(
+                                    [np.full(len(c), w) for c, w in
+                                     zip(t.categories, t.weights.tolist(), strict=True)])},
+                                feature_names_out="one-to-one",
+                            ),
+                        ),
                     ]
                 ),
                 t.categorical,
@@ -83,7 +138,8 @@ def build_pipeline(model: Model) -> Any:
     rng = np.random.default_rng(0)
     stand_in = pd.DataFrame(
         {
-            **{name: rng.normal(size=rows) for name in t.numeric},
+            **{name: ([_example_date(t.dates[name])] * rows if name in t.dates
+                      else rng.normal(size=rows)) for name in t.numeric},
             **{
                 name: [cats[i % len(cats)] for i in range(rows)]
                 for name, cats in zip(t.categorical, t.categories, strict=True)

@@ -20,12 +20,15 @@ import numpy as np
 from custseg import __version__
 from custseg.config import Config
 from custseg.data import read_data
+from custseg.diagnostics import run_warnings
 from custseg.errors import ConfigError, CustsegError
 from custseg.matching import agreement, centroid_matrix, match_ids
 from custseg.model import Model, save_model
-from custseg.preprocessing import FeatureTransform, fit_features, infer_schema
-from custseg.profiles import name_segments, profile_segments
+from custseg.preprocessing import Encoded, FeatureTransform, fit_features
+from custseg.profile_only import describe_profile_only, profile_only_columns
+from custseg.profiles import name_segments, numeric_correlations, profile_segments
 from custseg.report_sample import report_sample
+from custseg.schema import infer_schema
 from custseg.store import now
 from custseg.train import Clustering, TrainResult, train
 
@@ -162,7 +165,12 @@ def _versions() -> dict[str, str]:
 
 def _metrics(result: TrainResult) -> dict[str, Any]:
     chosen = result.chosen
+    p = result.projection
     return {
+        "space": f"PCA, {p.n_components} component{'s' if p.n_components > 1 else ''} "
+                 f"({float(p.explained_variance_ratio.sum()):.0%} of the variance)",
+        "feature_space": result.feature_space,
+        "stability": chosen.stability,
         "k": chosen.k,
         "silhouette": chosen.silhouette.to_dict(),
         "calinski_harabasz": chosen.calinski_harabasz,
@@ -194,7 +202,8 @@ def train_step(
         known_sha256=data_sha256,
         delimiter=cfg.csv.delimiter,
         s3_endpoint_url=cfg.s3.endpoint_url,
-        include=[*(features.numeric or []), *(features.categorical or [])] if declared else None,
+        include=[*(features.numeric or []), *(features.categorical or []), *features.dates,
+                 *features.profile_only] if declared else None,
         exclude=features.ignore,
     )
     t_read = time.perf_counter() - t0
@@ -204,7 +213,8 @@ def train_step(
     )
     schema = infer_schema(data.table, features, source, header=data.meta.get("header"))
     missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
-    transform, encoded = fit_features(data.table, schema, data.locate)
+    transform, encoded = fit_features(data.table, schema, data.locate, features)
+    described = profile_only_columns(data.table, schema.profile_only)
     old_labels = _previous_labels(previous, data.table, cfg.random_state)
     data.release()  # free the Arrow table before PCA and KMeans: memory matters at 10M rows
     t_features = time.perf_counter() - t0 - t_read
@@ -217,6 +227,9 @@ def train_step(
         random_state=cfg.random_state,
         n_init=cfg.tuning.n_init,
         silhouette_sample_size=cfg.tuning.silhouette_sample_size,
+        min_share=cfg.tuning.min_share,
+        min_stability=cfg.tuning.stability,
+        tolerance=cfg.tuning.tolerance,
         progress=lambda msg, frac: reporter.stage(msg, frac),
     )
     k = result.clustering.k
@@ -225,15 +238,20 @@ def train_step(
                           f"has {k} segments")
     clustering = result.clustering
     profiles = profile_segments(encoded, transform, clustering.labels, k, cfg.random_state)
+    describe_profile_only(profiles, described, clustering.labels, k)
+    correlations = numeric_correlations(encoded, transform, cfg.random_state)
     stability = None
     if previous is not None and previous.meta.get("segments"):
-        ids, stability = _match(profiles, transform, previous, clustering.labels, old_labels)
+        ids, stability = _match(profiles, transform, previous, clustering.labels, old_labels,
+                                _original_sd(encoded, transform, cfg.random_state))
         clustering, profiles = _relabel(clustering, profiles, ids)
     sample = report_sample(encoded, transform, result.projection, clustering.labels, k,
                            cfg.random_state)
-    names = name_segments(profiles, cfg.segment_names)
+    names = name_segments(profiles, cfg.segment_names, value_labels=cfg.value_labels,
+                          correlations=correlations)
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
+    warnings = run_warnings(schema, transform, result, missing, encoded.n, cfg)
     meta = {
         "execution_id": execution_id,
         "created_at": now(),
@@ -241,6 +259,17 @@ def train_step(
         "engine": cfg.engine,
         "metrics": _metrics(result) | {"cluster_sizes": [p["size"] for p in profiles]},
         "candidates": [c.to_dict() for c in result.candidates],
+        "selection": {
+            "sentence": result.sentence,
+            "metric": result.metric,
+            "swept": len(cfg.k_candidates) > 1,
+            "min_share": cfg.tuning.min_share,
+            "stability": cfg.tuning.stability,
+            "tolerance": cfg.tuning.tolerance,
+        },
+        "warnings": warnings,
+        "value_labels": cfg.value_labels,
+        "correlations": correlations,
         "segments": profiles,
         "segment_names": names,
         "stability": stability,
@@ -285,12 +314,26 @@ def _previous_labels(previous: Model | None, table: Any, random_state: int
         return None  # e.g. a column it needs is gone: ids are matched on centroids only
 
 
+def _original_sd(encoded: Encoded, transform: FeatureTransform, random_state: int
+                 ) -> list[float]:
+    """The sd of each numeric column in original units (on a seeded sample of at most
+    AGREEMENT_SAMPLE rows): what centroid matching scales by, as profiles are in
+    original units while a log-transformed column's `scales` are in log units."""
+    n = encoded.n
+    rng = np.random.default_rng([random_state, 31])
+    index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
+        rng.choice(n, AGREEMENT_SAMPLE, replace=False))
+    sample = encoded.take(index)
+    return [max(float(np.std(transform.original(sample, j))), 1e-12)
+            for j in range(len(transform.numeric))]
+
+
 def _match(profiles: list[dict[str, Any]], transform: FeatureTransform, previous: Model,
-           labels: np.ndarray, old_labels: tuple[np.ndarray, np.ndarray] | None
-           ) -> tuple[list[int], dict[str, Any]]:
+           labels: np.ndarray, old_labels: tuple[np.ndarray, np.ndarray] | None,
+           original_sd: list[float]) -> tuple[list[int], dict[str, Any]]:
     """New id per cluster (matched to the previous version) and the stability record."""
     shared = [c for c in transform.numeric if c in previous.transform.numeric]
-    scales = dict(zip(transform.numeric, transform.scales.tolist(), strict=True))
+    scales = dict(zip(transform.numeric, original_sd, strict=True))
     categories = [f"{c}={v}" for c, values in zip(transform.categorical, transform.categories,
                                                   strict=True)
                   if c in previous.transform.categorical for v in values]

@@ -14,7 +14,7 @@ Pure computation: takes encoded features (see preprocessing) and returns values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,13 @@ class Candidate:
     calinski_harabasz: float
     davies_bouldin: float
     sizes: list[int]
+    stability: float | None = None
+    eligible: bool = True
+    note: str = ""
+
+    @property
+    def min_share(self) -> float:
+        return min(self.sizes) / max(sum(self.sizes), 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +99,10 @@ class Candidate:
             "calinski_harabasz": self.calinski_harabasz,
             "davies_bouldin": self.davies_bouldin,
             "sizes": self.sizes,
+            "min_share": self.min_share,
+            "stability": self.stability,
+            "eligible": self.eligible,
+            "note": self.note,
         }
 
     def score(self, metric: str) -> float:
@@ -111,6 +122,9 @@ class TrainResult:
     candidates: list[Candidate]
     metric: str
     timings: dict[str, float] = field(default_factory=dict)
+    sentence: str = ""
+    warnings: list[str] = field(default_factory=list)
+    feature_space: dict[str, Any] = field(default_factory=dict)
 
 
 # -- PCA -----------------------------------------------------------------------------------
@@ -146,7 +160,8 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
             table = np.bincount(codes[both] * k2 + codes2[both], minlength=kj * k2).reshape(kj, k2)
             gram[off : off + kj, off2 : off2 + k2] = table
             gram[off2 : off2 + k2, off : off + kj] = table.T
-    return gram, sums
+    w = transform.feature_weights  # a one-hot feature is w_j, not 1, when set
+    return gram * np.outer(w, w), sums * w
 
 
 def _choose_components(n_components: int | float | str, ratio: np.ndarray, d: int) -> int:
@@ -199,8 +214,9 @@ def category_tables(transform: FeatureTransform, projection: Projection) -> list
     at the end (index -1) for unknown categories."""
     w = projection.components
     return [
-        np.vstack([w[:, off : off + len(cats)].T, np.zeros((1, w.shape[0]))])
-        for off, cats in zip(transform.offsets, transform.categories, strict=True)
+        np.vstack([weight * w[:, off : off + len(cats)].T, np.zeros((1, w.shape[0]))])
+        for off, cats, weight in zip(transform.offsets, transform.categories,
+                                     transform.weights.tolist(), strict=True)
     ]
 
 
@@ -312,10 +328,16 @@ def train(
     random_state: int = 0,
     n_init: int = 10,
     silhouette_sample_size: int = 10_000,
+    min_share: float = 0.0,
+    min_stability: float = 0.0,
+    tolerance: float = 0.0,
     progress: Progress = _no_progress,
 ) -> TrainResult:
-    """PCA, then KMeans for each k in `k_candidates`, choosing by `metric`."""
+    """PCA, then KMeans for each k in `k_candidates`, choosing k as `quality.choose_k`
+    does (by `metric`, among candidates meeting `min_share` and `min_stability`)."""
     import time
+
+    from custseg import quality
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -328,8 +350,8 @@ def train(
     prepared = kmeans.Prepared(
         z, init_sample=INIT_SAMPLE, random_state=random_state, sort_all=len(k_candidates) > 1
     )
-    best: tuple[Candidate, Clustering] | None = None
-    candidates = []
+    candidates: list[Candidate] = []
+    kept: dict[int, Clustering] = {}  # the clusterings that can still be chosen
     for i, k in enumerate(k_candidates):
         progress(f"KMeans k={k}", i / len(k_candidates))
         t = time.perf_counter()
@@ -337,16 +359,49 @@ def train(
         timings[f"kmeans_k{k}"] = time.perf_counter() - t
         t = time.perf_counter()
         cand = _candidate(z, clustering, silhouette_sample_size, random_state, index)
+        stable = quality.stability(z, clustering.labels, k, random_state=random_state,
+                                   n_init=min(n_init, 3))
+        cand = replace(cand, stability=stable)
         timings[f"metrics_k{k}"] = time.perf_counter() - t
         candidates.append(cand)
-        if best is None or cand.score(metric) > best[0].score(metric):
-            best = (cand, clustering)
-    assert best is not None
+        kept[k] = clustering
+        kept = _prune(kept, candidates, metric, min_share, min_stability, tolerance)
+    choice = quality.choose_k(
+        [c.k for c in candidates], [c.score(metric) for c in candidates],
+        [c.min_share for c in candidates], [c.stability or 0.0 for c in candidates],
+        metric=metric, min_share=min_share, min_stability=min_stability, tolerance=tolerance,
+        shown=[abs(c.score(metric)) for c in candidates])
+    candidates = [replace(c, eligible=ok, note=note) for c, ok, note in
+                  zip(candidates, choice.eligible, choice.notes, strict=True)]
+    chosen = candidates[choice.index]
+    clustering = kept[chosen.k]
+    t = time.perf_counter()
+    feature_space = quality.feature_space_metrics(enc, transform, clustering.labels, chosen.k,
+                                                  sample_index=index)
+    timings["metrics_feature_space"] = time.perf_counter() - t
     return TrainResult(
         projection=projection,
-        clustering=best[1],
-        chosen=best[0],
+        clustering=clustering,
+        chosen=chosen,
         candidates=candidates,
         metric=metric,
         timings=timings,
+        sentence=choice.sentence,
+        warnings=choice.warnings,
+        feature_space=feature_space,
     )
+
+
+def _prune(kept: dict[int, Clustering], candidates: list[Candidate], metric: str,
+           min_share: float, min_stability: float, tolerance: float) -> dict[int, Clustering]:
+    """Drop the clusterings that can no longer be chosen (labels are n ints each): keep
+    the best-scoring one (the fallback) and the eligible ones within the tolerance of
+    the best eligible score so far."""
+    score = {c.k: c.score(metric) for c in candidates}
+    ok = [c.k for c in candidates
+          if c.min_share >= min_share and (c.stability or 0.0) >= min_stability]
+    keep = {max(score, key=lambda k: score[k])}
+    if ok:
+        best = max(score[k] for k in ok)
+        keep |= {k for k in ok if score[k] >= best - tolerance * abs(best)}
+    return {k: c for k, c in kept.items() if k in keep}

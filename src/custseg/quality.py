@@ -1,0 +1,220 @@
+"""How good a clustering is, and which k to choose.
+
+* Stability: KMeans refitted on `STABILITY_FITS` seeded subsamples (80% of the rows, at
+  most `STABILITY_ROWS`), each compared with the full fit on the same rows by the
+  adjusted Rand index (ARI); the mean is the stability. Cheap at any size: it reads
+  only the projected sample, never the data again.
+* The choice of k (when swept): a candidate is eligible when its smallest segment holds
+  at least `min_share` of the rows and its stability is at least `stability`; among the
+  eligible, the smallest k whose score is within `tolerance` (a fraction) of the best
+  eligible score is chosen. With no eligible candidate the best score wins, with a
+  warning.
+* Metrics in the full standardised feature space (the space distances use before PCA,
+  one-hot weights included), computed from the encoded rows without building the
+  one-hot matrix: Calinski-Harabasz and Davies-Bouldin exact, silhouette exact up to
+  the sample size and sampled above it, as in the space KMeans ran in.
+
+Pure computation: arrays in, values out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from custseg import kmeans, metrics
+from custseg.preprocessing import Encoded, FeatureTransform
+
+__all__ = [
+    "STABILITY_FITS",
+    "STABILITY_ROWS",
+    "Choice",
+    "adjusted_rand",
+    "choose_k",
+    "feature_space_metrics",
+    "stability",
+]
+
+STABILITY_FITS = 3
+STABILITY_ROWS = 20_000
+_CHUNK = 1 << 18
+
+
+def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """The adjusted Rand index of two labelings (scikit-learn's, in numpy)."""
+    n = len(a)
+    if n < 2:
+        return 1.0
+    a = np.unique(a, return_inverse=True)[1]
+    b = np.unique(b, return_inverse=True)[1]
+    kb = int(b.max()) + 1
+    table = np.bincount(a * kb + b, minlength=(int(a.max()) + 1) * kb).astype(np.float64)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    table = table.reshape(-1, kb)
+    together = pairs(table)
+    rows, cols = pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
+    expected = rows * cols / (n * (n - 1) / 2)
+    best = (rows + cols) / 2
+    if best == expected:
+        return 1.0
+    return (together - expected) / (best - expected)
+
+
+def stability(z: np.ndarray, labels: np.ndarray, k: int, *, random_state: int = 0,
+              n_init: int = 3) -> float:
+    """Mean ARI between refits on seeded subsamples and the full fit (see module)."""
+    n = len(z)
+    m = min(int(0.8 * n), STABILITY_ROWS)
+    if m < 2 * k:
+        return 1.0
+    rng = np.random.default_rng([random_state, 41, k])
+    scores = []
+    for b in range(STABILITY_FITS):
+        index = np.sort(rng.choice(n, m, replace=False))
+        fit = kmeans.fit(z[index], k, n_init=n_init, random_state=random_state + 1000 * (b + 1))
+        scores.append(adjusted_rand(fit.labels, labels[index]))
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen candidate's position, why, and each candidate's eligibility."""
+
+    index: int
+    sentence: str
+    eligible: list[bool]
+    notes: list[str]  # per candidate: why it is not eligible ("" when it is)
+    warnings: list[str]
+
+
+def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
+             stabilities: list[float], *, metric: str, min_share: float,
+             min_stability: float, tolerance: float, shown: list[float]) -> Choice:
+    """Pick k (see the module docstring). `scores` are higher-is-better; `shown` are the
+    metric's own values for the sentence."""
+    notes = []
+    for share, stab in zip(min_shares, stabilities, strict=True):
+        why = []
+        if share < min_share:
+            why.append(f"smallest segment {share:.1%} < {min_share:.0%}")
+        if stab < min_stability:
+            why.append(f"stability {stab:.2f} < {min_stability:g}")
+        notes.append("; ".join(why))
+    eligible = [not note for note in notes]
+    warnings = []
+    name = metric.replace("_", "-")
+    if len(ks) == 1:
+        i = 0
+        sentence = f"k={ks[0]} was fixed in the config."
+        if not eligible[0]:
+            warnings.append(f"k={ks[0]}: {notes[0]} (tuning.min_share, tuning.stability)")
+        return Choice(0, sentence, eligible, notes, warnings)
+    pool = [i for i in range(len(ks)) if eligible[i]]
+    if not pool:
+        i = int(np.argmax(scores))
+        warnings.append(
+            f"no k in {ks[0]}..{ks[-1]} gives every segment {min_share:.0%} of the rows and "
+            f"stability {min_stability:g}; chose k={ks[i]} by {name} alone")
+        return Choice(i, f"k={ks[i]} has the best {name} ({shown[i]:.4g}); no candidate met "
+                      f"the share and stability thresholds.", eligible, notes, warnings)
+    best = max(pool, key=lambda j: scores[j])
+    bar = scores[best] - tolerance * abs(scores[best])
+    i = min(j for j in pool if scores[j] >= bar)
+    ruled_out = len(ks) - len(pool)
+    tail = f"; {ruled_out} candidate{'s' if ruled_out > 1 else ''} ruled out" \
+        if ruled_out else ""
+    if i == best:
+        head = f"k={ks[i]} has the best {name} ({shown[i]:.4g})"
+    else:
+        head = (f"k={ks[i]} is the smallest k whose {name} ({shown[i]:.4g}) is within "
+                f"{tolerance:.0%} of the best ({shown[best]:.4g} at k={ks[best]})")
+    sentence = (f"{head} among candidates whose smallest segment holds at least "
+                f"{min_share:.0%} of the rows and whose subsample refits agree with the full "
+                f"fit (stability {stabilities[i]:.2f} >= {min_stability:g}){tail}.")
+    if ks[i] == ks[-1]:
+        warnings.append(f"k={ks[i]} is the top of the range {ks[0]}..{ks[-1]}: more segments "
+                        f"may fit better (raise n_clusters.max)")
+    elif ks[i] == ks[0] and ks[0] > 2:
+        warnings.append(f"k={ks[i]} is the bottom of the range {ks[0]}..{ks[-1]}: fewer "
+                        f"segments may fit better (lower n_clusters.min)")
+    return Choice(i, sentence, eligible, notes, warnings)
+
+
+def _cluster_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster sizes, feature sums (k, d) and sums of squared norms, in the weighted
+    feature space, from the codes (no one-hot matrix)."""
+    d = transform.n_features
+    sizes = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.zeros((k, d))
+    sq = np.zeros(k)
+    for j in range(enc.num.shape[1]):
+        col = enc.num[:, j]
+        sums[:, j] = np.bincount(labels, weights=col, minlength=k)
+        sq += np.bincount(labels, weights=col * col, minlength=k)
+    for j, (off, cats) in enumerate(zip(transform.offsets, transform.categories, strict=True)):
+        w = float(transform.weights[j])
+        codes = enc.codes[:, j]
+        known = codes >= 0
+        table = np.bincount(labels[known] * len(cats) + codes[known],
+                            minlength=k * len(cats)).reshape(k, len(cats))
+        sums[:, off : off + len(cats)] = w * table
+        sq += w * w * table.sum(axis=1)
+    return sizes, sums, sq
+
+
+def _distances_to_means(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
+                        means: np.ndarray) -> np.ndarray:
+    """Each row's Euclidean distance to its cluster mean in the feature space."""
+    a = enc.num.shape[1]
+    out = np.empty(enc.n)
+    mean_sq_cat = np.zeros(len(means))
+    for off, cats in zip(transform.offsets, transform.categories, strict=True):
+        mean_sq_cat += (means[:, off : off + len(cats)] ** 2).sum(axis=1)
+    for s in range(0, enc.n, _CHUNK):
+        e = min(s + _CHUNK, enc.n)
+        lab = labels[s:e]
+        diff = enc.num[s:e] - means[lab, :a]
+        d2 = np.einsum("ij,ij->i", diff, diff) + mean_sq_cat[lab]
+        for j, off in enumerate(transform.offsets):
+            w = float(transform.weights[j])
+            codes = enc.codes[s:e, j]
+            known = codes >= 0
+            m = means[lab[known], off + codes[known]]
+            d2[known] += w * w - 2.0 * w * m
+        out[s:e] = np.sqrt(np.maximum(d2, 0.0))
+    return out
+
+
+def feature_space_metrics(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
+                          k: int, *, sample_index: np.ndarray | None) -> dict[str, Any]:
+    """Silhouette, Calinski-Harabasz and Davies-Bouldin in the feature space."""
+    n = enc.n
+    sizes, sums, sq = _cluster_sums(enc, transform, labels, k)
+    means = sums / np.maximum(sizes, 1)[:, None]
+    overall = sums.sum(axis=0) / n
+    extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
+    intra = float(sq.sum() - (sizes * (means**2).sum(axis=1)).sum())
+    ch = 1.0 if intra <= 0.0 else extra * (n - k) / (intra * (k - 1))
+    dist = np.bincount(labels, weights=_distances_to_means(enc, transform, labels, means),
+                       minlength=k) / np.maximum(sizes, 1)
+    centroid = np.sqrt(((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
+    if np.allclose(dist, 0) or np.allclose(centroid, 0):
+        db = 0.0
+    else:
+        centroid[centroid == 0] = np.inf
+        scores = (dist[:, None] + dist[None, :]) / centroid
+        np.fill_diagonal(scores, -np.inf)
+        db = float(scores.max(axis=1).mean())
+    if sample_index is None:
+        sil = metrics.silhouette(enc.dense(transform), labels, k, sample_size=max(n, 1))
+    else:
+        dense = enc.take(sample_index).dense(transform)
+        sil = metrics.sampled_silhouette(
+            metrics.silhouette_values(dense, labels[sample_index], k), n)
+    return {"silhouette": sil.to_dict(), "calinski_harabasz": ch, "davies_bouldin": db}
