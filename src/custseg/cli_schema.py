@@ -52,7 +52,8 @@ def print_candidates(candidates: list[dict[str, Any]], chosen: int, sentence: st
         stab = c.get("stability")
         note = f"  {c['note']}" if c.get("note") else ""
         typer.echo(f"  {c['k']:>3}{mark:1} {c['silhouette']:>10.4f} "
-                   f"{c['calinski_harabasz']:>12.1f} {c['davies_bouldin']:>10.4f} {c.get('min_share', 0.0):>9.1%} "
+                   f"{c['calinski_harabasz']:>12.1f} {c['davies_bouldin']:>10.4f} "
+                   f"{c.get('min_share', 0.0):>9.1%} "
                    f"{'-' if stab is None else f'{stab:.2f}':>10}{note}")
     if sentence:
         typer.echo(sentence)

@@ -102,6 +102,8 @@ def executions_describe(
         for key in ("model_uri", "ref", "approval_status", "endpoint_name", "endpoint_config_name"):
             if key in step["outputs"]:
                 out(f"    {key}: {step['outputs'][key]}")
+        for line in step["outputs"].get("warnings") or []:
+            out(f"    warning: {line}")
     out("Parameters: " + json.dumps(record["parameters"], sort_keys=True))
 
 
@@ -188,7 +190,9 @@ def models_describe(
     except CustsegError as exc:
         raise fail(exc) from None
     if as_json:
-        typer.echo(json.dumps(pkg.to_dict(), indent=2))
+        lin = pkg.lineage
+        typer.echo(json.dumps(pkg.to_dict() | {"schema": lin.get("schema"),
+                                               "warnings": lin.get("warnings", [])}, indent=2))
         return
     lin = pkg.lineage
     out = typer.echo
@@ -213,6 +217,8 @@ def models_describe(
         size = f" - {sizes[i]:,} customers" if i < len(sizes) else ""
         out(f"  segment {i}: {name}{size}")
     out("Parameters: " + json.dumps(lin["parameters"], sort_keys=True))
+    for line in lin.get("warnings") or []:
+        out(f"warning: {line}")
     out("History:")
     for h in pkg.history:
         out(

@@ -1,0 +1,178 @@
+"""Arrow columns to numpy: numbers, dates and category codes, with the bad value named.
+
+Read straight from Arrow's buffers where it can: pyarrow's own `to_numpy` (and any
+conversion of a Python value) imports pandas, which costs 0.2 s and 35 MB a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from custseg.errors import DataError
+from custseg.schema import NUMBER
+
+__all__ = [
+    "Locate",
+    "arrow_median",
+    "category_codes",
+    "category_strings",
+    "date_column_days",
+    "numeric_column",
+    "present_mask",
+    "require_values",
+    "to_numpy",
+]
+
+Locate = Callable[[int], str]
+
+
+# -- column conversion -------------------------------------------------------------------
+
+
+def present_mask(chunk: pa.Array) -> np.ndarray | None:
+    """Where a chunk has values (None when it has no nulls), from its validity bitmap."""
+    if chunk.null_count == 0:
+        return None
+    if chunk.buffers()[0] is None:  # a null-typed chunk: nothing present
+        return np.zeros(len(chunk), dtype=bool)
+    bits = np.frombuffer(chunk.buffers()[0], dtype=np.uint8)
+    unpacked = np.unpackbits(bits, bitorder="little", count=chunk.offset + len(chunk))
+    return unpacked[chunk.offset :].astype(bool)
+
+
+def to_numpy(col: pa.ChunkedArray, dtype: type[np.generic], missing: float | int) -> np.ndarray:
+    """A fixed-width column as a new numpy array, nulls replaced by `missing`.
+
+    Read straight from Arrow's buffers: pyarrow's own `to_numpy` (and any conversion of a
+    Python value) imports pandas, which costs 0.2 s and 35 MB on every training run.
+    """
+    out = np.empty(len(col), dtype=dtype)
+    width = np.dtype(dtype).itemsize
+    pos = 0
+    for chunk in col.chunks:
+        n = len(chunk)
+        data = chunk.buffers()[1] if len(chunk.buffers()) > 1 else None
+        if data is None:
+            out[pos : pos + n] = missing
+        else:
+            out[pos : pos + n] = np.frombuffer(
+                data, dtype=dtype, count=n, offset=chunk.offset * width
+            )
+            present = present_mask(chunk)
+            if present is not None:
+                out[pos : pos + n][~present] = missing
+        pos += n
+    return out
+
+
+def numeric_column(
+    name: str, col: pa.ChunkedArray, locate: Locate
+) -> tuple[np.ndarray, pa.ChunkedArray]:
+    """The column as float64 with NaN for missing values, and as an Arrow float column."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = pc.cast(col, pa.string())
+        t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        ok = pc.fill_null(pc.match_substring_regex(col, NUMBER), True)
+        if not pc.all(ok).as_py():
+            row = int(pc.index(ok, False).as_py())
+            raise DataError(
+                f"column {name!r} should be numeric, but {locate(row)} holds "
+                f"{col[row].as_py()!r} (expected a number)"
+            )
+        col = pc.utf8_trim_whitespace(col)
+    elif not (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    ):
+        raise DataError(f"column {name!r} should be numeric, but its values are {t}")
+    floats = pc.cast(col, pa.float64())
+    values = to_numpy(floats, np.float64, np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.argmax(infinite))
+        raise DataError(
+            f"column {name!r}: {locate(row)} holds {values[row]} (expected a finite number)"
+        )
+    return values, floats
+
+
+def arrow_median(floats: pa.ChunkedArray) -> float:
+    """Median of the present values (numpy's: the mean of the two middle ones)."""
+    return float(pc.quantile(floats, q=0.5, interpolation="midpoint")[0].as_py())
+
+
+def category_strings(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
+    t = col.type
+    if pa.types.is_dictionary(t):
+        return pc.cast(col, pa.string())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    ):
+        return pc.cast(col, pa.string())
+    raise DataError(f"column {name!r} should be categorical, but its values are {t}")
+
+
+def category_codes(col: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
+    """Index of each value in `categories`; -1 for unknown, -2 for missing."""
+    enc = (
+        col.combine_chunks().dictionary_encode()
+        if col.num_chunks
+        else pa.array([], pa.string()).dictionary_encode()
+    )
+    lookup = {c: i for i, c in enumerate(categories)}
+    mapping = np.array(
+        [lookup.get(v, -1) for v in enc.dictionary.to_pylist()] + [-2], dtype=np.int32
+    )
+    idx = to_numpy(pa.chunked_array([enc.indices]), np.int32, len(mapping) - 1)
+    return np.asarray(mapping[idx], dtype=np.int32)
+
+
+def require_values(name: str, col: pa.ChunkedArray, n: int) -> None:
+    if col.null_count == n:
+        raise DataError(
+            f"column {name!r} has no values (all {n} rows are missing); "
+            f"drop it with features.ignore"
+        )
+
+
+def date_column_days(name: str, col: pa.ChunkedArray, fmt: str, locate: Locate) -> np.ndarray:
+    """Days since 1970-01-01 of each value (NaN when missing); an unparseable value is a
+    DataError naming its row."""
+    t = col.type
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        stamps = pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        text = pc.utf8_trim_whitespace(col)
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        if fmt == "iso":
+            try:
+                parsed = pc.cast(text, pa.timestamp("s"))
+            except pa.ArrowInvalid:
+                parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+        else:
+            parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+        bad = pc.and_(pc.is_valid(text), pc.is_null(parsed))
+        if pc.any(bad).as_py():
+            row = int(pc.index(bad, True).as_py())
+            raise DataError(f"column {name!r} should be a date ({fmt}), but {locate(row)} "
+                            f"holds {text[row].as_py()!r}")
+        stamps = pc.cast(parsed, pa.int64())
+    elif pa.types.is_null(t):
+        return np.full(len(col), np.nan)
+    else:
+        raise DataError(f"column {name!r} should be a date ({fmt}), but its values are {t}")
+    seconds = to_numpy(pc.cast(stamps, pa.float64()), np.float64, np.nan)
+    return seconds / 86400.0
