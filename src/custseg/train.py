@@ -376,8 +376,11 @@ def train(
     chosen = candidates[choice.index]
     clustering = kept[chosen.k]
     t = time.perf_counter()
+    # the feature space has more dimensions than PCA's: its silhouette is sampled sooner
+    fs_index = metrics.silhouette_sample_index(
+        len(z), min(silhouette_sample_size, quality.FEATURE_SILHOUETTE_SAMPLE), random_state)
     feature_space = quality.feature_space_metrics(enc, transform, clustering.labels, chosen.k,
-                                                  sample_index=index)
+                                                  sample_index=fs_index)
     timings["metrics_feature_space"] = time.perf_counter() - t
     return TrainResult(
         projection=projection,
