@@ -7,8 +7,8 @@ Pure computation on Arrow tables and numpy arrays; no files. The learned state i
 1. a date column becomes days before the newest training date;
 2. missing values take the training median;
 3. clipping to robust bounds (the 0.5% and 99.5% quantiles, in the transformed space);
-4. a skewed column is log-transformed: `log1p(x / s)` (`s` the median of the positive
-   values, so that money, counts and rates alike are compressed), or the signed log
+4. a skewed column is log-transformed: `log1p(x / s)` (`s` the 5th percentile of
+   the positive values: money, counts and rates alike are compressed as by a log), or the signed log
    `sign(x) log1p(|x| / s)` when values have both signs; chosen when the skewness is
    above 1 in absolute value and the log lowers it;
 5. standard scaling.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ from custseg.columns import (
     category_codes,
     category_strings,
     date_column_days,
+    date_days,
     numeric_column,
     require_values,
 )
@@ -51,6 +52,7 @@ from custseg.schema import NUMBER, Schema
 
 __all__ = [
     "CLIP_QUANTILES",
+    "LOG_SCALE_QUANTILE",
     "NUMBER",
     "SKEW_THRESHOLD",
     "Encoded",
@@ -65,8 +67,8 @@ __all__ = [
 
 CLIP_QUANTILES = (0.005, 0.995)
 SKEW_THRESHOLD = 1.0
+LOG_SCALE_QUANTILE = 0.05  # s: near the smallest positive values, so log1p(x/s) ~ log(x/s)
 _SAMPLE = 200_000
-_EPOCH = datetime(1970, 1, 1)
 
 
 def _no_locate(row: int) -> str:
@@ -88,23 +90,6 @@ def inverse(y: np.ndarray, function: str, scale: float) -> np.ndarray:
     if function == "signed_log":
         return np.asarray(np.sign(y) * np.expm1(np.abs(y)) * scale)
     return y
-
-
-def date_days(value: Any, fmt: str) -> float:
-    """Days since 1970-01-01 of one date value (a string in `fmt`, "iso", or a date)."""
-    if value is None or value == "":
-        return math.nan
-    if isinstance(value, datetime):
-        dt = value.replace(tzinfo=None)
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        text = value.strip()
-        dt = datetime.fromisoformat(text) if fmt == "iso" else datetime.strptime(text, fmt)
-        dt = dt.replace(tzinfo=None)
-    else:
-        raise TypeError(f"expected a date string, found {type(value).__name__}")
-    return (dt - _EPOCH).total_seconds() / 86400.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +196,7 @@ class FeatureTransform:
         j = self.numeric.index(name)
         steps = []
         if name in self.dates:
-            ref = (_EPOCH.toordinal() + int(self.date_reference[name]))
+            ref = (date(1970, 1, 1).toordinal() + int(self.date_reference[name]))
             steps.append(f"days before {date.fromordinal(ref).isoformat()}")
         lo, hi = self.clip_low[j], self.clip_high[j]
         if np.isfinite(lo) or np.isfinite(hi):
@@ -312,7 +297,7 @@ def _plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, flo
     function, scale = "none", 1.0
     positive = np.abs(sample[sample != 0])
     if len(positive) and mode in ("auto", "log"):
-        scale = float(np.median(positive))
+        scale = float(np.quantile(positive, LOG_SCALE_QUANTILE))
         candidate = "log1p" if sample.min() >= 0 else "signed_log"
         raw_skew = _skew(sample)
         if mode == "log" or (abs(raw_skew) > SKEW_THRESHOLD

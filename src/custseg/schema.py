@@ -193,7 +193,8 @@ def _parse_date(values: pa.Array) -> str | None:
     """The first format that parses at least DATE_SHARE of the values (day-first formats
     are tried before month-first ones when both parse)."""
     probe = values.slice(0, min(len(values), 2000))
-    if not len(probe) or not pc.all(pc.match_substring_regex(probe, r"\d")).as_py():
+    digits = pc.sum(pc.match_substring_regex(probe, r"\d")).as_py() if len(probe) else 0
+    if not len(probe) or digits < DATE_SHARE * len(probe):
         return None
     for fmt in DATE_FORMATS:
         parsed = pc.strptime(probe, format=fmt, unit="s", error_is_null=True)
