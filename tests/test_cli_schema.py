@@ -165,8 +165,10 @@ def test_schema_table_prints_what_json_gives(shop: StoreProject,
 
 
 def test_the_yaml_block_declares_every_column_as_inferred(
-        pasted: tuple[StoreProject, str], schema_json: dict[str, Any]) -> None:
+        shop: StoreProject, pasted: tuple[StoreProject, str],
+        schema_json: dict[str, Any]) -> None:
     _, block = pasted
+    assert shop.ok("schema", "--yaml").stdout == block  # -o writes what --yaml prints
     features = yaml.safe_load(block)["features"]
     by_role = {"numeric": "numeric", "categorical": "categorical", "dates": "date",
                "profile_only": "profile_only", "ignore": "ignored"}
@@ -338,18 +340,39 @@ def test_an_unknown_key_is_one_line_with_a_hint(
 
 # -- a fixed k under tuning.min_share ---------------------------------------------------------
 
+MIN_SHARE = 0.17  # six segments cannot all hold 1/6 = 16.7% or more: one at least is under
 
-def test_a_fixed_k_under_min_share_warns(store_project: Callable[..., StoreProject]) -> None:
+
+@pytest.fixture(scope="module")
+def fixed_run(store_project: Callable[..., StoreProject]) -> tuple[list[str], dict[str, Any]]:
+    """A run with n_clusters: 6 (no stability threshold, so only min_share can object)."""
     project = store_project("fixed", data=False)
     write_shop(project.data)
-    project.write_config(CONFIG | {"n_clusters": 6, "tuning": {"min_share": 0.3}})
+    project.write_config(CONFIG | {"n_clusters": 6,
+                                   "tuning": {"min_share": MIN_SHARE, "stability": 0.0}})
     result = project.ok("run")
-    meta = model_meta(result.stdout)
-    sizes = meta["metrics"]["cluster_sizes"]
-    share = min(sizes) / ROWS  # six segments cannot all hold 30%
-    warning = (f"k=6: smallest segment {share:.1%} < 30% "
-               f"(tuning.min_share, tuning.stability)")
-    assert f"warning: {warning}" in lines(result.stdout)
+    return lines(result.stdout), model_meta(result.stdout)
+
+
+def test_a_fixed_k_under_min_share_warns(fixed_run: tuple[list[str], dict[str, Any]]) -> None:
+    out, meta = fixed_run
+    share = min(meta["metrics"]["cluster_sizes"]) / ROWS
+    assert share < MIN_SHARE
+    warning = f"k=6: smallest segment {share:.1%} < 17% (tuning.min_share, tuning.stability)"
+    assert f"warning: {warning}" in out
     assert warning in meta["warnings"]
-    assert "Candidates" not in result.stdout  # a fixed k has no table
-    assert "Segments (k=6, fixed):" in lines(result.stdout)
+    assert meta["candidates"][0]["eligible"] is False
+    assert not any(line.startswith("Candidates") for line in out)  # a fixed k has no table
+    assert "Segments (k=6, fixed):" in out
+
+
+def test_a_fixed_k_warning_names_the_segments_under_min_share(
+        fixed_run: tuple[list[str], dict[str, Any]]) -> None:
+    _, meta = fixed_run
+    sizes = meta["metrics"]["cluster_sizes"]
+    under = {i for i, size in enumerate(sizes) if size / ROWS < MIN_SHARE}
+    assert under
+    named = {int(i) for w in meta["warnings"]
+             for m in re.finditer(r"\bsegments? (\d+(?:, \d+)*)\b(?!\.\d|%)", w)
+             for i in m.group(1).split(", ")}
+    assert named == under, meta["warnings"]

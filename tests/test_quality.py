@@ -20,7 +20,7 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from custseg import kmeans, quality
+from custseg import kmeans, metrics, quality
 from custseg.config import Features
 from custseg.preprocessing import Encoded, FeatureTransform, fit_features
 from custseg.sample import generate_customers
@@ -277,9 +277,6 @@ def test_choose_k_follows_the_rule_for_any_table(
     assert any(line.startswith("no k in") for line in choice.warnings) == (not any(eligible))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "quality.choose_k rounds the threshold to whole percent (min_share:.0%) and "
-    "stability to 2 places (stab:.2f): a note can read '2.1% < 2%' or '0.80 < 0.8'"))
 @pytest.mark.parametrize(("share", "stab", "min_share", "min_stability"), [
     pytest.param(0.021, 1.0, 0.025, 0.8, id="min_share 0.025"),
     pytest.param(0.3, 0.7996, 0.02, 0.8, id="stability 0.7996"),
@@ -417,10 +414,19 @@ def test_train_with_a_fixed_k_under_min_share_warns() -> None:
                                f"(tuning.min_share, tuning.stability)"]
 
 
-def test_train_samples_the_feature_space_silhouette_above_the_sample_size() -> None:
-    transform, enc = customers(0, rows=500)
+@pytest.mark.parametrize(("rows", "sample_size", "sampled"), [
+    (500, 200, 200),  # tuning.silhouette_sample_size
+    (3200, 10_000, quality.FEATURE_SILHOUETTE_SAMPLE),  # the feature space's own cap
+])
+def test_train_samples_the_feature_space_silhouette_above_the_sample_size(
+        rows: int, sample_size: int, sampled: int) -> None:
+    transform, enc = customers(0, rows=rows)
     result = train(enc, transform, k_candidates=[3], n_components=2,
-                   silhouette_sample_size=200)
+                   silhouette_sample_size=sample_size)
     sil = result.feature_space["silhouette"]
-    assert sil["exact"] is False and (sil["sample_size"], sil["n"]) == (200, 500)
+    assert sil["exact"] is False and (sil["sample_size"], sil["n"]) == (sampled, rows)
     assert sil["ci95"][0] < sil["value"] < sil["ci95"][1]
+    index = metrics.silhouette_sample_index(rows, sampled, 0)
+    labels = result.clustering.labels
+    assert sil["value"] == pytest.approx(
+        silhouette_score(enc.dense(transform)[index], labels[index]), abs=1e-10)

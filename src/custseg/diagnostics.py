@@ -59,9 +59,9 @@ def run_warnings(schema: Schema, transform: FeatureTransform, result: TrainResul
     out += result.warnings
     sizes = np.asarray(result.chosen.sizes)
     tiny = [i for i, s in enumerate(sizes.tolist()) if s / n < cfg.tuning.min_share]
-    if tiny and len(result.candidates) > 1:  # a fixed k's tiny segments are in result.warnings
+    if tiny:
         out.append(f"segment{'s' if len(tiny) > 1 else ''} {', '.join(map(str, tiny))} "
-                   f"hold{'s' if len(tiny) == 1 else ''} under {cfg.tuning.min_share:.0%} "
+                   f"hold{'s' if len(tiny) == 1 else ''} under {cfg.tuning.min_share * 100:g}% "
                    "of the customers")
     kept = float(result.projection.explained_variance_ratio.sum())
     if kept < LOW_VARIANCE:

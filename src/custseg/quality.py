@@ -84,6 +84,15 @@ def stability(z: np.ndarray, labels: np.ndarray, k: int, *, random_state: int = 
     return float(np.mean(scores))
 
 
+def _below(value: float, limit: float, start: int) -> str:
+    """`value` with enough decimals to read as below `limit` (2.1 < 2.5, 0.7996 < 0.8)."""
+    for digits in range(start, 7):
+        text = f"{value:.{digits}f}"
+        if float(text) < limit:
+            return text
+    return f"{value:.6g}"
+
+
 @dataclass(frozen=True)
 class Choice:
     """The chosen candidate's position, why, and each candidate's eligibility."""
@@ -104,9 +113,10 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
     for share, stab in zip(min_shares, stabilities, strict=True):
         why = []
         if share < min_share:
-            why.append(f"smallest segment {share:.1%} < {min_share:.0%}")
+            why.append(f"smallest segment {_below(share * 100, min_share * 100, 1)}% < "
+                       f"{min_share * 100:g}%")
         if stab < min_stability:
-            why.append(f"stability {stab:.2f} < {min_stability:g}")
+            why.append(f"stability {_below(stab, min_stability, 2)} < {min_stability:g}")
         notes.append("; ".join(why))
     eligible = [not note for note in notes]
     warnings = []
@@ -121,7 +131,7 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
     if not pool:
         i = int(np.argmax(scores))
         warnings.append(
-            f"no k in {ks[0]}..{ks[-1]} gives every segment {min_share:.0%} of the rows and "
+            f"no k in {ks[0]}..{ks[-1]} gives every segment {min_share * 100:g}% of the rows and "
             f"stability {min_stability:g}; chose k={ks[i]} by {name} alone")
         return Choice(i, f"k={ks[i]} has the best {name} ({shown[i]:.4g}); no candidate met "
                       f"the share and stability thresholds.", eligible, notes, warnings)
@@ -137,7 +147,7 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
         head = (f"k={ks[i]} is the smallest k whose {name} ({shown[i]:.4g}) is within "
                 f"{tolerance:.0%} of the best ({shown[best]:.4g} at k={ks[best]})")
     sentence = (f"{head} among candidates whose smallest segment holds at least "
-                f"{min_share:.0%} of the rows and whose subsample refits agree with the full "
+                f"{min_share * 100:g}% of the rows and whose subsample refits agree with the full "
                 f"fit (stability {stabilities[i]:.2f} >= {min_stability:g}){tail}.")
     if ks[i] == ks[-1]:
         warnings.append(f"k={ks[i]} is the top of the range {ks[0]}..{ks[-1]}: more segments "
