@@ -197,9 +197,16 @@ def test_the_wholesale_example_runs(cli: Cli, tmp_path: Path) -> None:
     assert meta["data"]["rows"] == 440
     assert meta["schema"]["categorical"] == ["Channel", "Region"]  # integer codes
     assert len(meta["schema"]["numeric"]) == 6
-    assert [c["k"] for c in meta["candidates"]] == list(range(2, 9))
-    chosen = max(meta["candidates"], key=lambda c: c["silhouette"])
-    assert meta["metrics"]["k"] == chosen["k"]
+    assert [c["k"] for c in meta["candidates"]] == list(range(2, 11))
+    eligible = [c for c in meta["candidates"] if c["eligible"]]
+    assert eligible and all(c["min_share"] >= 0.02 and c["stability"] >= 0.8 for c in eligible)
+    best = max(c["silhouette"] for c in eligible)
+    chosen = min(c["k"] for c in eligible if c["silhouette"] >= best - 0.03 * abs(best))
+    assert meta["metrics"]["k"] == chosen
+    names = " | ".join(meta["segment_names"])
+    assert "Channel" in names  # the channel sets these segments apart ...
+    assert "Horeca" in names or "Retail" in names  # ... named by value_labels,
+    assert "Channel 1" not in names and "Channel 2" not in names  # never by its code
 
 
 # -- custseg sample --------------------------------------------------------------------------
