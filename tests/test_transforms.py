@@ -124,6 +124,20 @@ def test_a_column_that_is_not_skewed_gets_no_log(fit_columns: Callable[..., Fit]
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_skewed_rate_within_0_and_1_is_clipped_but_not_logged(
+        fit_columns: Callable[..., Fit], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rate = np.where(rng.random(N) < 0.4, 0.0, rng.beta(0.5, 8.0, N))  # bounce-rate-like
+    assert skew(rate) > 2
+    _, t, _ = fit_columns({"rate": rate})
+    assert t.functions == ["none"]
+    assert np.isfinite(t.clip_high[0]) and t.clip_high[0] <= 1.0
+    # the same values in per cent (0..100) are not a rate: logged
+    _, t100, _ = fit_columns({"rate": rate * 100})
+    assert t100.functions == ["log1p"]
+
+
 @pytest.mark.parametrize(("share", "values"), [
     (0.05, lambda rng, n, p: (rng.random(n) < p).astype(np.int64)),
     (0.5, lambda rng, n, p: (rng.random(n) < p).astype(np.int64)),

@@ -7,10 +7,11 @@ Pure computation on Arrow tables and numpy arrays; no files. The learned state i
 1. a date column becomes days before the newest training date;
 2. missing values take the training median;
 3. clipping to robust bounds (the 0.5% and 99.5% quantiles, in the transformed space);
-4. a skewed column is log-transformed: `log1p(x / s)` (`s` the 5th percentile of
-   the positive values: money, counts and rates alike are compressed as by a log), or the signed log
-   `sign(x) log1p(|x| / s)` when values have both signs; chosen when the skewness is
-   above 1 in absolute value and the log lowers it;
+4. a skewed column is log-transformed: `log1p(x / s)` (`s` the 1st percentile of the
+   positive values, so that money, counts and durations alike are compressed as by a
+   log while zeros stay at 0), or the signed log `sign(x) log1p(|x| / s)` when values
+   have both signs; chosen when the skewness is above 1 in absolute value and the log
+   lowers it, and never for a column within [0, 1] (a rate or a share has no long tail);
 5. standard scaling.
 
 A categorical column is one-hot encoded (missing values take the training mode;
@@ -67,7 +68,7 @@ __all__ = [
 
 CLIP_QUANTILES = (0.005, 0.995)
 SKEW_THRESHOLD = 1.0
-LOG_SCALE_QUANTILE = 0.05  # s: near the smallest positive values, so log1p(x/s) ~ log(x/s)
+LOG_SCALE_QUANTILE = 0.01  # s: near the smallest positive values, so log1p(x/s) ~ log(x/s)
 _SAMPLE = 200_000
 
 
@@ -300,7 +301,8 @@ def _plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, flo
         scale = float(np.quantile(positive, LOG_SCALE_QUANTILE))
         candidate = "log1p" if sample.min() >= 0 else "signed_log"
         raw_skew = _skew(sample)
-        if mode == "log" or (abs(raw_skew) > SKEW_THRESHOLD
+        bounded = sample.min() >= 0 and sample.max() <= 1  # a rate or share: no long tail
+        if mode == "log" or (not bounded and abs(raw_skew) > SKEW_THRESHOLD
                              and abs(_skew(forward(sample, candidate, scale))) < abs(raw_skew)):
             function = candidate
     if function == "none":
