@@ -282,6 +282,11 @@ def test_api_key_is_required_on_every_invocation(tmp_path: Path) -> None:
         assert request("GET", project.url + "/endpoints")[0] == 401  # names internals
         assert request("GET", project.url + "/endpoints", headers={"X-Api-Key": "s3cret-key"}
                        )[0] == 200
+        status, _, body = request("GET", project.url + "/metrics")
+        assert status == 401 and b"custseg_" not in body  # versions and worker pids
+        status, _, body = request("GET", project.url + "/metrics",
+                                  headers={"X-Api-Key": "s3cret-key"})
+        assert status == 200 and b"custseg_" in body
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)

@@ -211,8 +211,10 @@ class App:
             await self._error(send, 405, f"{method} {path} is not supported")
         elif path == "/ping":
             await self._ping(send)
-        elif path.startswith("/endpoints") and not self._authorised(dict(scope["headers"])):
-            await self._error(send, 401, "missing or wrong API key")  # they name internals
+        elif (path.startswith("/endpoints") or path == "/metrics") and not self._authorised(
+                dict(scope["headers"])):
+            # they name endpoints, versions and worker pids: behind the key, when one is set
+            await self._error(send, 401, "missing or wrong API key")
         elif path == "/endpoints":
             await self._json(
                 send, 200, {"endpoints": [self._describe(s) for s in self.table.live.values()]}

@@ -25,7 +25,8 @@ from custseg import deploy as endpoints
 from custseg import registry
 from custseg.config import Config
 from custseg.data import fingerprint, returning_memory_pool
-from custseg.errors import CustsegError, ModelError
+from custseg import __version__
+from custseg.errors import ConfigError, CustsegError, ModelError
 from custseg.model import Model, load_model
 from custseg.preprocessing import schema_rows
 from custseg.steps import (
@@ -147,8 +148,18 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def check_engine(cfg: Config) -> None:
+    """Refuse an engine this version cannot run, rather than train locally under its name
+    (the lineage would record an engine that never ran)."""
+    if cfg.engine != "local":
+        raise ConfigError(
+            f"engine: {cfg.engine!r} is not available in custseg {__version__}: only the "
+            f"local engine trains here (set engine: local)")
+
+
 def deploy(cfg: Config, store: Store | None = None) -> tuple[int, bool, list[str]]:
     """Upsert the definition: (version, whether it is new, what changed)."""
+    check_engine(cfg)
     store = store or open_store(cfg)
     new = definition(cfg)
     latest = store.latest_pipeline(cfg.project_name)
@@ -174,6 +185,7 @@ def run(
     `base` is the config as deployed (without this run's `-p` overrides): the definition
     is upserted from it when missing or stale.
     """
+    check_engine(cfg)
     reporter = reporter or _Silent()
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
     pa.set_memory_pool(returning_memory_pool())

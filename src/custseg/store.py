@@ -58,14 +58,26 @@ def process_alive(pid: int, started: str | None = None) -> bool:
     return started is None or _process_start(pid) in (None, started)
 
 
+def redact(url: str) -> str:
+    """A URL with any password replaced by ***, for messages."""
+    import re
+
+    return re.sub(r"^([a-zA-Z][\w+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def store_paths(location: str) -> tuple[Path, Path]:
     """(folder, database file) of a store given as a folder, a `.db` file path, or a
     `sqlite:///path.db` URL (`sqlite:////abs/path.db` for an absolute path)."""
     if location.startswith("sqlite:"):
         if not location.startswith("sqlite:///"):
-            raise StoreError(f"store {location!r}: expected sqlite:///PATH.db")
+            raise StoreError(f"store {redact(location)!r}: expected sqlite:///PATH.db")
         db = Path(location.removeprefix("sqlite:///"))
         return db.parent, db
+    if "://" in location:  # never a folder named after a URL (credentials included)
+        scheme = location.split("://", 1)[0]
+        raise StoreError(
+            f"store {redact(location)!r}: a {scheme} store is not available in this version; "
+            f"use a folder, a .db file or a sqlite:///PATH.db URL")
     path = Path(location)
     if path.suffix == ".db":
         return path.parent, path

@@ -1,0 +1,40 @@
+"""Settings custseg cannot honour are refused, never accepted and ignored: an engine it
+cannot run, a store URL it cannot open. Real `custseg` processes on real project folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conftest import StoreProject
+
+
+@pytest.mark.parametrize("command", [("run",), ("deploy",)])
+def test_an_engine_that_cannot_run_is_refused_before_any_work(
+        store_project: Callable[..., StoreProject], command: tuple[str, ...]) -> None:
+    project = store_project(engine="spark")
+    result = project.cli(*command)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "engine: 'spark' is not available" in result.stderr
+    assert "set engine: local" in result.stderr
+    assert not project.store.exists()  # no store, no execution recorded as if it had run
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://analyst:s3cret-pw@db.example.com:5432/custseg",
+    "mysql://root:s3cret-pw@localhost/custseg",
+])
+@pytest.mark.parametrize("command", [("run",), ("models", "list")])
+def test_a_database_url_store_is_refused_and_its_password_never_printed(
+        store_project: Callable[..., StoreProject], url: str, command: tuple[str, ...]) -> None:
+    project = store_project(store=url)
+    result = project.cli(*command)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "store is not available in this version" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert ":***@" in result.stderr
+    # nothing named after the URL was created next to the config
+    assert sorted(p.name for p in project.root.iterdir()) == ["data", "pipeline_config.yaml"]
