@@ -178,6 +178,17 @@ def test_csv_response_on_accept(served: Project) -> None:
     (b"<xml/>", "application/xml", 415, "unsupported Content-Type"),
     (b"x" * (7 * 1024 * 1024), "application/json", 413, "limit"),
     (b'{"instances": ' * 900 + b"{}" + b"}" * 900, "application/json", 400, "field"),
+    (json.dumps({"dataframe_split": {"columns": [[1]], "data": [[1]]}}).encode(),
+     "application/json", 400, "column 0 must be a name"),
+    (b"Age,Income,Purchases,Gender\n30,50000,10,\"" + b"M" * 140_000 + b"\"\n", "text/csv",
+     400, "CSV line"),
+    (b"Age,Income,Purchases,Gender\n", "text/csv", 400, "header but no data rows"),
+    (json.dumps({**RECORD, "Gender": ["Male"]}).encode(), "application/json", 400,
+     "field 'Gender' must be a category (text or a number), found list"),
+    (json.dumps({**RECORD, "Gender": {"v": "Male"}}).encode(), "application/json", 400,
+     "field 'Gender' must be a category (text or a number), found dict"),
+    (json.dumps([RECORD] * 20 + [{**RECORD, "Gender": ["Male"]}]).encode(), "application/json",
+     400, "record 20: field 'Gender' must be a category"),
 ])
 def test_bad_requests_get_specific_errors_and_never_take_a_worker_down(
         served: Project, body: bytes, content_type: str, status: int, message: str) -> None:
@@ -189,6 +200,26 @@ def test_bad_requests_get_specific_errors_and_never_take_a_worker_down(
     assert headers["x-amzn-errortype"]
     ok, _, _ = post_json(f"{served.url}/invocations", RECORD)  # the workers still answer
     assert ok == 200
+
+
+@pytest.mark.parametrize("body", [
+    {**RECORD, "Income": 1e200}, [{**RECORD, "Income": 1e200}] * 12])
+def test_huge_values_never_give_a_null_distance(served: Project, body: Any) -> None:
+    status, _, payload = post_json(f"{served.url}/invocations", body)
+    if status == 200:  # clipped at the training bounds (features.transform: auto)
+        assert all(p["distance"] is not None and p["distance"] >= 0
+                   for p in payload["predictions"])
+    else:
+        assert status == 400 and "too large to score" in payload["message"]
+
+
+def test_an_overflowing_distance_is_refused_by_record_number() -> None:
+    from custseg.inference import check_distances
+    from custseg.wire import WireError
+
+    check_distances([0.5, 1.0])
+    with pytest.raises(WireError, match="record 1: its values are too large"):
+        check_distances([0.5, float("inf")])
 
 
 @pytest.mark.parametrize(("path", "status"), [

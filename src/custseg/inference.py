@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import os
 import time
 from collections import defaultdict
@@ -360,6 +361,7 @@ class App:
             else:
                 scored = served.model.score_encoded(served.model.encode_records(records))
                 labels, distances = scored[0].tolist(), scored[1].tolist()
+            check_distances(distances)
         except WireError as exc:
             self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
             await self._error(send, exc.status, exc.message)
@@ -381,6 +383,15 @@ class App:
             ],
         )
         self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, len(labels))
+
+
+def check_distances(distances: list[float]) -> None:
+    """A distance that overflowed (values near 1e200 in a model without clipping) would
+    be sent as null: the record is refused instead, by number."""
+    for i, d in enumerate(distances):
+        if not math.isfinite(d):
+            raise WireError(400, f"record {i}: its values are too large to score (the "
+                                 f"distance to the nearest centroid overflows)")
 
 
 def create_app() -> App:

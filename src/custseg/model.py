@@ -132,7 +132,7 @@ class Model:
                 lookup = self._lookup_missing[j]
                 codes[:, j] = [
                     lookup.get(v, -1) if v is None or type(v) is str
-                    else lookup.get(category_key(v), -1)
+                    else lookup.get(_scalar_key(v), -1)
                     for v in (rec[name] for rec in records)
                 ]
         except (KeyError, TypeError, ValueError):
@@ -187,6 +187,9 @@ class Model:
             for j, name in enumerate(t.categorical):
                 if name not in rec:
                     raise DataError(f"record {i}: field {name!r} is missing (expected a category)")
+                if isinstance(rec[name], Mapping | list | tuple):
+                    raise DataError(f"record {i}: field {name!r} must be a category (text or a "
+                                    f"number), found {type(rec[name]).__name__}")
                 key = category_key(rec[name])
                 if key is None or key == "":
                     key = t.modes[j]
@@ -291,7 +294,7 @@ class _PlainScorer:
                 z[c] += x * wc
         for name, vectors, zeros in self.categorical:
             v = record[name]
-            key = v if v is None or type(v) is str else category_key(v)
+            key = v if v is None or type(v) is str else _scalar_key(v)
             for c, vc in enumerate(vectors.get(key, zeros)):
                 z[c] += vc
         best, best_d2 = 0, math.inf
@@ -302,6 +305,14 @@ class _PlainScorer:
             if d2 < best_d2:
                 best, best_d2 = i, d2
         return best, math.sqrt(best_d2)
+
+
+def _scalar_key(value: Any) -> str | None:
+    """category_key of a scalar; a list or an object raises TypeError (the checked path
+    then names the record and field)."""
+    if isinstance(value, Mapping | list | tuple):
+        raise TypeError("not a category")
+    return category_key(value)
 
 
 def _is_missing(v: Any) -> bool:

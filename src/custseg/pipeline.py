@@ -21,11 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from custseg import __version__, registry
 from custseg import deploy as endpoints
-from custseg import registry
 from custseg.config import Config
 from custseg.data import fingerprint, returning_memory_pool
-from custseg import __version__
 from custseg.errors import ConfigError, CustsegError, ModelError
 from custseg.model import Model, load_model
 from custseg.preprocessing import schema_rows

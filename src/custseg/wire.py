@@ -42,6 +42,10 @@ def _records_from_split(split: Any) -> list[Mapping[str, Any]]:
     columns, rows = split["columns"], split["data"]
     if not isinstance(columns, list) or not isinstance(rows, list):
         raise WireError(400, "dataframe_split: columns and data must be lists")
+    for j, column in enumerate(columns):
+        if not isinstance(column, str):
+            raise WireError(400, f"dataframe_split: column {j} must be a name (a string), "
+                                 f"found {type(column).__name__}")
     out: list[Mapping[str, Any]] = []
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):
@@ -87,12 +91,18 @@ def _csv_records(body: bytes, columns: Sequence[str]) -> list[Mapping[str, Any]]
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WireError(400, f"CSV body is not UTF-8: {exc}") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = [r for r in reader if any(cell.strip() for cell in r)]
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise WireError(400, f"CSV line {reader.line_num}: {exc}") from None
     if not rows:
         raise WireError(400, "CSV body has no rows")
     header = [c.strip() for c in rows[0]]
     if set(columns) <= set(header):
         names, data = header, rows[1:]
+        if not data:
+            raise WireError(400, "CSV body has a header but no data rows")
     else:
         names, data = list(columns), rows
     out: list[Mapping[str, Any]] = []
