@@ -146,3 +146,85 @@ def test_malformed_lines_are_rejected_and_gzip_output_is_compressed(trained: Pat
     strict = cli(trained, "predict", "--model", REF, "--input", "ragged.csv", "--output",
                  "s.csv", "--strict")
     assert strict.returncode == 3 and "expected 5 values, found 4" in strict.stderr
+
+
+# -- what must never be lost or overwritten --------------------------------------------------
+
+def _rows(trained: Path, n: int) -> tuple[str, list[str]]:
+    lines = (trained / "customers.csv").read_text().splitlines()
+    return lines[0], lines[1:n + 1]
+
+
+def test_an_unterminated_quote_is_rejected_with_the_lines_it_swallowed(trained: Path) -> None:
+    header, rows = _rows(trained, 6)
+    rows = [r.replace('"', "") for r in rows]  # no later quote to close it by chance
+    cells = rows[0].split(",")
+    cells[-1] = '"Male'  # the quote never closes: the next lines become part of this value
+    (trained / "quote.csv").write_text("\n".join([header, ",".join(cells), *rows[1:]]) + "\n")
+    result = cli(trained, "predict", "--model", REF, "--input", "quote.csv", "--output",
+                 "quote-out.csv")
+    assert result.returncode == 0, result.stderr
+    assert "Rejected 1 rows" in result.stdout  # not "Scored 6 of 6": nothing silently lost
+    rejects = pacsv.read_csv(trained / "quote-out.rejects.csv")
+    (reason,) = rejects.column("reason").to_pylist()
+    assert "spans 6 lines (an unterminated quote?" in reason
+    strict = cli(trained, "predict", "--model", REF, "--input", "quote.csv", "--output",
+                 "quote-strict.csv", "--strict")
+    assert strict.returncode == 3 and "unterminated quote" in strict.stderr
+
+
+@pytest.mark.parametrize(("output", "rejects", "message"), [
+    ("same.csv", None, "is the input file"),
+    ("other.csv", "other.csv", "--rejects other.csv is the output file"),
+    ("other.csv", "same.csv", "--rejects same.csv is the input file"),
+])
+def test_no_file_is_written_over_the_input_or_the_output(
+        trained: Path, output: str, rejects: str | None, message: str) -> None:
+    header, rows = _rows(trained, 5)
+    src = trained / "same.csv"
+    original = "\n".join([header, *rows]) + "\n"
+    src.write_text(original)
+    args = ["predict", "--model", REF, "--input", "same.csv", "--output", output]
+    if rejects:
+        args += ["--rejects", rejects]
+    result = cli(trained, *args)
+    assert result.returncode == 3 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert src.read_text() == original
+
+
+def test_a_duplicate_header_column_is_named(trained: Path) -> None:
+    header, rows = _rows(trained, 3)
+    (trained / "dup.csv").write_text("\n".join([header + ",Age", *(r + ",1" for r in rows)]))
+    result = cli(trained, "predict", "--model", REF, "--input", "dup.csv", "--output", "d.csv")
+    assert result.returncode == 3
+    assert "column 'Age' appears 2 times in the header" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_utf8_and_overflowing_numbers_reject_their_rows_only(trained: Path) -> None:
+    header, rows = _rows(trained, 6)
+    bad_text = rows[1].rsplit(",", 1)[0].encode() + b",\xff\xfeMale"
+    cells = rows[3].split(",")
+    cells[1] = "1e309"  # Age: too large for a double
+    data = b"\n".join([header.encode(), rows[0].encode(), bad_text, rows[2].encode(),
+                       ",".join(cells).encode(), rows[4].encode(), rows[5].encode()]) + b"\n"
+    (trained / "mixed.csv").write_bytes(data)
+    result = cli(trained, "predict", "--model", REF, "--input", "mixed.csv", "--output",
+                 "mixed-out.csv")
+    assert result.returncode == 0, result.stderr
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
+    assert "Scored 4 of 6 rows" in result.stdout
+    reasons = pacsv.read_csv(trained / "mixed-out.rejects.csv").column("reason").to_pylist()
+    assert reasons[0].startswith("Gender: not valid UTF-8")
+    assert reasons[1] == "Age: '1e309' is not a finite number"
+
+
+def test_csv_to_parquet_keeps_the_numbers_numeric(trained: Path) -> None:
+    result = cli(trained, "predict", "--model", REF, "--input", "customers.csv", "--output",
+                 "typed.parquet")
+    assert result.returncode == 0, result.stderr
+    schema = pq.read_schema(trained / "typed.parquet")
+    for name in ("Age", "Income", "Purchases"):
+        assert str(schema.field(name).type) == "double", name
+    assert str(schema.field("Gender").type) == "string"

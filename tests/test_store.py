@@ -134,6 +134,27 @@ def test_a_store_it_cannot_use_is_refused_with_a_clear_message(
     assert project.db.read_bytes() == before  # left as it was
 
 
+@pytest.mark.parametrize("command", [("executions", "list"), ("models", "list"),
+                                     ("endpoints", "list"), ("run",)])
+def test_a_store_damaged_in_the_middle_gives_one_line_not_a_traceback(
+        store_project: Callable[..., StoreProject], command: tuple[str, ...]) -> None:
+    project = store_project()
+    project.ok("run")
+    project.ok("run", "--no-cache")  # enough rows for the tables to span several pages
+    with sqlite3.connect(project.db) as conn:  # fold the WAL in, so the damage is seen
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(project.db.read_bytes())
+    assert len(data) > 28672, len(data)
+    data[12288:28672] = b"\xa5" * (28672 - 12288)  # bytes 12288-28671 overwritten
+    project.db.write_bytes(bytes(data))
+    result = project.cli(*command)
+    assert result.returncode == 6, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is unusable" in lines[0] and "restore it" in lines[0]
+    assert project.db.read_bytes() == bytes(data)  # left as it was, for recovery
+
+
 def test_read_commands_need_an_existing_store_and_do_not_create_one(
         store_project: Callable[..., StoreProject]) -> None:
     project = store_project()

@@ -101,7 +101,7 @@ def numeric_column(
         t = col.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         ok = pc.fill_null(pc.match_substring_regex(col, NUMBER), True)
-        if not pc.all(ok).as_py():
+        if pc.all(ok).as_py() is False:  # None: no values at all
             row = int(pc.index(ok, False).as_py())
             raise DataError(
                 f"column {name!r} should be numeric, but {locate(row)} holds "

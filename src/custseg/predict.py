@@ -111,6 +111,10 @@ def _read_batches(uri: str, s3_endpoint_url: str | None, progress: Progress,
         names = header_names(head, delimiter)
         if not names:
             raise DataError(f"{uri} is empty (expected a header line and rows)")
+        for name in dict.fromkeys(names):
+            if names.count(name) > 1:
+                raise DataError(f"{uri}: column {name!r} appears {names.count(name)} times in "
+                                f"the header; every column needs a unique name")
         stream = pa.input_stream(pa.PythonFile(raw, mode="r"),
                                  compression="gzip" if uri.lower().endswith(".gz") else None)
         def skip(row: Any) -> str:
@@ -122,18 +126,53 @@ def _read_batches(uri: str, s3_endpoint_url: str | None, progress: Progress,
         reader = pacsv.open_csv(
             stream, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip),
+            # bytes, not text: a line of invalid UTF-8 is rejected, not the whole file
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+                column_types={n: pa.binary() for n in names}, strings_can_be_null=True))
         for batch in reader:
             progress(raw.tell())
             yield batch
 
 
-def _invalid(batch: pa.RecordBatch, model: Model) -> tuple[np.ndarray, list[str | None]]:
-    """Rows that cannot be scored, and why (None for good rows)."""
+def _as_text(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, np.ndarray, list[str | None]]:
+    """A CSV batch read as bytes, as text: rows with invalid UTF-8 (their values become
+    null) and rows whose values hold line breaks (an unterminated quote swallows the
+    lines after it) are marked bad, with the reason."""
     n = batch.num_rows
     bad = np.zeros(n, dtype=bool)
     reasons: list[str | None] = [None] * n
+    columns = []
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
+            columns.append(col)
+            continue
+        try:
+            text = col.cast(pa.string())
+        except pa.ArrowInvalid:  # find the rows: rare, so per value
+            values = []
+            for i, v in enumerate(col.to_pylist()):
+                try:
+                    values.append(None if v is None else v.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    values.append(None)
+                    if not bad[i]:
+                        reasons[i] = f"{name}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    bad[i] = True
+            text = pa.array(values, pa.string())
+        breaks = np.asarray(pc.fill_null(pc.match_substring_regex(text, r"[\r\n]"), False)
+                            .to_numpy(zero_copy_only=False), dtype=bool)
+        for row in np.flatnonzero(breaks & ~bad).tolist():
+            lines = len([part for part in str(text[row].as_py()).splitlines() if part])
+            reasons[row] = (f"{name}: a value spans {lines} lines (an unterminated quote? "
+                          f"the lines after it are inside this value)")
+        bad |= breaks
+        columns.append(text)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), bad, reasons
+
+
+def _invalid(batch: pa.RecordBatch, model: Model, bad: np.ndarray,
+             reasons: list[str | None]) -> tuple[np.ndarray, list[str | None]]:
+    """Rows that cannot be scored, and why (None for good rows), added to `bad`."""
     names = batch.schema.names
     for column in model.input_columns:
         if column not in names:
@@ -153,6 +192,10 @@ def _invalid(batch: pa.RecordBatch, model: Model) -> tuple[np.ndarray, list[str 
             ok = pc.and_(ok, pc.invert(pc.match_substring_regex(
                 values, r"^\s*[-+]?(inf|infinity|nan)\s*$", ignore_case=True)))
             wrong = np.asarray(ok.to_numpy(zero_copy_only=False) == 0)
+            # a number too large for a double (1e309) parses as infinite
+            numbers = pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(values),
+                                         pa.scalar(None, pa.string())), pa.float64())
+            wrong |= np.isinf(np.asarray(numbers.fill_null(0.0).to_numpy(zero_copy_only=False)))
         elif pa.types.is_floating(values.type):
             floats = values.to_numpy(zero_copy_only=False)
             wrong = np.isinf(floats)
@@ -228,6 +271,45 @@ class _Writer:
             self.f.close()
 
 
+def _rows_from(first: int) -> Callable[[int], str]:
+    """Name a row of the good rows of a block that starts at data row `first`."""
+    return lambda r: f"data row {first + r} or later"
+
+
+def _same_place(a: str, b: str) -> bool:
+    if a.startswith("s3://") or b.startswith("s3://"):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _check_distinct(input_uri: str, output_uri: str, rejects_uri: str | None) -> None:
+    """Refuse to write over the input, or to write rejects over the output."""
+    if _same_place(input_uri, output_uri):
+        raise DataError(f"--output {output_uri} is the input file: choose another output "
+                        f"(the input would be overwritten)")
+    if rejects_uri and _same_place(rejects_uri, output_uri):
+        raise DataError(f"--rejects {rejects_uri} is the output file: choose another place "
+                        f"for the rejected rows")
+    if rejects_uri and _same_place(rejects_uri, input_uri):
+        raise DataError(f"--rejects {rejects_uri} is the input file: choose another place "
+                        f"for the rejected rows")
+
+
+def _typed(table: pa.Table, model: Model) -> pa.Table:
+    """CSV text columns the model reads as numbers, as float64 (validated already), so a
+    Parquet output keeps them numeric."""
+    for name in model.transform.numeric:
+        if name in model.transform.dates or name not in table.column_names:
+            continue
+        i = table.column_names.index(name)
+        col = table.column(i)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            text = pc.utf8_trim_whitespace(col)
+            text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+            table = table.set_column(i, name, pc.cast(text, pa.float64()))
+    return table
+
+
 def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: str | None,
                  strict: bool = False, s3_endpoint_url: str | None = None,
                  progress: Progress = lambda _: None) -> PredictSummary:
@@ -236,6 +318,7 @@ def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: 
     The reject file is written only when some rows were rejected.
     """
     out_kind = _kind(output_uri)
+    _check_distinct(input_uri, output_uri, rejects_uri)
     pa.set_memory_pool(returning_memory_pool())  # freed blocks go back: constant memory
     names = model.meta.get("segment_names") or [str(i) for i in range(model.k)]
     segment_of = np.asarray(names, dtype=object)
@@ -259,14 +342,21 @@ def predict_file(model: Model, input_uri: str, output_uri: str, *, rejects_uri: 
                     rejected += len(malformed)
                     rows += len(malformed)
                     malformed.clear()
-                bad, reasons = _invalid(batch, model)
+                batch, bad, reasons = _as_text(batch)
+                bad, reasons = _invalid(batch, model, bad, reasons)
                 if bad.any() and strict:
                     i = int(np.argmax(bad))
                     raise DataError(f"{input_uri} row {rows + i + 1}: {reasons[i]} "
                                     f"(without --strict such rows go to the reject file)")
                 table = pa.Table.from_batches([batch])
                 good = table.filter(pa.array(~bad)) if bad.any() else table
-                labels, distances = model.score_encoded(encode(good, model.transform))
+                if good.num_rows:
+                    labels, distances = model.score_encoded(encode(
+                        good, model.transform, locate=_rows_from(rows + 1)))
+                else:  # every row of the block rejected
+                    labels, distances = np.zeros(0, dtype=np.int32), np.zeros(0)
+                if out_kind == "parquet":
+                    good = _typed(good, model)
                 result = (good.append_column("cluster", pa.array(labels))
                           .append_column("segment", pa.array(segment_of[labels], pa.string()))
                           .append_column("distance", pa.array(distances)))

@@ -142,10 +142,16 @@ class Store:
             yield conn
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass  # a damaged file may refuse even this; the error below says why
             if isinstance(exc, sqlite3.OperationalError):  # locked past the timeout, disk full
                 raise StoreError(f"cannot write the store {self.db_path}: {exc}") from exc
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                    exc, sqlite3.IntegrityError):
+                raise self._damaged(exc) from exc
             raise
         finally:
             conn.close()
@@ -155,8 +161,15 @@ class Store:
         conn = self.connect()
         try:
             yield conn
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
         finally:
             conn.close()
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> StoreError:
+        return StoreError(
+            f"the store database {self.db_path} is unusable ({exc}): restore it from a "
+            f"backup, or move it away and custseg starts a new, empty store there")
 
     def _migrate(self) -> None:
         conn = self.connect()
@@ -177,7 +190,7 @@ class Store:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"the store database {self.db_path} is unusable: {exc}") from exc
+            raise self._damaged(exc) from exc
         finally:
             conn.close()
 
