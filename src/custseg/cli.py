@@ -90,7 +90,8 @@ def _parse_overrides(params: list[str]) -> dict[str, Any]:
     return dict(parse_override(p) for p in params)
 
 
-def _print_summary(execution: Execution, s3_endpoint_url: str | None = None) -> None:
+def _print_summary(execution: Execution, s3_endpoint_url: str | None = None,
+                   api_key_env: str | None = None) -> None:
     m = execution.metrics or {}
     sil = m.get("silhouette", {})
     note = (
@@ -146,7 +147,8 @@ def _print_summary(execution: Execution, s3_endpoint_url: str | None = None) -> 
             f"({d['action']}, {d['status']})"
         )
         if d.get("url"):
-            _print_examples(d["url"], d["endpoint_name"], execution.model_uri, s3_endpoint_url)
+            _print_examples(d["url"], d["endpoint_name"], execution.model_uri, s3_endpoint_url,
+                            api_key_env)
         elif d.get("note"):
             out(f"  {d['note']}")
     elif deployed.reason:
@@ -154,7 +156,8 @@ def _print_summary(execution: Execution, s3_endpoint_url: str | None = None) -> 
 
 
 def _print_examples(
-    url: str, endpoint: str, model_uri: str | None, s3_endpoint_url: str | None
+    url: str, endpoint: str, model_uri: str | None, s3_endpoint_url: str | None,
+    api_key_env: str | None = None,
 ) -> None:
     """Ready-to-paste calls of the live endpoint, with a record the model accepts."""
     from custseg.model import load_model
@@ -167,14 +170,18 @@ def _print_examples(
     body = json.dumps(record)
     out = typer.echo
     out(f"URL: {url}/endpoints/{endpoint}/invocations")
+    key_header = f' -H "X-Api-Key: ${api_key_env}"' if api_key_env else ""
+    key_attribute = (f', CustomAttributes="api_key=" + os.environ["{api_key_env}"]'
+                     if api_key_env else "")
     out(
-        f"  curl -s {url}/endpoints/{endpoint}/invocations -H 'Content-Type: application/json' "
-        f"-d '{body}'"
+        f"  curl -s {url}/endpoints/{endpoint}/invocations -H 'Content-Type: application/json'"
+        f"{key_header} -d '{body}'"
     )
     out(
         f'  boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1", '
         f'aws_access_key_id="x", aws_secret_access_key="x").invoke_endpoint('
-        f'EndpointName="{endpoint}", ContentType="application/json", Body=json.dumps({body}))'
+        f'EndpointName="{endpoint}", ContentType="application/json", Body=json.dumps({body})'
+        f'{key_attribute})'
     )
 
 
@@ -226,7 +233,7 @@ def run(
                 json.dumps(_execution_json(execution) | {"report": str(report_path)}, indent=2)
             )
         else:
-            _print_summary(execution, cfg.s3.endpoint_url)
+            _print_summary(execution, cfg.s3.endpoint_url, cfg.endpoint.api_key_env)
             typer.echo(f"Report: {report_path}")
     except CustsegError as exc:
         raise fail(exc) from None

@@ -52,12 +52,21 @@ def serve(
             "--allow-unauthenticated", help="Allow a non-loopback bind without an API key."
         ),
     ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Stop the store's background server and start it again with the config's "
+            "settings (what `custseg run` starts), then return.",
+        ),
+    ] = False,
 ) -> None:
     """Run the endpoint server in the foreground (every endpoint of the store)."""
     import os
 
     from custseg.config import load_config
     from custseg.errors import ConfigError
+    from custseg.server import check_bind
     from custseg.server import serve as run_server
     from custseg.store import Store
 
@@ -85,6 +94,20 @@ def serve(
         key = os.environ.get(key_env) if key_env else None
         if key_env and not key:
             raise ConfigError(f"the API key variable {key_env!r} is not set")
+        if restart:
+            from custseg.server import start_background, stop
+
+            if store is not None:
+                raise ConfigError("--restart takes the settings from the config: use -c")
+            check_bind(host or settings["host"], key, allow_unauthenticated)
+            stopped = stop(opened)
+            info = start_background(
+                opened, host=host or settings["host"], port=port or settings["port"],
+                workers=workers or settings["workers"], api_key_env=key_env,
+                s3_endpoint_url=s3_endpoint_url, max_body=max_body or settings["max_body"])
+            typer.echo(f"{'Restarted' if stopped else 'Started'} the endpoint server "
+                       f"(pid {info.pid}) at {info.url}")
+            return
         run_server(
             opened,
             host=host or settings["host"],

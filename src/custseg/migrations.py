@@ -109,5 +109,10 @@ MIGRATIONS: list[str] = [
         started_at TEXT NOT NULL
     );
     """,
+    # 2: the settings a server runs with (a salted hash of its API key, never the key), so
+    # that a deploy sees a server whose settings differ from the config
+    """
+    ALTER TABLE servers ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

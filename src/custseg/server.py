@@ -8,8 +8,11 @@ host, port, workers) in the store's `servers` table, which stands in for a pid f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,12 +20,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from custseg.errors import DeployError
 from custseg.store import Store, now, process_alive
 
-__all__ = ["ServerInfo", "check_bind", "running_server", "serve", "start_background", "stop"]
+__all__ = [
+    "ServerInfo",
+    "check_bind",
+    "running_server",
+    "serve",
+    "settings_differences",
+    "settings_record",
+    "start_background",
+    "stop",
+]
 
 START_TIMEOUT = 60.0
 
@@ -33,11 +46,51 @@ class ServerInfo:
     host: str
     port: int
     workers: int
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+
+def _key_hash(salt: str, key: str) -> str:
+    return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
+
+
+def settings_record(*, host: str, port: int, workers: int, api_key: str | None,
+                    s3_endpoint_url: str | None, max_body: int | None) -> dict[str, Any]:
+    """What a server runs with, as recorded in the store: its API key only as a salted
+    hash, so that a later deploy can tell a changed key without the key being stored."""
+    salt = secrets.token_hex(8)
+    return {"host": host, "port": port, "workers": workers,
+            "api_key": None if api_key is None else {"salt": salt,
+                                                     "sha256": _key_hash(salt, api_key)},
+            "s3_endpoint_url": s3_endpoint_url, "max_body_bytes": max_body}
+
+
+def settings_differences(running: dict[str, Any], *, host: str, port: int, workers: int,
+                         api_key: str | None, s3_endpoint_url: str | None,
+                         max_body: int | None) -> list[str]:
+    """How a running server's settings differ from the config's (the key named, never
+    shown). Empty when they match, or when the server recorded none (an older one)."""
+    if not running:
+        return []
+    out = []
+    wanted = {"host": host, "port": port, "workers": workers,
+              "s3_endpoint_url": s3_endpoint_url, "max_body_bytes": max_body}
+    for name, value in wanted.items():
+        if running.get(name) != value:
+            out.append(f"{name} {running.get(name)} -> {value}")
+    key = running.get("api_key")
+    if key is None and api_key is not None:
+        out.append("API key: none in the server, one in the config")
+    elif key is not None and api_key is None:
+        out.append("API key: one in the server, none in the config")
+    elif key is not None and api_key is not None and not secrets.compare_digest(
+            key.get("sha256", ""), _key_hash(key.get("salt", ""), api_key)):
+        out.append("API key: changed")
+    return out
 
 
 def _is_loopback(host: str) -> bool:
@@ -69,9 +122,10 @@ def _answers(info: ServerInfo, timeout: float = 1.0) -> bool:
 def running_server(store: Store) -> ServerInfo | None:
     """The server running for this store, if any (stale records are removed)."""
     with store.read() as conn:
-        rows = conn.execute("SELECT pid, host, port, workers FROM servers").fetchall()
+        rows = conn.execute("SELECT pid, host, port, workers, settings FROM servers").fetchall()
     for row in rows:
-        info = ServerInfo(int(row["pid"]), row["host"], int(row["port"]), int(row["workers"]))
+        info = ServerInfo(int(row["pid"]), row["host"], int(row["port"]), int(row["workers"]),
+                          json.loads(row["settings"] or "{}"))
         if process_alive(info.pid) and _answers(info):
             return info
         if not process_alive(info.pid):
@@ -117,11 +171,13 @@ def serve(
         os.environ["CUSTSEG_API_KEY"] = api_key
     if max_body:
         os.environ["CUSTSEG_MAX_BODY"] = str(max_body)
+    record = settings_record(host=host, port=port, workers=workers, api_key=api_key,
+                             s3_endpoint_url=s3_endpoint_url, max_body=max_body)
     with store.write() as conn:
         conn.execute(
-            "INSERT OR REPLACE INTO servers (pid, host, port, workers, started_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (os.getpid(), host, port, workers, now()),
+            "INSERT OR REPLACE INTO servers (pid, host, port, workers, started_at, settings) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (os.getpid(), host, port, workers, now(), json.dumps(record)),
         )
     try:
         uvicorn.run(

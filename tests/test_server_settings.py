@@ -1,0 +1,131 @@
+"""A running endpoint server must serve with the config's settings: an API key added or
+rotated while it runs is never silently ignored. Real processes: `custseg run` starting
+the background server, `custseg serve --restart`, HTTP requests on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pytest
+import yaml
+
+from custseg.sample import generate_customers
+
+CUSTSEG = Path(sys.executable).parent / "custseg"
+ENDPOINT = "clustering-model-endpoint-dev"
+RECORD = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        table, _ = generate_customers(800, segments=3, seed=2)
+        pacsv.write_csv(table, root / "customers.csv")
+        self.config: dict[str, Any] = {"data_uri": "customers.csv", "store": "store",
+                                       "endpoint": {"port": self.port, "workers": 1}}
+        self.write()
+
+    def write(self) -> None:
+        (self.root / "pipeline_config.yaml").write_text(yaml.safe_dump(self.config))
+
+    def cli(self, *args: str, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CUSTSEG), *args, "-c", "pipeline_config.yaml"],
+                              cwd=self.root, capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "CUSTSEG__ENDPOINT__AUTOSTART": "true",
+                                   **(env or {})}, check=False)
+
+    def invoke(self, key: str | None = None) -> int:
+        headers = {"Content-Type": "application/json", **({"X-Api-Key": key} if key else {})}
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/endpoints/{ENDPOINT}/invocations",
+            data=json.dumps(RECORD).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def server_pids(self) -> list[int]:
+        db = self.root / "store" / "custseg.db"
+        if not db.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return [int(r[0]) for r in conn.execute("SELECT pid FROM servers")]
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Iterator[Project]:
+    p = Project(tmp_path)
+    pids: set[int] = set()
+    try:
+        yield p
+    finally:
+        pids |= set(p.server_pids())
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+
+
+def test_an_api_key_added_or_rotated_while_the_server_runs_is_never_ignored(
+        project: Project) -> None:
+    first = project.cli("run")
+    assert first.returncode == 0, first.stderr
+    assert project.invoke() == 200  # no key configured yet
+
+    project.config["endpoint"]["api_key_env"] = "SEG_TEST_KEY"
+    project.write()
+    keyed = {"SEG_TEST_KEY": "first-key-123"}
+    refused = project.cli("run", env=keyed)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "API key: none in the server, one in the config" in refused.stderr
+    assert "custseg serve --restart" in refused.stderr
+    assert "first-key-123" not in refused.stderr + refused.stdout
+    assert "InService" not in refused.stdout  # never reported as serving the config
+
+    restarted = project.cli("serve", "--restart", env=keyed)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "Restarted the endpoint server" in restarted.stdout
+    assert project.invoke() == 401
+    assert project.invoke("first-key-123") == 200
+
+    again = project.cli("run", env=keyed)
+    assert again.returncode == 0, again.stderr
+    assert '-H "X-Api-Key: $SEG_TEST_KEY"' in again.stdout  # the examples carry the key
+    assert 'CustomAttributes="api_key=" + os.environ["SEG_TEST_KEY"]' in again.stdout
+
+    rotated = project.cli("run", env={"SEG_TEST_KEY": "second-key-456"})
+    assert rotated.returncode != 0
+    assert "API key: changed" in rotated.stderr
+    assert project.invoke("first-key-123") == 200  # the old server still runs, unchanged
+    assert "second-key-456" not in rotated.stderr
+
+
+def test_another_worker_count_is_named(project: Project) -> None:
+    assert project.cli("run").returncode == 0
+    project.config["endpoint"]["workers"] = 2
+    project.write()
+    result = project.cli("run")
+    assert result.returncode != 0
+    assert "workers 1 -> 2" in result.stderr
