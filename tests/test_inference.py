@@ -189,6 +189,10 @@ def test_csv_response_on_accept(served: Project) -> None:
      "field 'Gender' must be a category (text or a number), found dict"),
     (json.dumps([RECORD] * 20 + [{**RECORD, "Gender": ["Male"]}]).encode(), "application/json",
      400, "record 20: field 'Gender' must be a category"),
+    (json.dumps({**RECORD, "Age": True}).encode(), "application/json", 400,
+     "field 'Age' must be a number, found true"),
+    (json.dumps([RECORD] * 20 + [{**RECORD, "Purchases": False}]).encode(), "application/json",
+     400, "record 20: field 'Purchases' must be a number, found false"),
 ])
 def test_bad_requests_get_specific_errors_and_never_take_a_worker_down(
         served: Project, body: bytes, content_type: str, status: int, message: str) -> None:

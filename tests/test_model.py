@@ -377,3 +377,27 @@ def test_dates_score_alike_on_every_path(date_model: Model) -> None:
         label, distance = date_model.score_record(record)
         assert label == table_labels[i]
         assert distance == pytest.approx(table_dist[i], rel=1e-12)
+
+
+def test_true_and_false_score_only_for_a_0_1_column(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    frame = pd.DataFrame({"spend": rng.gamma(2, 100, n), "visits": rng.integers(2, 40, n),
+                          "weekend": rng.random(n) < 0.3})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    schema = infer_schema(table, Features())
+    transform, enc = fit_features(table, schema)
+    assert transform.flags == ["weekend"]
+    result = train(enc, transform, k_candidates=[2], n_components=2)
+    model = load_model(save_model(Model(schema, transform, result.projection,
+                                        result.clustering.centers), str(tmp_path / "m")))
+    good = {"spend": 120.0, "visits": 7, "weekend": True}
+    as_number = {**good, "weekend": 1}
+    assert model.predict([good]).tolist() == model.predict([as_number]).tolist()
+    assert model.score_record(good) == model.score_record(as_number)
+    for bad in ({**good, "visits": True}, {**good, "spend": False}):
+        field = next(k for k, v in bad.items() if type(v) is bool and k != "weekend")
+        with pytest.raises(DataError, match=f"field '{field}' must be a number, found"):
+            model.score_record(bad)
+        with pytest.raises(DataError, match=f"record 10: field '{field}' must be a number"):
+            model.predict([good] * 10 + [bad])

@@ -119,7 +119,12 @@ class Model:
             for j, name in enumerate(t.numeric):
                 fmt = t.dates.get(name)
                 if fmt is None:
-                    column = np.array([rec[name] for rec in records], dtype=np.float64)
+                    raw = [rec[name] for rec in records]
+                    column = np.array(raw, dtype=np.float64)
+                    if not t.accepts_bool(name):  # true/false would pass as 1/0
+                        for i in np.flatnonzero((column == 0) | (column == 1)).tolist():
+                            if type(raw[i]) is bool:
+                                raise ValueError(name)
                 else:
                     column = t.date_reference[name] - np.array(
                         [date_days(rec[name], fmt) for rec in records], dtype=np.float64)
@@ -171,6 +176,10 @@ class Model:
                 elif v is None or (isinstance(v, str) and not v.strip()):
                     x = t.medians[j]
                 elif isinstance(v, bool):
+                    if not t.accepts_bool(name):
+                        raise DataError(f"record {i}: field {name!r} must be a number, found "
+                                        f"{'true' if v else 'false'} (a true/false value is "
+                                        f"taken only for a 0/1 column)")
                     x = float(v)
                 else:
                     try:
@@ -258,6 +267,7 @@ class _PlainScorer:
                          t.date_reference.get(name, 0.0))
             self.numeric.append((name, median, weights, extra))
         self.bias = bias.tolist()
+        self.flags = {name: t.accepts_bool(name) for name in t.numeric}
         self.categorical = []
         tables = category_tables(t, p)
         for j, (name, cats) in enumerate(zip(t.categorical, t.categories, strict=True)):
@@ -279,6 +289,8 @@ class _PlainScorer:
             elif v is None or v == "":
                 x = median
             else:
+                if type(v) is bool and not self.flags.get(name, True):
+                    raise ValueError(name)
                 x = float(v)
                 if x != x:
                     x = median
@@ -355,6 +367,7 @@ def _to_json(model: Model) -> dict[str, Any]:
             "functions": t.functions,
             "dates": t.dates,
             "date_reference": t.date_reference,
+            "flags": t.flags,
         },
         "pca": {
             "n_components": p.n_components,
@@ -530,6 +543,7 @@ def _parse_artifact(blobs: dict[str, bytes], uri: str) -> Model:
         dates=feats.get("dates", {}),
         date_reference=feats.get("date_reference", {}),
         weights=arr.get("category_weights", np.zeros(0)),
+        flags=feats.get("flags"),
     )
     for name, fn in zip(transform.numeric, transform.functions, strict=True):
         if fn not in ("none", "log1p", "signed_log"):

@@ -118,6 +118,9 @@ class FeatureTransform:
     dates: dict[str, str] = field(default_factory=dict)
     date_reference: dict[str, float] = field(default_factory=dict)
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # numeric columns whose training values were all 0 or 1 (None: not recorded, as in
+    # older artifacts): only they take true/false at scoring
+    flags: list[str] | None = None
 
     def __post_init__(self) -> None:  # defaults: the plain transform (older artifacts)
         a = len(self.numeric)
@@ -132,6 +135,9 @@ class FeatureTransform:
             fill(self, "clip_high", np.full(a, np.inf))
         if len(self.weights) != len(self.categorical):
             fill(self, "weights", np.ones(len(self.categorical)))
+
+    def accepts_bool(self, name: str) -> bool:
+        return self.flags is None or name in self.flags
 
     @property
     def n_features(self) -> int:
@@ -344,6 +350,7 @@ def fit_features(
     num = np.empty((n, len(numeric)), dtype=np.float64, order="F")
     medians, means, scales, functions, log_scales, lows, highs = [], [], [], [], [], [], []
     reference: dict[str, float] = {}
+    flags: list[str] = []
     clipped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for j, name in enumerate(numeric):
         col = table.column(name)
@@ -352,7 +359,10 @@ def fit_features(
         if newest is not None:
             reference[name] = newest
         missing = np.isnan(values)
-        median = float(np.median(values[~missing]))
+        present = values[~missing]
+        if ((present == 0) | (present == 1)).all():
+            flags.append(name)
+        median = float(np.median(present))
         np.copyto(values, median, where=missing)
         mode = features.transforms.get(name, features.transform)
         function, scale, lo, hi = _plan_numeric(values, mode)
@@ -419,6 +429,7 @@ def fit_features(
         dates={c: f for c, f in dates.items() if c in numeric},
         date_reference=reference,
         weights=np.array(weights),
+        flags=flags,
     )
     return transform, Encoded(num=num, codes=codes, clipped=clipped)
 
