@@ -129,3 +129,53 @@ def test_another_worker_count_is_named(project: Project) -> None:
     result = project.cli("run")
     assert result.returncode != 0
     assert "workers 1 -> 2" in result.stderr
+
+
+def test_a_second_project_on_a_taken_port_serves_on_the_next_and_says_why(
+        tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Project(tmp_path / "a"), Project(tmp_path / "b")
+    second.port = first.port
+    second.config["endpoint"]["port"] = first.port
+    second.write()
+    try:
+        assert first.cli("run").returncode == 0
+        result = second.cli("run")
+        assert result.returncode == 0, result.stderr
+        assert (f"port {first.port} is taken by another custseg endpoint server"
+                in result.stdout)
+        url = next(line.split()[1] for line in result.stdout.splitlines()
+                   if line.startswith("URL: "))
+        actual = int(url.split(":")[2].split("/")[0])
+        assert actual != first.port
+        second.port = actual
+        assert second.invoke() == 200 and first.invoke() == 200
+        again = second.cli("run", "--no-cache")  # the port it asked for is recorded
+        assert again.returncode == 0, again.stderr
+    finally:
+        for p in (first, second):
+            for pid in p.server_pids():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+
+
+def test_two_first_runs_at_once_start_one_server(project: Project) -> None:
+    procs = [subprocess.Popen([str(CUSTSEG), "run", "-c", "pipeline_config.yaml"],
+                              cwd=project.root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "CUSTSEG__ENDPOINT__AUTOSTART": "true"})
+             for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    pids = project.server_pids()
+    assert len(pids) == 1
+    serving = subprocess.run(["pgrep", "-f", "custseg.cli serve"], capture_output=True,
+                             text=True, check=False).stdout.split()
+    groups = set()
+    for pid in map(int, serving):  # every server process of this store, by its folder
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/cwd") == str((project.root / "store").resolve()):
+                groups.add(os.getpgid(pid))
+    assert groups == {pids[0]}  # one server (its workers share its process group)
+    assert project.invoke() == 200

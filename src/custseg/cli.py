@@ -146,11 +146,11 @@ def _print_summary(execution: Execution, s3_endpoint_url: str | None = None,
             f"Endpoint: {d['endpoint_name']} -> {d['endpoint_config_name']} "
             f"({d['action']}, {d['status']})"
         )
+        if d.get("note"):
+            out(f"  {d['note']}")
         if d.get("url"):
             _print_examples(d["url"], d["endpoint_name"], execution.model_uri, s3_endpoint_url,
                             api_key_env)
-        elif d.get("note"):
-            out(f"  {d['note']}")
     elif deployed.reason:
         out(f"Endpoint: not deployed ({deployed.reason})")
 

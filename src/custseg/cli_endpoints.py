@@ -52,6 +52,9 @@ def serve(
             "--allow-unauthenticated", help="Allow a non-loopback bind without an API key."
         ),
     ] = False,
+    requested_port: Annotated[
+        int | None, typer.Option(hidden=True, help="The config's port, when serving another.")
+    ] = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -107,6 +110,8 @@ def serve(
                 s3_endpoint_url=s3_endpoint_url, max_body=max_body or settings["max_body"])
             typer.echo(f"{'Restarted' if stopped else 'Started'} the endpoint server "
                        f"(pid {info.pid}) at {info.url}")
+            if info.note:
+                typer.echo(f"note: {info.note}")
             return
         run_server(
             opened,
@@ -117,6 +122,7 @@ def serve(
             allow_unauthenticated=allow_unauthenticated,
             s3_endpoint_url=s3_endpoint_url,
             max_body=max_body or settings["max_body"],
+            requested_port=requested_port,
         )
     except CustsegError as exc:
         raise fail(exc) from None

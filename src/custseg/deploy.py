@@ -289,4 +289,7 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, An
             "note": "no endpoint server runs for this store: `custseg serve` serves it",
         }
     status = wait_until_served(store, deployment.endpoint, deployment.config)
-    return {"status": status, "url": server.url}
+    out: dict[str, Any] = {"status": status, "url": server.url}
+    if server.note:
+        out["note"] = server.note
+    return out

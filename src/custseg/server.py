@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class ServerInfo:
     port: int
     workers: int
     settings: dict[str, Any] = field(default_factory=dict, compare=False)
+    note: str | None = field(default=None, compare=False)  # e.g. why another port
 
     @property
     def url(self) -> str:
@@ -154,14 +156,20 @@ def serve(
     allow_unauthenticated: bool = False,
     s3_endpoint_url: str | None = None,
     max_body: int | None = None,
+    requested_port: int | None = None,
 ) -> None:
-    """Run the server in this process until it is stopped (SIGINT/SIGTERM)."""
+    """Run the server in this process until it is stopped (SIGINT/SIGTERM).
+
+    `requested_port`: the port the config asked for, when the server runs on another
+    because that one was taken (recorded, so that a later deploy does not see a change).
+    """
     import uvicorn
 
     check_bind(host, api_key, allow_unauthenticated)
     if not _port_free(host, port):
         raise DeployError(
-            f"cannot serve on {host}:{port}: the port is in use (set endpoint.port or pass --port)"
+            f"cannot serve on {host}:{port}: the port is taken by {who_listens(host, port)} "
+            f"(set endpoint.port or pass --port)"
         )
     os.environ["CUSTSEG_STORE"] = str(store.db_path)
     os.environ["CUSTSEG_ARTIFACTS"] = store.artifacts
@@ -171,7 +179,8 @@ def serve(
         os.environ["CUSTSEG_API_KEY"] = api_key
     if max_body:
         os.environ["CUSTSEG_MAX_BODY"] = str(max_body)
-    record = settings_record(host=host, port=port, workers=workers, api_key=api_key,
+    record = settings_record(host=host, port=requested_port or port, workers=workers,
+                             api_key=api_key,
                              s3_endpoint_url=s3_endpoint_url, max_body=max_body)
     with store.write() as conn:
         conn.execute(
@@ -209,15 +218,81 @@ def start_background(
     s3_endpoint_url: str | None = None,
     max_body: int | None = None,
 ) -> ServerInfo:
-    """Start `custseg serve` detached for this store and wait until it answers."""
-    existing = running_server(store)
-    if existing is not None:
-        return existing
-    if not _port_free(host, port):
-        raise DeployError(
-            f"cannot start the endpoint server on {host}:{port}: the port is in "
-            f"use by another program (set endpoint.port in the config)"
-        )
+    """Start `custseg serve` detached for this store and wait until it answers.
+
+    One start at a time per store (a file lock): a second run that comes while the first
+    starts the server finds it running. When the port is taken (by another store's
+    server, say), the next free one of the following `PORT_TRIES` is used, as Jupyter
+    does, and `ServerInfo.note` says why.
+    """
+    with _start_lock(store):
+        existing = running_server(store)
+        if existing is not None:
+            return existing
+        actual, note = _choose_port(host, port)
+        info = _spawn(store, host=host, port=actual, requested=port, workers=workers,
+                      api_key_env=api_key_env, s3_endpoint_url=s3_endpoint_url,
+                      max_body=max_body)
+    return ServerInfo(info.pid, info.host, info.port, info.workers, info.settings, note)
+
+
+PORT_TRIES = 20
+
+
+@contextlib.contextmanager
+def _start_lock(store: Store) -> Iterator[None]:
+    import fcntl
+
+    path = store.folder / "server.lock"
+    with open(path, "a+b") as f:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DeployError(f"another process has been starting the endpoint server "
+                                      f"of this store for {START_TIMEOUT:.0f} s ({path})"
+                                      ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def who_listens(host: str, port: int) -> str:
+    """What holds a port, in words: a custseg endpoint server (with its endpoints), or
+    another program."""
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        with urllib.request.urlopen(f"{url}/openapi.json", timeout=1.0) as r:
+            title = json.loads(r.read()).get("info", {}).get("title", "")
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return "another program"
+    if "custseg" not in str(title).lower():
+        return "another program"
+    return (f"another custseg endpoint server (another store's; its endpoints: GET "
+            f"{url}/endpoints; `custseg serve --restart` or `custseg endpoints delete` from "
+            f"its project stops it)")
+
+
+def _choose_port(host: str, port: int) -> tuple[int, str | None]:
+    if _port_free(host, port):
+        return port, None
+    holder = who_listens(host, port)
+    for candidate in range(port + 1, port + 1 + PORT_TRIES):
+        if _port_free(host, candidate):
+            return candidate, f"port {port} is taken by {holder}: serving on {candidate}"
+    raise DeployError(
+        f"cannot start the endpoint server on {host}:{port}: the port is taken by {holder}, "
+        f"and so are the next {PORT_TRIES} (set endpoint.port in the config)")
+
+
+def _spawn(store: Store, *, host: str, port: int, requested: int, workers: int,
+           api_key_env: str | None, s3_endpoint_url: str | None, max_body: int | None
+           ) -> ServerInfo:
     log_path = store.folder / "server.log"
     command = [
         sys.executable,
@@ -238,6 +313,7 @@ def start_background(
     command += ["--api-key-env", api_key_env] if api_key_env else []
     command += ["--s3-endpoint-url", s3_endpoint_url] if s3_endpoint_url else []
     command += ["--max-body", str(max_body)] if max_body else []
+    command += ["--requested-port", str(requested)] if requested != port else []
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
