@@ -204,11 +204,17 @@ def endpoints_invoke(
 ) -> None:
     """Send records to an endpoint and print the predictions."""
     from custseg.config import load_config
+    from custseg.deploy import endpoint_record
     from custseg.server import running_server
 
     try:
         cfg = load_config(config)
         store = _store(config)
+        record = endpoint_record(store, name)
+        if record is None:
+            raise DeployError(f"no endpoint {name!r} (see custseg endpoints list)")
+        if record["status"] == "Deleted":
+            raise DeployError(f"endpoint {name!r} was deleted (custseg run deploys it again)")
         server = running_server(store)
         if server is None:
             raise DeployError("no endpoint server runs for this store (start: custseg serve)")

@@ -9,6 +9,7 @@ beside the old one and switches to it (see `inference`).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -83,24 +84,78 @@ def create_or_update(
                 break
             except sqlite3.IntegrityError:
                 config = config_name(project, environment)
-        row = conn.execute("SELECT config_name FROM endpoints WHERE name = ?", (name,)).fetchone()
+        row = conn.execute("SELECT config_name, status FROM endpoints WHERE name = ?",
+                           (name,)).fetchone()
         if row is None:
             conn.execute(
-                "INSERT INTO endpoints (name, config_name, status, created_at, updated_at) "
-                "VALUES (?, ?, 'Creating', ?, ?)",
-                (name, config, now(), now()),
+                "INSERT INTO endpoints (name, config_name, status, created_at, updated_at, "
+                "deployer_pid) VALUES (?, ?, 'Creating', ?, ?, ?)",
+                (name, config, now(), now(), os.getpid()),
+            )
+            return Deployment(name, config, "created", None)
+        if row["status"] == "Deleted":  # a deleted endpoint is created anew
+            conn.execute(
+                "UPDATE endpoints SET config_name = ?, previous_config_name = NULL, status = "
+                "'Creating', status_reason = NULL, created_at = ?, updated_at = ?, "
+                "deployer_pid = ? WHERE name = ?",
+                (config, now(), now(), os.getpid(), name),
             )
             return Deployment(name, config, "created", None)
         conn.execute(
             "UPDATE endpoints SET config_name = ?, previous_config_name = ?, status = 'Updating',"
-            " status_reason = NULL, updated_at = ? WHERE name = ?",
-            (config, row["config_name"], now(), name),
+            " status_reason = NULL, updated_at = ?, deployer_pid = ? WHERE name = ?",
+            (config, row["config_name"], now(), os.getpid(), name),
         )
         return Deployment(name, config, "updated", row["config_name"])
 
 
+def reconcile(store: Store, name: str) -> None:
+    """Make the recorded status say what the workers really serve, after a deploy that
+    was killed mid-way (its process is gone) or a model that no longer loads:
+
+    * Creating/Updating with the deploying process gone: InService when every live worker
+      serves the endpoint's config; Failed (with the workers' reason) when one refused
+      it; OutOfService when no endpoint server runs;
+    * InService or OutOfService: Failed when a live worker refused the config,
+      OutOfService when no server runs, InService when every live worker serves it.
+    """
+    with store.write() as conn:
+        row = conn.execute("SELECT config_name, status, deployer_pid FROM endpoints "
+                           "WHERE name = ?", (name,)).fetchone()
+        if row is None or row["status"] in ("Deleted", "Failed"):
+            return
+        deploying = row["status"] in ("Creating", "Updating")
+        if deploying and row["deployer_pid"] is not None and process_alive(
+                int(row["deployer_pid"])):
+            return  # its deploy is under way: it sets the status itself
+        live = [r["pid"] for r in conn.execute(
+            "SELECT pid FROM endpoint_workers WHERE endpoint_name = '*'")
+            if process_alive(r["pid"])]
+        rows = {r["pid"]: r for r in conn.execute(
+            "SELECT pid, config_name, status, reason FROM endpoint_workers WHERE "
+            "endpoint_name = ?", (name,))}
+        mine = [rows[p] for p in live if p in rows and rows[p]["config_name"] == row["config_name"]]
+        failed = [r for r in mine if r["status"] == "Failed"]
+        reason: str | None
+        if not live:
+            status, reason = "OutOfService", ("no endpoint server runs for this store "
+                                              "(`custseg serve` serves it)")
+        elif failed:
+            status, reason = "Failed", str(failed[0]["reason"])
+        elif len(mine) == len(live) and all(r["status"] == "InService" for r in mine):
+            status, reason = "InService", None
+        else:
+            return  # the workers are still switching
+        if status == row["status"] and not deploying:
+            return
+        conn.execute("UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ?, "
+                     "deployer_pid = NULL WHERE name = ?", (status, reason, now(), name))
+
+
 def endpoint_record(store: Store, name: str) -> dict[str, Any] | None:
-    """An endpoint as recorded: status, current and previous config, config history."""
+    """An endpoint as recorded (reconciled first): status, current and previous config,
+    config history."""
+    reconcile(store, name)
     with store.read() as conn:
         row = conn.execute("SELECT * FROM endpoints WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -133,7 +188,8 @@ def endpoint_records(store: Store) -> list[dict[str, Any]]:
 def set_status(store: Store, name: str, status: str, reason: str | None = None) -> None:
     with store.write() as conn:
         conn.execute(
-            "UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ? WHERE name = ?",
+            "UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ?, "
+            "deployer_pid = NULL WHERE name = ?",
             (status, reason, now(), name),
         )
 
@@ -182,8 +238,9 @@ def rollback(store: Store, name: str) -> Deployment:
             raise DeployError(f"endpoint {name!r} has no earlier config to roll back to")
         conn.execute(
             "UPDATE endpoints SET config_name = ?, previous_config_name = ?, status = "
-            "'Updating', status_reason = 'rollback', updated_at = ? WHERE name = ?",
-            (previous["name"], row["config_name"], now(), name),
+            "'Updating', status_reason = 'rollback', updated_at = ?, deployer_pid = ? "
+            "WHERE name = ?",
+            (previous["name"], row["config_name"], now(), os.getpid(), name),
         )
     return Deployment(name, previous["name"], "updated", row["config_name"])
 

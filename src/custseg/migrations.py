@@ -114,5 +114,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE servers ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3: the process deploying an endpoint (Creating/Updating), so that a deploy killed
+    # mid-way is reconciled from what the workers really serve
+    """
+    ALTER TABLE endpoints ADD COLUMN deployer_pid INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
