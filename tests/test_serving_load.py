@@ -116,3 +116,20 @@ def test_a_body_that_never_arrives_gets_408(one_worker: str) -> None:
     assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
     assert b"did not arrive within" in reply
     assert waited < 25
+
+
+def test_connections_that_send_nothing_or_half_the_headers_are_closed(one_worker: str) -> None:
+    host, port = one_worker.removeprefix("http://").split(":")
+    silent = socket.create_connection((host, int(port)), timeout=30)
+    partial = socket.create_connection((host, int(port)), timeout=30)
+    partial.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Le")
+    started = time.monotonic()
+    try:
+        assert silent.recv(100) == b""  # closed by the server, not by our timeout
+        assert partial.recv(100) == b""
+    finally:
+        silent.close()
+        partial.close()
+    assert time.monotonic() - started < 25
+    status, _ = post(one_worker, json.dumps(RECORD).encode())  # others are served as ever
+    assert status == 200

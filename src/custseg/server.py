@@ -165,6 +165,8 @@ def serve(
     """
     import uvicorn
 
+    from custseg.http_protocol import TimedHttpToolsProtocol
+
     check_bind(host, api_key, allow_unauthenticated)
     if not _port_free(host, port):
         raise DeployError(
@@ -196,7 +198,7 @@ def serve(
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=TimedHttpToolsProtocol,  # httptools, with a header timeout
             lifespan="on",
             access_log=False,
             log_level="warning",

@@ -64,11 +64,20 @@ def as_category_strings(x: Any) -> np.ndarray:
     return out
 
 
-def _example_date(fmt: str) -> str:
-    from datetime import datetime
+def _example_date(fmt: str, offset: int = 0) -> str:
+    from datetime import datetime, timedelta
 
-    day = datetime(2020, 1, 2)
+    day = datetime(2020, 1, 2) + timedelta(days=offset)
     return day.isoformat() if fmt == "iso" else day.strftime(fmt)
+
+
+def _stand_in_numbers(low: float, high: float, rows: int, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """Values that vary inside the clip bounds (clipped to one value, every stand-in
+    column would be constant and scikit-learn's PCA would warn of a zero variance)."""
+    if np.isfinite(low) and np.isfinite(high) and high > low:
+        return np.linspace(low, high, rows)
+    return rng.normal(size=rows)
 
 
 def build_pipeline(model: Model) -> Any:
@@ -138,8 +147,11 @@ def build_pipeline(model: Model) -> Any:
     rng = np.random.default_rng(0)
     stand_in = pd.DataFrame(
         {
-            **{name: ([_example_date(t.dates[name])] * rows if name in t.dates
-                      else rng.normal(size=rows)) for name in t.numeric},
+            **{name: ([_example_date(t.dates[name], i) for i in range(rows)]
+                      if name in t.dates
+                      else _stand_in_numbers(float(t.clip_low[j]), float(t.clip_high[j]),
+                                             rows, rng))
+               for j, name in enumerate(t.numeric)},
             **{
                 name: [cats[i % len(cats)] for i in range(rows)]
                 for name, cats in zip(t.categorical, t.categories, strict=True)
