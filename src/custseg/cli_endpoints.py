@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -52,9 +52,6 @@ def serve(
             "--allow-unauthenticated", help="Allow a non-loopback bind without an API key."
         ),
     ] = False,
-    requested_port: Annotated[
-        int | None, typer.Option(hidden=True, help="The config's port, when serving another.")
-    ] = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -65,65 +62,38 @@ def serve(
     ] = False,
 ) -> None:
     """Run the endpoint server in the foreground (every endpoint of the store)."""
-    import os
-
     from custseg.config import load_config
     from custseg.errors import ConfigError
     from custseg.server import check_bind
     from custseg.server import serve as run_server
+    from custseg.server_settings import ServerSettings
     from custseg.store import Store
 
     try:
         if store is not None:
+            if restart:
+                raise ConfigError("--restart takes the settings from the config: use -c")
             opened = Store.open(store, artifacts)
-            key_env = api_key_env
-            settings: dict[str, Any] = {
-                "host": "127.0.0.1",
-                "port": 8080,
-                "workers": 2,
-                "max_body": None,
-            }
+            base = ServerSettings(store=str(opened.db_path), artifacts=opened.artifacts)
         else:
             cfg = load_config(config)
             opened = Store.open(cfg.store_location, cfg.artifacts_location)
-            key_env = api_key_env or cfg.endpoint.api_key_env
-            s3_endpoint_url = s3_endpoint_url or cfg.s3.endpoint_url
-            settings = {
-                "host": cfg.endpoint.host,
-                "port": cfg.endpoint.port,
-                "workers": cfg.endpoint.workers,
-                "max_body": cfg.endpoint.max_body_bytes,
-            }
-        key = os.environ.get(key_env) if key_env else None
-        if key_env and not key:
-            raise ConfigError(f"the API key variable {key_env!r} is not set")
+            base = ServerSettings.from_config(cfg, str(opened.db_path), opened.artifacts)
+        given = {"host": host, "port": port, "workers": workers, "api_key_env": api_key_env,
+                 "s3_endpoint_url": s3_endpoint_url, "max_body": max_body}
+        settings = base.replace(**{k: v for k, v in given.items() if v is not None})
         if restart:
             from custseg.server import start_background, stop
 
-            if store is not None:
-                raise ConfigError("--restart takes the settings from the config: use -c")
-            check_bind(host or settings["host"], key, allow_unauthenticated)
+            check_bind(settings.host, settings.api_key(), allow_unauthenticated)
             stopped = stop(opened)
-            info = start_background(
-                opened, host=host or settings["host"], port=port or settings["port"],
-                workers=workers or settings["workers"], api_key_env=key_env,
-                s3_endpoint_url=s3_endpoint_url, max_body=max_body or settings["max_body"])
+            info = start_background(opened, settings)
             typer.echo(f"{'Restarted' if stopped else 'Started'} the endpoint server "
                        f"(pid {info.pid}) at {info.url}")
             if info.note:
                 typer.echo(f"note: {info.note}")
             return
-        run_server(
-            opened,
-            host=host or settings["host"],
-            port=port or settings["port"],
-            workers=workers or settings["workers"],
-            api_key=key,
-            allow_unauthenticated=allow_unauthenticated,
-            s3_endpoint_url=s3_endpoint_url,
-            max_body=max_body or settings["max_body"],
-            requested_port=requested_port,
-        )
+        run_server(opened, settings, allow_unauthenticated=allow_unauthenticated)
     except CustsegError as exc:
         raise fail(exc) from None
 

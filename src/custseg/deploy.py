@@ -304,16 +304,11 @@ def _wait(store: Store, name: str, config: str, timeout: float) -> str:
         time.sleep(0.05)
 
 
-def check_settings(server: Any, cfg: Config) -> None:
-    """A running server whose settings differ from the config (an API key added or
+def check_settings(server: Any, settings: Any) -> None:
+    """A running server whose settings differ from the config's (an API key added or
     rotated, another port or worker count) must not be reported as serving the config:
     the deploy fails, naming the differences and how to restart it."""
-    from custseg.server import settings_differences
-
-    differences = settings_differences(
-        server.settings, host=cfg.endpoint.host, port=cfg.endpoint.port,
-        workers=cfg.endpoint.workers, api_key=cfg.api_key(),
-        s3_endpoint_url=cfg.s3.endpoint_url, max_body=cfg.endpoint.max_body_bytes)
+    differences = settings.differences(server.settings)
     if differences:
         raise DeployError(
             f"the endpoint server of this store (pid {server.pid}, {server.url}) runs with "
@@ -325,20 +320,14 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, An
     """Have the endpoint server serve `deployment`: start the store's background server
     when none runs (and `endpoint.autostart`), then wait for every worker to switch."""
     from custseg.server import running_server, start_background
+    from custseg.server_settings import ServerSettings
 
+    settings = ServerSettings.from_config(cfg, str(store.db_path), store.artifacts)
     server = running_server(store)
     if server is not None:
-        check_settings(server, cfg)
+        check_settings(server, settings)
     if server is None and cfg.endpoint.autostart:
-        server = start_background(
-            store,
-            host=cfg.endpoint.host,
-            port=cfg.endpoint.port,
-            workers=cfg.endpoint.workers,
-            api_key_env=cfg.endpoint.api_key_env,
-            s3_endpoint_url=cfg.s3.endpoint_url,
-            max_body=cfg.endpoint.max_body_bytes,
-        )
+        server = start_background(store, settings)
     if server is None:
         return {
             "status": "Creating" if deployment.action == "created" else "Updating",

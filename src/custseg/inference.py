@@ -26,11 +26,12 @@ from typing import Any
 import orjson
 
 from custseg.errors import CustsegError
+from custseg.server_settings import SETTINGS_ENV, ServerSettings
 from custseg.serving import ENDPOINT_NAME, EndpointTable, Served
 from custseg.store import Store
 from custseg.wire import WireError, parse_body, render
 
-__all__ = ["App", "Settings", "create_app"]
+__all__ = ["App", "create_app"]
 
 OFFLOAD_BYTES = 256 * 1024  # bodies larger than this are scored in a thread
 BODY_TIMEOUT = 10.0  # seconds to wait for each part of a request body
@@ -40,7 +41,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-DEFAULT_MAX_BODY = 6 * 1024 * 1024  # SageMaker's payload limit
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ERROR_TYPES = {
     400: "ValidationError",
@@ -52,19 +52,6 @@ ERROR_TYPES = {
     503: "ServiceUnavailable",
     500: "InternalFailure",
 }
-
-
-class Settings:
-    """Server settings, from the environment (uvicorn workers are separate processes)."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        env = dict(os.environ if env is None else env)
-        self.store = env.get("CUSTSEG_STORE", ".custseg")
-        self.artifacts = env.get("CUSTSEG_ARTIFACTS") or None
-        self.s3_endpoint_url = env.get("CUSTSEG_S3_ENDPOINT_URL") or None
-        self.api_key = env.get("CUSTSEG_API_KEY") or None
-        self.max_body = int(env.get("CUSTSEG_MAX_BODY", DEFAULT_MAX_BODY))
-        self.sync_interval = float(env.get("CUSTSEG_SYNC_INTERVAL", "0.1"))
 
 
 class Metrics:
@@ -134,13 +121,14 @@ class Metrics:
 class App:
     """The ASGI application (one per worker process)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.store = Store.existing(settings.store, settings.artifacts)
         self.table = EndpointTable(self.store, settings.s3_endpoint_url)
         self.metrics = Metrics()
         self._task: asyncio.Task[None] | None = None
-        self._api_key = settings.api_key.encode() if settings.api_key else None
+        key = settings.api_key()
+        self._api_key = key.encode() if key else None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def _follow_store(self) -> None:
@@ -415,8 +403,9 @@ def check_distances(distances: list[float]) -> None:
 
 
 def create_app() -> App:
-    """The app for a uvicorn worker (settings from the environment)."""
+    """The app for a uvicorn worker: its settings from the file the server wrote (the
+    environment only says where the file is)."""
     # a batch scored in a thread hands the GIL back to the event loop every millisecond
     # (Python's default is 5 ms), so that one-record requests wait less behind it
     sys.setswitchinterval(SWITCH_INTERVAL)
-    return App(Settings())
+    return App(ServerSettings.read(os.environ[SETTINGS_ENV]))

@@ -8,11 +8,9 @@ host, port, workers) in the store's `servers` table, which stands in for a pid f
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custseg.errors import DeployError
+from custseg.server_settings import SETTINGS_ENV, ServerSettings
 from custseg.store import Store, now, process_alive
 
 __all__ = [
@@ -32,8 +31,6 @@ __all__ = [
     "check_bind",
     "running_server",
     "serve",
-    "settings_differences",
-    "settings_record",
     "start_background",
     "stop",
 ]
@@ -54,45 +51,6 @@ class ServerInfo:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
-
-
-def _key_hash(salt: str, key: str) -> str:
-    return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
-
-
-def settings_record(*, host: str, port: int, workers: int, api_key: str | None,
-                    s3_endpoint_url: str | None, max_body: int | None) -> dict[str, Any]:
-    """What a server runs with, as recorded in the store: its API key only as a salted
-    hash, so that a later deploy can tell a changed key without the key being stored."""
-    salt = secrets.token_hex(8)
-    return {"host": host, "port": port, "workers": workers,
-            "api_key": None if api_key is None else {"salt": salt,
-                                                     "sha256": _key_hash(salt, api_key)},
-            "s3_endpoint_url": s3_endpoint_url, "max_body_bytes": max_body}
-
-
-def settings_differences(running: dict[str, Any], *, host: str, port: int, workers: int,
-                         api_key: str | None, s3_endpoint_url: str | None,
-                         max_body: int | None) -> list[str]:
-    """How a running server's settings differ from the config's (the key named, never
-    shown). Empty when they match, or when the server recorded none (an older one)."""
-    if not running:
-        return []
-    out = []
-    wanted = {"host": host, "port": port, "workers": workers,
-              "s3_endpoint_url": s3_endpoint_url, "max_body_bytes": max_body}
-    for name, value in wanted.items():
-        if running.get(name) != value:
-            out.append(f"{name} {running.get(name)} -> {value}")
-    key = running.get("api_key")
-    if key is None and api_key is not None:
-        out.append("API key: none in the server, one in the config")
-    elif key is not None and api_key is None:
-        out.append("API key: one in the server, none in the config")
-    elif key is not None and api_key is not None and not secrets.compare_digest(
-            key.get("sha256", ""), _key_hash(key.get("salt", ""), api_key)):
-        out.append("API key: changed")
-    return out
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,49 +104,29 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def serve(
-    store: Store,
-    *,
-    host: str,
-    port: int,
-    workers: int,
-    api_key: str | None = None,
-    allow_unauthenticated: bool = False,
-    s3_endpoint_url: str | None = None,
-    max_body: int | None = None,
-    requested_port: int | None = None,
-) -> None:
-    """Run the server in this process until it is stopped (SIGINT/SIGTERM).
-
-    `requested_port`: the port the config asked for, when the server runs on another
-    because that one was taken (recorded, so that a later deploy does not see a change).
-    """
+def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool = False
+          ) -> None:
+    """Run the server in this process until it is stopped (SIGINT/SIGTERM), with
+    `settings`, which its workers read from a file beside the store (never from
+    scattered environment variables)."""
     import uvicorn
 
     from custseg.http_protocol import TimedHttpToolsProtocol
 
-    check_bind(host, api_key, allow_unauthenticated)
+    host, port = settings.host, settings.port
+    check_bind(host, settings.api_key(), allow_unauthenticated)
     if not _port_free(host, port):
         raise DeployError(
             f"cannot serve on {host}:{port}: the port is taken by {who_listens(host, port)} "
             f"(set endpoint.port or pass --port)"
         )
-    os.environ["CUSTSEG_STORE"] = str(store.db_path)
-    os.environ["CUSTSEG_ARTIFACTS"] = store.artifacts
-    if s3_endpoint_url:
-        os.environ["CUSTSEG_S3_ENDPOINT_URL"] = s3_endpoint_url
-    if api_key:
-        os.environ["CUSTSEG_API_KEY"] = api_key
-    if max_body:
-        os.environ["CUSTSEG_MAX_BODY"] = str(max_body)
-    record = settings_record(host=host, port=requested_port or port, workers=workers,
-                             api_key=api_key,
-                             s3_endpoint_url=s3_endpoint_url, max_body=max_body)
+    settings_file = settings.write(store.folder / f"server-{os.getpid()}.json")
+    os.environ[SETTINGS_ENV] = str(settings_file)  # the workers' pointer to it
     with store.write() as conn:
         conn.execute(
             "INSERT OR REPLACE INTO servers (pid, host, port, workers, started_at, settings) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (os.getpid(), host, port, workers, now(), json.dumps(record)),
+            (os.getpid(), host, port, settings.workers, now(), json.dumps(settings.record())),
         )
     try:
         uvicorn.run(
@@ -196,7 +134,7 @@ def serve(
             factory=True,
             host=host,
             port=port,
-            workers=workers,
+            workers=settings.workers,
             loop="uvloop",
             http=TimedHttpToolsProtocol,  # httptools, with a header timeout
             lifespan="on",
@@ -208,19 +146,13 @@ def serve(
     finally:
         with store.write() as conn:
             conn.execute("DELETE FROM servers WHERE pid = ?", (os.getpid(),))
+        with contextlib.suppress(OSError):
+            settings_file.unlink()
 
 
-def start_background(
-    store: Store,
-    *,
-    host: str,
-    port: int,
-    workers: int,
-    api_key_env: str | None = None,
-    s3_endpoint_url: str | None = None,
-    max_body: int | None = None,
-) -> ServerInfo:
-    """Start `custseg serve` detached for this store and wait until it answers.
+def start_background(store: Store, settings: ServerSettings) -> ServerInfo:
+    """Start the server detached for this store (`python -m custseg.server SETTINGS`) and
+    wait until it answers.
 
     One start at a time per store (a file lock): a second run that comes while the first
     starts the server finds it running. When the port is taken (by another store's
@@ -231,10 +163,10 @@ def start_background(
         existing = running_server(store)
         if existing is not None:
             return existing
-        actual, note = _choose_port(host, port)
-        info = _spawn(store, host=host, port=actual, requested=port, workers=workers,
-                      api_key_env=api_key_env, s3_endpoint_url=s3_endpoint_url,
-                      max_body=max_body)
+        actual, note = _choose_port(settings.host, settings.port)
+        if actual != settings.port:
+            settings = settings.replace(port=actual, requested_port=settings.port)
+        info = _spawn(store, settings)
     return ServerInfo(info.pid, info.host, info.port, info.workers, info.settings, note)
 
 
@@ -292,30 +224,10 @@ def _choose_port(host: str, port: int) -> tuple[int, str | None]:
         f"and so are the next {PORT_TRIES} (set endpoint.port in the config)")
 
 
-def _spawn(store: Store, *, host: str, port: int, requested: int, workers: int,
-           api_key_env: str | None, s3_endpoint_url: str | None, max_body: int | None
-           ) -> ServerInfo:
+def _spawn(store: Store, settings: ServerSettings) -> ServerInfo:
     log_path = store.folder / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "custseg.cli",
-        "serve",
-        "--store",
-        str(store.db_path),
-        "--artifacts",
-        store.artifacts,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    command += ["--api-key-env", api_key_env] if api_key_env else []
-    command += ["--s3-endpoint-url", s3_endpoint_url] if s3_endpoint_url else []
-    command += ["--max-body", str(max_body)] if max_body else []
-    command += ["--requested-port", str(requested)] if requested != port else []
+    start_file = settings.write(store.folder / "server-start.json")
+    command = [sys.executable, "-m", "custseg.server", str(start_file)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
@@ -325,7 +237,7 @@ def _spawn(store: Store, *, host: str, port: int, requested: int, workers: int,
             start_new_session=True,
             cwd=str(store.folder),
         )
-    info = ServerInfo(proc.pid, host, port, workers)
+    info = ServerInfo(proc.pid, settings.host, settings.port, settings.workers)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -356,3 +268,23 @@ def stop(store: Store, timeout: float = 15.0) -> bool:
     with store.write() as conn:
         conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
     return True
+
+
+def main(argv: list[str]) -> int:
+    """`python -m custseg.server SETTINGS.json`: the background server's entry point."""
+    if len(argv) != 1:
+        print("usage: python -m custseg.server SETTINGS.json", file=sys.stderr)
+        return 2
+    from custseg.errors import CustsegError
+
+    try:
+        settings = ServerSettings.read(argv[0])
+        serve(Store.existing(settings.store, settings.artifacts), settings)
+    except CustsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

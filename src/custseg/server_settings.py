@@ -1,0 +1,114 @@
+"""The endpoint server's settings: one frozen object, built once from the config (and the
+`custseg serve` options), handed to the server process as a JSON file, read by every
+worker. The API key itself never enters the file: it stays in the environment variable
+the config names (`endpoint.api_key_env`), which the server's workers inherit.
+
+The only environment read here besides that key: `SETTINGS_ENV`, the path of the
+settings file, which uvicorn's worker processes need to find it (they start the app
+from an import string and take no arguments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from custseg.config import Config
+
+__all__ = ["DEFAULT_MAX_BODY", "SETTINGS_ENV", "ServerSettings"]
+
+DEFAULT_MAX_BODY = 6 * 1024 * 1024  # SageMaker's payload limit
+SETTINGS_ENV = "CUSTSEG_SERVER_SETTINGS"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    store: str  # the store's database file
+    artifacts: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    api_key_env: str | None = None
+    s3_endpoint_url: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    sync_interval: float = 0.1  # seconds between a worker's looks at the store
+    requested_port: int | None = None  # the config's port, when serving on another
+
+    @classmethod
+    def from_config(cls, cfg: Config, store_db: str, artifacts: str) -> ServerSettings:
+        e = cfg.endpoint
+        return cls(store=store_db, artifacts=artifacts, host=e.host, port=e.port,
+                   workers=e.workers, api_key_env=e.api_key_env,
+                   s3_endpoint_url=cfg.s3.endpoint_url, max_body=e.max_body_bytes)
+
+    def replace(self, **changes: Any) -> ServerSettings:
+        return dataclasses.replace(self, **changes)
+
+    def api_key(self) -> str | None:
+        """The key from the variable `api_key_env` names (None when no key is set)."""
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(f"endpoint.api_key_env names the environment variable "
+                              f"{self.api_key_env!r}, which is not set")
+        return value
+
+    # -- the file the server process and its workers read ------------------------------
+    def write(self, path: Path) -> Path:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> ServerSettings:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(**data)
+
+    # -- what a running server records about itself -----------------------------------
+    def record(self) -> dict[str, Any]:
+        """The settings as recorded in the store: the API key only as a salted hash, so
+        that a later deploy can tell a changed key without the key being stored."""
+        key = self.api_key()
+        salt = secrets.token_hex(8)
+        return {"host": self.host, "port": self.requested_port or self.port,
+                "workers": self.workers,
+                "api_key": None if key is None else {"salt": salt,
+                                                     "sha256": _key_hash(salt, key)},
+                "s3_endpoint_url": self.s3_endpoint_url, "max_body_bytes": self.max_body}
+
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """How a running server's recorded settings differ from these (the key named,
+        never shown); empty when they match or when the server recorded none."""
+        if not recorded:
+            return []
+        out = []
+        wanted = {"host": self.host, "port": self.requested_port or self.port,
+                  "workers": self.workers, "s3_endpoint_url": self.s3_endpoint_url,
+                  "max_body_bytes": self.max_body}
+        for name, value in wanted.items():
+            if recorded.get(name) != value:
+                out.append(f"{name} {recorded.get(name)} -> {value}")
+        have, key = recorded.get("api_key"), self.api_key()
+        if have is None and key is not None:
+            out.append("API key: none in the server, one in the config")
+        elif have is not None and key is None:
+            out.append("API key: one in the server, none in the config")
+        elif have is not None and key is not None and not secrets.compare_digest(
+                str(have.get("sha256", "")), _key_hash(str(have.get("salt", "")), key)):
+            out.append("API key: changed")
+        return out
+
+
+def _key_hash(salt: str, key: str) -> str:
+    return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
