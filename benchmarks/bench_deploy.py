@@ -13,8 +13,9 @@ wrk print its figures as at the end of a timed run):
 
 * 20 updates alternating between v1 and v2 (v2 is live at the start, so the first goes
   to v1), 1 s apart after each switch is seen. An update is what a deploy does, from
-  Python: `custseg.deploy.create_or_update(store, ...)` with the version's artifact
-  (`custseg.registry.package`), then `custseg.deploy.wait_until_served(store, endpoint,
+  Python: `custseg.pipeline.deploy.create_or_update(store, ...)` with the version's artifact
+  (`custseg.store.registry.package`), then
+  `custseg.pipeline.deploy.wait_until_served(store, endpoint,
   config)`, which returns once every server worker reports serving the new config.
 * A poller thread sends single records in a tight loop on a new connection each time (so
   that the kernel hands them to either worker, not always the same one) and records
@@ -154,7 +155,7 @@ class Update:
 
 def run_updates(store: Any, endpoint: str, versions: dict[str, Any], start_on: str,
                 poller: Poller, n: int, gap_s: float) -> list[Update]:
-    from custseg.deploy import create_or_update, wait_until_served
+    from custseg.pipeline.deploy import create_or_update, wait_until_served
 
     refs = list(versions)
     live, updates = start_on, []
@@ -313,10 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install -y wrk)")
-    from custseg import registry
-    from custseg.deploy import endpoint_name
-    from custseg.server import running_server
-    from custseg.store import Store
+    from custseg.pipeline.deploy import endpoint_name
+    from custseg.serving.server import running_server
+    from custseg.store import registry
+    from custseg.store.database import Store
 
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")
     context: dict[str, Any] = {

@@ -9,7 +9,8 @@ What is measured, for each data size (default 1M and 10M rows of `custseg sample
   features, n_clusters: 3 and n_components: 1;
 * custseg sweep: the same with `-p 'n_clusters={min: 2, max: 10}'`;
 * references, once: `custseg --help` (interpreter + CLI imports) and a bare
-  `python -c "import custseg.cli, custseg.pipeline"` (the imports `custseg run` needs
+  `python -c "import custseg.cli.commands, custseg.pipeline.runner"` (the imports
+  `custseg run` needs
   before it reads any data), to show how much of a peak RSS is fixed overhead.
 
 How: every command is a separate process started with `subprocess.Popen` and reaped with
@@ -253,7 +254,8 @@ def measure_references(repeat: int, timeout_s: float) -> dict[str, Measurement]:
     """
     commands = {
         "custseg --help": [CUSTSEG, "--help"],
-        "imports of custseg run": [PYTHON, "-c", "import custseg.cli, custseg.pipeline"],
+        "imports of custseg run": [PYTHON, "-c",
+                                   "import custseg.cli.commands, custseg.pipeline.runner"],
     }
     refs = {}
     for name, command in commands.items():

@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 import pytest
 import yaml
 
-from custseg.sample import generate_customers
+from custseg.core.sample import generate_customers
 
 # `custseg run` starts a background endpoint server by default; tests opt in to that
 # explicitly (their configs set endpoint.autostart and clear this variable).
@@ -39,7 +39,8 @@ AWS_ENV = {
 
 def write_customers(path: str | Path, rows: int = 500, segments: int = 3, seed: int = 0,
                     delimiter: str = ",") -> Path:
-    """Write `rows` synthetic customers (custseg.sample) as CSV; gzip when `path` ends in .gz."""
+    """Write `rows` synthetic customers (custseg.core.sample) as CSV; gzip when `path` ends
+    in .gz."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table, _ = generate_customers(rows, segments, seed)

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from custseg.data import detect_delimiter, read_data
 from custseg.errors import DataError
+from custseg.io.data import detect_delimiter, read_data
 
 COLUMNS = ["CustomerID", "Age", "Income", "Purchases", "Gender"]
 MakeCustomers = Callable[..., Path]

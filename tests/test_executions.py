@@ -23,8 +23,8 @@ import pyarrow.csv as pacsv
 import pytest
 
 import custseg
-from custseg.graph import STATUS_COLOURS
-from custseg.sample import generate_customers
+from custseg.core.sample import generate_customers
+from custseg.pipeline.graph import STATUS_COLOURS
 
 if TYPE_CHECKING:
     from tests.conftest import StoreProject

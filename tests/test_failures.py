@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-from custseg import registry
-from custseg.sample import generate_customers
-from custseg.store import Store
+from custseg.core.sample import generate_customers
+from custseg.store import registry
+from custseg.store.database import Store
 
 if TYPE_CHECKING:
     from tests.conftest import StoreProject

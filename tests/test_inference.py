@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 import pytest
 import yaml
 
-from custseg.sample import generate_customers
+from custseg.core.sample import generate_customers
 
 CUSTSEG = Path(sys.executable).parent / "custseg"
 ENDPOINT = "clustering-model-endpoint-dev"
@@ -218,8 +218,8 @@ def test_huge_values_never_give_a_null_distance(served: Project, body: Any) -> N
 
 
 def test_an_overflowing_distance_is_refused_by_record_number() -> None:
-    from custseg.inference import check_distances
-    from custseg.wire import WireError
+    from custseg.serving.app import check_distances
+    from custseg.serving.wire import WireError
 
     check_distances([0.5, 1.0])
     with pytest.raises(WireError, match="record 1: its values are too large"):

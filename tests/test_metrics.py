@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from custseg import metrics
+from custseg.core import metrics
 
 
 def blobs(n: int, p: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

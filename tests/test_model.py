@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import custseg
+from custseg.artifact.model import Model, load_model, save_model
 from custseg.config import Features
+from custseg.core.preprocessing import FeatureTransform, fit_features
+from custseg.core.schema import infer_schema
+from custseg.core.train import train
 from custseg.errors import CustsegError, DataError, ModelError
-from custseg.model import Model, load_model, save_model
-from custseg.preprocessing import FeatureTransform, fit_features
-from custseg.schema import infer_schema
-from custseg.train import train
 
 CATEGORY_POOL = ["red", "green", "blue", "amber", "violet"]
 KINDS = ("normal", "lognormal", "mixed")

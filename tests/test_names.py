@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from custseg.preprocessing import Encoded, FeatureTransform
-from custseg.profiles import (
+from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.profiles import (
     QUANTILE_SAMPLE,
     category_label,
     name_segments,

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 
 from custseg.config import Features
+from custseg.core.preprocessing import encode, fit_features
+from custseg.core.sample import generate_customers
+from custseg.core.schema import infer_schema
 from custseg.errors import DataError
-from custseg.preprocessing import encode, fit_features
-from custseg.sample import generate_customers
-from custseg.schema import infer_schema
 
 
 def sklearn_columns(numeric: list[str], categorical: list[str]):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""custseg.quality and the k selection of custseg.train: the adjusted Rand index and the
+"""custseg.core.quality and the k selection of custseg.core.train: the adjusted Rand index and the
 feature-space metrics against scikit-learn, subsample stability on blobs, and every rule
 of `choose_k` (eligibility, tolerance, fallback, fixed k, range-edge warnings)."""
 
@@ -20,12 +20,12 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from custseg import kmeans, metrics, quality
 from custseg.config import Features
-from custseg.preprocessing import Encoded, FeatureTransform, fit_features
-from custseg.sample import generate_customers
-from custseg.schema import infer_schema
-from custseg.train import project, train
+from custseg.core import kmeans, metrics, quality
+from custseg.core.preprocessing import Encoded, FeatureTransform, fit_features
+from custseg.core.sample import generate_customers
+from custseg.core.schema import infer_schema
+from custseg.core.train import project, train
 
 # -- factories ---------------------------------------------------------------------------------
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import custseg
-from custseg import registry
 from custseg.errors import RegistryError
-from custseg.registry import ApprovalStatus
-from custseg.store import Store
+from custseg.store import registry
+from custseg.store.database import Store
+from custseg.store.registry import ApprovalStatus
 
 if TYPE_CHECKING:
     from tests.conftest import StoreProject

@@ -1,4 +1,4 @@
-"""Schema inference: each rule of `custseg.schema` on small Arrow tables built here.
+"""Schema inference: each rule of `custseg.core.schema` on small Arrow tables built here.
 
 Every table carries a float `spend` column beside the columns under test, so that there
 is always something to cluster on; `make_table` builds it.
@@ -16,9 +16,9 @@ import pyarrow as pa
 import pytest
 
 from custseg.config import Features
+from custseg.core.preprocessing import fit_features
+from custseg.core.schema import Schema, infer_schema
 from custseg.errors import DataError
-from custseg.preprocessing import fit_features
-from custseg.schema import Schema, infer_schema
 
 N = 400
 Builder = Callable[[np.random.Generator, int], Any]  # builds one column's values

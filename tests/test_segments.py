@@ -11,11 +11,13 @@ import pytest
 
 import custseg
 from custseg.config import Features
-from custseg.preprocessing import fit_features
-from custseg.profiles import name_segments, profile_segments
-from custseg.sample import generate_customers
-from custseg.schema import infer_schema
-from custseg.train import train
+from custseg.core.preprocessing import fit_features
+from custseg.core.profiles import name_segments, profile_segments
+from custseg.core.sample import generate_customers
+from custseg.core.schema import infer_schema
+from custseg.core.train import train
+from custseg.store import registry
+from custseg.store.database import Store
 
 
 def write(path: Path, table: pa.Table) -> None:
@@ -23,7 +25,7 @@ def write(path: Path, table: pa.Table) -> None:
     pacsv.write_csv(table, path)
 
 
-def run(tmp_path: Path, data: str, **overrides: object) -> custseg.pipeline.Execution:
+def run(tmp_path: Path, data: str, **overrides: object) -> custseg.pipeline.runner.Execution:
     cfg = custseg.load_config(str(tmp_path / "pipeline_config.yaml"),
                               overrides={"data_file": data, **overrides})
     return custseg.run(cfg)
@@ -74,8 +76,8 @@ def test_retraining_on_a_shuffled_copy_keeps_every_id(project: Path) -> None:
     stability = new.meta["stability"]
     assert stability["agreement"] == pytest.approx(1.0, abs=1e-3)
     assert new.meta["segment_names"] == old.meta["segment_names"]
-    pkg = custseg.registry.package(custseg.store.Store.existing(str(project / "store")),
-                                   "clustering-model-model-group", 2)
+    pkg = registry.package(Store.existing(str(project / "store")),
+                           "clustering-model-model-group", 2)
     assert pkg.lineage["stability"]["agreement"] == stability["agreement"]
 
 

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pytest
 import yaml
 
-from custseg.sample import generate_customers
+from custseg.core.sample import generate_customers
 
 CUSTSEG = Path(sys.executable).parent / "custseg"
 ENDPOINT = "clustering-model-endpoint-dev"
@@ -170,7 +170,7 @@ def test_two_first_runs_at_once_start_one_server(project: Project) -> None:
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
     pids = project.server_pids()
     assert len(pids) == 1
-    serving = subprocess.run(["pgrep", "-f", "custseg.server "], capture_output=True,
+    serving = subprocess.run(["pgrep", "-f", "custseg.serving.server "], capture_output=True,
                              text=True, check=False).stdout.split()
     groups = set()
     for pid in map(int, serving):  # every server process of this store, by its folder

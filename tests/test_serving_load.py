@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pytest
 import yaml
 
-from custseg.sample import generate_customers
+from custseg.core.sample import generate_customers
 
 CUSTSEG = Path(sys.executable).parent / "custseg"
 RECORD = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from custseg import registry
 from custseg.errors import StoreError
-from custseg.store import DB_FILE, SCHEMA_VERSION, Store
+from custseg.store import registry
+from custseg.store.database import DB_FILE, SCHEMA_VERSION, Store
 
 if TYPE_CHECKING:
     from tests.conftest import StoreProject
@@ -322,7 +322,7 @@ def test_processes_writing_at_once_queue_instead_of_failing(tmp_path: Path) -> N
 
 OPEN_STORE = """
 import sys
-from custseg.store import Store
+from custseg.store.database import Store
 print("ready", flush=True)
 try:
     Store.open(sys.argv[1])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from custseg import kmeans
 from custseg.config import Features
+from custseg.core import kmeans
+from custseg.core.preprocessing import Encoded, FeatureTransform, fit_features
+from custseg.core.sample import generate_customers
+from custseg.core.schema import infer_schema
+from custseg.core.train import fit_kmeans, fit_pca, project, train
 from custseg.errors import TrainError
-from custseg.preprocessing import Encoded, FeatureTransform, fit_features
-from custseg.sample import generate_customers
-from custseg.schema import infer_schema
-from custseg.train import fit_kmeans, fit_pca, project, train
 
 
 def encoded(rows: int = 4000, segments: int = 3, seed: int = 0
@@ -115,7 +115,7 @@ def test_fewer_distinct_rows_than_k_is_refused() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_one_dimensional_lloyd_reaches_the_general_fixed_point(seed: int) -> None:
-    from custseg.kmeans1d import SortedLine
+    from custseg.core.kmeans1d import SortedLine
 
     rng = np.random.default_rng(seed)
     x = np.concatenate([rng.normal(m, 1, 3000) for m in (-5, 0, 4, 9)])[:, None]

@@ -17,7 +17,7 @@ import pytest
 from scipy.stats import skew
 
 from custseg.config import Features
-from custseg.preprocessing import (
+from custseg.core.preprocessing import (
     CLIP_QUANTILES,
     LOG_SCALE_QUANTILE,
     Encoded,
@@ -25,7 +25,7 @@ from custseg.preprocessing import (
     encode,
     fit_features,
 )
-from custseg.schema import Schema, infer_schema
+from custseg.core.schema import Schema, infer_schema
 
 N = 5000
 Fit = tuple[Schema, FeatureTransform, Encoded]

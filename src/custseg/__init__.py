@@ -44,9 +44,9 @@ from custseg.errors import (
 )
 
 if TYPE_CHECKING:
+    from custseg.artifact.model import Model
     from custseg.config import Config
-    from custseg.model import Model
-    from custseg.pipeline import Execution, Reporter
+    from custseg.pipeline.runner import Execution, Reporter
 
 
 def load_config(
@@ -63,7 +63,7 @@ def run(cfg: Config, reporter: Reporter | None = None, *, no_cache: bool = False
 
     `no_cache` retrains even when an earlier run had the same data, parameters and code.
     """
-    from custseg.pipeline import run as _run
+    from custseg.pipeline.runner import run as _run
 
     return _run(cfg, reporter, no_cache=no_cache)
 
@@ -77,13 +77,13 @@ def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | Non
     """
     import os
 
-    from custseg.model import load_model as _load
-    from custseg.registry import package, parse_ref
+    from custseg.artifact.model import load_model as _load
+    from custseg.store.registry import package, parse_ref
 
     parsed = parse_ref(ref)
     if parsed is None or os.path.exists(ref):
         return _load(ref, s3_endpoint_url=s3_endpoint_url)
-    from custseg.store import Store
+    from custseg.store.database import Store
 
     if store is None:
         cfg = load_config()

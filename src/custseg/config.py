@@ -74,7 +74,7 @@ class Features(_Section):
 
     Columns listed keep the role given. When `numeric` or `categorical` is given, every
     other column is ignored (recorded as "not declared"); otherwise the columns not
-    listed are inferred (see `custseg.schema`), each with a role and a reason.
+    listed are inferred (see `custseg.core.schema`), each with a role and a reason.
     """
 
     numeric: list[str] | None = None
@@ -241,7 +241,7 @@ class Config(_Section):
         """`artifacts`, or an `artifacts` folder beside the store's database."""
         if self.artifacts:
             return self.resolve(self.artifacts)
-        from custseg.store import store_paths
+        from custseg.store.database import store_paths
 
         return str(store_paths(self.store_location)[0] / "artifacts")
 

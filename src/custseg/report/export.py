@@ -7,7 +7,7 @@ import csv
 import io
 from typing import Any
 
-from custseg.profiles import category_label
+from custseg.core.profiles import category_label
 from custseg.report.features import segment_name, z_by_feature
 
 __all__ = ["PROFILE_COLUMNS", "profiles_csv"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from custseg.profiles import category_label
+from custseg.core.profiles import category_label
 
 __all__ = ["FeatureRow", "feature_label", "feature_rows", "segment_name", "z_by_feature"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from custseg import metrics
-from custseg.preprocessing import Encoded, FeatureTransform
-from custseg.train import Projection, project
+from custseg.core import metrics
+from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.train import Projection, project
 
 __all__ = ["REPORT_SAMPLE", "report_sample"]
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from custseg.preprocessing import Encoded, FeatureTransform
+from custseg.core.preprocessing import Encoded, FeatureTransform
 
 __all__ = [
     "QUANTILE_SAMPLE",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from custseg.errors import StoreError
-from custseg.migrations import MIGRATIONS, SCHEMA_VERSION
+from custseg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "Store", "now", "process_alive", "store_paths"]
 

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from custseg.preprocessing import FeatureTransform
-from custseg.schema import Schema
+from custseg.core.preprocessing import FeatureTransform
+from custseg.core.schema import Schema
 
 if TYPE_CHECKING:
     from custseg.config import Config
-    from custseg.train import TrainResult
+    from custseg.core.train import TrainResult
 
 __all__ = ["LOW_VARIANCE", "MANY_LEVELS", "run_warnings"]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from custseg.cli_common import (
+from custseg.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     JsonOpt,
@@ -114,7 +114,7 @@ def executions_graph(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="SVG file.")] = None,
 ) -> None:
     """Draw the execution graph (steps coloured by status, with durations) as SVG."""
-    from custseg.graph import render_svg
+    from custseg.pipeline.graph import render_svg
 
     try:
         _, store = open_config_store(config)
@@ -138,7 +138,7 @@ GroupOpt = Annotated[
 
 
 def _group(cfg: Config, group: str | None) -> str:
-    from custseg.registry import group_name
+    from custseg.store.registry import group_name
 
     return group or group_name(cfg.project_name)
 
@@ -148,7 +148,7 @@ def models_list(
     config: ConfigOpt = DEFAULT_CONFIG, group: GroupOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every version in the model group."""
-    from custseg.registry import packages
+    from custseg.store.registry import packages
 
     try:
         cfg, store = open_config_store(config)
@@ -182,7 +182,7 @@ def models_describe(
     as_json: JsonOpt = False,
 ) -> None:
     """A model version with its lineage and approval history."""
-    from custseg.registry import package
+    from custseg.store.registry import package
 
     try:
         cfg, store = open_config_store(config)
@@ -230,8 +230,8 @@ def models_describe(
 def _set_status(
     version: int, to: str, config: Path, group: str | None, comment: str | None, by: str | None
 ) -> None:
-    from custseg import deploy
-    from custseg.registry import ApprovalStatus, current_user, set_approval
+    from custseg.pipeline import deploy
+    from custseg.store.registry import ApprovalStatus, current_user, set_approval
 
     try:
         cfg, store = open_config_store(config)

@@ -18,19 +18,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from custseg import __version__
+from custseg.artifact.model import Model, save_model
 from custseg.config import Config
-from custseg.data import read_data
-from custseg.diagnostics import run_warnings
+from custseg.core.diagnostics import run_warnings
+from custseg.core.matching import agreement, centroid_matrix, match_ids
+from custseg.core.preprocessing import Encoded, FeatureTransform, fit_features
+from custseg.core.profile_only import describe_profile_only, profile_only_columns
+from custseg.core.profiles import name_segments, numeric_correlations, profile_segments
+from custseg.core.report_sample import report_sample
+from custseg.core.schema import infer_schema
+from custseg.core.train import Clustering, TrainResult, train
 from custseg.errors import ConfigError, CustsegError
-from custseg.matching import agreement, centroid_matrix, match_ids
-from custseg.model import Model, save_model
-from custseg.preprocessing import Encoded, FeatureTransform, fit_features
-from custseg.profile_only import describe_profile_only, profile_only_columns
-from custseg.profiles import name_segments, numeric_correlations, profile_segments
-from custseg.report_sample import report_sample
-from custseg.schema import infer_schema
-from custseg.store import now
-from custseg.train import Clustering, TrainResult, train
+from custseg.io.data import read_data
+from custseg.store.database import now
 
 __all__ = [
     "Reporter",

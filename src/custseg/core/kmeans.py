@@ -10,7 +10,7 @@ scikit-learn's inertia on the same data.
 Strategy for large n: run `n_init` seeded k-means++ + Lloyd fits on a uniform sample of
 `init_sample` rows, keep the best, and refine it with Lloyd on all rows. In one
 dimension (the default `n_components: 1`) Lloyd runs on sorted data with prefix sums
-(`custseg.kmeans1d`): O(k log n) a step.
+(`custseg.core.kmeans1d`): O(k log n) a step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from custseg.kmeans1d import LineFit, SortedLine
+from custseg.core.kmeans1d import LineFit, SortedLine
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 

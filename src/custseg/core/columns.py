@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from custseg.core.schema import NUMBER
 from custseg.errors import DataError
-from custseg.schema import NUMBER
 
 __all__ = [
     "Locate",

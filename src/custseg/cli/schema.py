@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from custseg.cli_common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, fail, print_table
+from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, fail, print_table
 from custseg.errors import CustsegError
 
 __all__ = ["features_yaml", "print_candidates", "print_schema", "print_schema_lines",
@@ -99,9 +99,9 @@ def schema(
 ) -> None:
     """The feature schema (role, transform and reason per column), without training."""
     from custseg.config import load_config
-    from custseg.data import read_data
-    from custseg.preprocessing import fit_features, schema_rows
-    from custseg.schema import infer_schema
+    from custseg.core.preprocessing import fit_features, schema_rows
+    from custseg.core.schema import infer_schema
+    from custseg.io.data import read_data
 
     try:
         cfg = load_config(config)

@@ -23,16 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from custseg.data import (
+from custseg.artifact.model import Model
+from custseg.core.preprocessing import NUMBER, encode
+from custseg.errors import DataError
+from custseg.io.data import (
     decompressed_head,
     detect_delimiter,
     header_names,
     publish,
     returning_memory_pool,
 )
-from custseg.errors import DataError
-from custseg.model import Model
-from custseg.preprocessing import NUMBER, encode
 
 __all__ = ["PredictSummary", "predict_file", "rejects_path"]
 
@@ -70,7 +70,7 @@ def _kind(uri: str) -> str:
 
 def _fs(uri: str, s3_endpoint_url: str | None) -> Any:
     if uri.startswith("s3://"):
-        from custseg.data import s3_filesystem
+        from custseg.io.data import s3_filesystem
 
         return s3_filesystem(s3_endpoint_url)
     import fsspec

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from custseg.preprocessing import category_key
+from custseg.core.preprocessing import category_key
 
 if TYPE_CHECKING:
-    from custseg.model import Model
+    from custseg.artifact.model import Model
 
 __all__ = ["as_category_strings", "as_numbers", "build_pipeline", "clip_and_log", "weigh"]
 
@@ -25,7 +25,7 @@ __all__ = ["as_category_strings", "as_numbers", "build_pipeline", "clip_and_log"
 def as_numbers(x: Any, dates: dict[int, tuple[str, float]]) -> np.ndarray:
     """Numeric columns as floats (missing -> NaN); date columns (by position) as days
     before the training reference, as the scorer does."""
-    from custseg.preprocessing import date_days
+    from custseg.core.preprocessing import date_days
 
     arr = np.asarray(x, dtype=object)
     out = np.empty(arr.shape, dtype=np.float64)
@@ -41,7 +41,7 @@ def as_numbers(x: Any, dates: dict[int, tuple[str, float]]) -> np.ndarray:
 def clip_and_log(x: Any, low: np.ndarray, high: np.ndarray, functions: list[str],
                  scales: np.ndarray) -> np.ndarray:
     """Clip each column to its bounds, then apply its skew transform."""
-    from custseg.preprocessing import forward
+    from custseg.core.preprocessing import forward
 
     out = np.clip(np.asarray(x, dtype=np.float64), low, high)
     for j, (fn, s) in enumerate(zip(functions, scales.tolist(), strict=True)):

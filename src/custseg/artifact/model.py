@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from custseg.errors import DataError, ModelError
-from custseg.preprocessing import (
+from custseg.core.preprocessing import (
     Encoded,
     FeatureTransform,
     category_key,
@@ -38,8 +37,9 @@ from custseg.preprocessing import (
     encode,
     schema_rows,
 )
-from custseg.schema import Schema
-from custseg.train import Projection, category_tables, project
+from custseg.core.schema import Schema
+from custseg.core.train import Projection, category_tables, project
+from custseg.errors import DataError, ModelError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Model", "load_model", "save_model"]
 
@@ -240,7 +240,7 @@ class Model:
 
     def to_sklearn(self) -> Any:
         """An equivalent, fitted scikit-learn Pipeline (ColumnTransformer, PCA, KMeans)."""
-        from custseg.sklearn_bridge import build_pipeline
+        from custseg.artifact.sklearn_bridge import build_pipeline
 
         return build_pipeline(self)
 
@@ -434,7 +434,7 @@ def save_model(model: Model, uri: str, *, s3_endpoint_url: str | None = None) ->
 
 
 def _save_s3(files: dict[str, bytes], uri: str, s3_endpoint_url: str | None) -> str:
-    from custseg.data import s3_filesystem
+    from custseg.io.data import s3_filesystem
 
     fs = s3_filesystem(s3_endpoint_url)
     base = uri.removeprefix("s3://").rstrip("/")
@@ -467,7 +467,7 @@ def _save_local(files: dict[str, bytes], dest: Path) -> str:
 
 def _read(uri: str, name: str, s3_endpoint_url: str | None) -> bytes:
     if uri.startswith("s3://"):
-        from custseg.data import s3_filesystem
+        from custseg.io.data import s3_filesystem
 
         fs = s3_filesystem(s3_endpoint_url)
         try:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from custseg.artifact.model import Model, load_model
 from custseg.errors import CustsegError, DeployError
-from custseg.model import Model, load_model
-from custseg.store import Store, now
+from custseg.store.database import Store, now
 
 __all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "verify"]
 

@@ -26,10 +26,10 @@ from typing import Any
 import orjson
 
 from custseg.errors import CustsegError
-from custseg.server_settings import SETTINGS_ENV, ServerSettings
-from custseg.serving import ENDPOINT_NAME, EndpointTable, Served
-from custseg.store import Store
-from custseg.wire import WireError, parse_body, render
+from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
+from custseg.serving.settings import SETTINGS_ENV, ServerSettings
+from custseg.serving.wire import WireError, parse_body, render
+from custseg.store.database import Store
 
 __all__ = ["App", "create_app"]
 
@@ -218,11 +218,11 @@ class App:
         elif path == "/metrics":
             await self._send(send, 200, self.metrics.render(), "text/plain; version=0.0.4")
         elif path == "/openapi.json":
-            from custseg.openapi import SPEC
+            from custseg.serving.openapi import SPEC
 
             await self._json(send, 200, SPEC)
         elif path in ("/docs", "/"):
-            from custseg.openapi import docs_html
+            from custseg.serving.openapi import docs_html
 
             await self._send(send, 200, docs_html().encode(), "text/html; charset=utf-8")
         else:
@@ -253,7 +253,7 @@ class App:
         if served is None:
             await self._error(send, 404, f"no endpoint {name!r}")
             return
-        from custseg.deploy import endpoint_record
+        from custseg.pipeline.deploy import endpoint_record
 
         record = await asyncio.get_running_loop().run_in_executor(
             None, endpoint_record, self.store, name

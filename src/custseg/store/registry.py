@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from custseg.errors import RegistryError
-from custseg.store import Store, now
+from custseg.store.database import Store, now
 
 __all__ = [
     "ApprovalStatus",

@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from custseg.data import publish
+from custseg.core.sample import CHUNK_ROWS, iter_customer_chunks
 from custseg.errors import DataError
-from custseg.sample import CHUNK_ROWS, iter_customer_chunks
+from custseg.io.data import publish
 
 __all__ = ["write_sample"]
 

@@ -5,7 +5,7 @@ Pure computation: takes encoded features (see preprocessing) and returns values.
 * PCA is fitted from the feature covariance, accumulated block-wise without building the
   one-hot matrix, and solved as a small d x d eigenproblem (d = number of features).
   Components have scikit-learn's sign convention (largest entry of each positive).
-* KMeans (`custseg.kmeans`): with more than `INIT_SAMPLE` rows, `n_init` k-means++
+* KMeans (`custseg.core.kmeans`): with more than `INIT_SAMPLE` rows, `n_init` k-means++
   starts run on a seeded sample, and the best is refined by Lloyd iterations on all rows.
   Smaller data is fitted directly.
 * Clusters are numbered by decreasing size, so cluster 0 is the largest segment.
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from custseg import kmeans, metrics
+from custseg.core import kmeans, metrics
+from custseg.core.preprocessing import Encoded, FeatureTransform
 from custseg.errors import TrainError
-from custseg.preprocessing import Encoded, FeatureTransform
 
 __all__ = [
     "AUTO_VARIANCE",
@@ -270,7 +270,7 @@ def fit_kmeans(
     init_sample: int = INIT_SAMPLE,
     prepared: kmeans.Prepared | None = None,
 ) -> Clustering:
-    """KMeans with k clusters (see `custseg.kmeans`); clusters numbered by decreasing size.
+    """KMeans with k clusters (see `custseg.core.kmeans`); clusters numbered by decreasing size.
 
     `prepared` shares the seeding sample and sorted data between the fits of a sweep.
     """
@@ -337,7 +337,7 @@ def train(
     does (by `metric`, among candidates meeting `min_share` and `min_stability`)."""
     import time
 
-    from custseg import quality
+    from custseg.core import quality
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -38,7 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custseg.columns import (
+from custseg.config import Features
+from custseg.core.columns import (
     Locate,
     category_codes,
     category_strings,
@@ -47,9 +48,8 @@ from custseg.columns import (
     numeric_column,
     require_values,
 )
-from custseg.config import Features
+from custseg.core.schema import NUMBER, Schema
 from custseg.errors import DataError
-from custseg.schema import NUMBER, Schema
 
 __all__ = [
     "CLIP_QUANTILES",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from custseg.config import Config
-    from custseg.store import Store
+    from custseg.store.database import Store
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -46,7 +46,7 @@ def fail(exc: CustsegError) -> typer.Exit:
 def open_config_store(config: Path) -> tuple[Config, Store]:
     """The config and its store, which must exist (read commands never create one)."""
     from custseg.config import load_config
-    from custseg.store import Store
+    from custseg.store.database import Store
 
     cfg = load_config(config)
     return cfg, Store.existing(cfg.store_location, cfg.artifacts_location)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from custseg.cli_common import DEFAULT_CONFIG, ConfigOpt, err_console, fail, open_config_store
-from custseg.cli_schema import print_candidates, print_schema_lines, print_warnings
+from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, err_console, fail, open_config_store
+from custseg.cli.schema import print_candidates, print_schema_lines, print_warnings
 from custseg.errors import ConfigError, CustsegError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from custseg.pipeline import Execution
+    from custseg.pipeline.runner import Execution
 
 __all__ = ["app", "main"]
 
@@ -160,7 +160,7 @@ def _print_examples(
     api_key_env: str | None = None,
 ) -> None:
     """Ready-to-paste calls of the live endpoint, with a record the model accepts."""
-    from custseg.model import load_model
+    from custseg.artifact.model import load_model
 
     record: dict[str, Any] = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
     if model_uri:
@@ -201,7 +201,7 @@ def run(
 ) -> None:
     """Run the pipeline: Train -> CreateModel -> RegisterModel and DeployEndpoint."""
     from custseg.config import load_config
-    from custseg.pipeline import run as run_pipeline
+    from custseg.pipeline.runner import run as run_pipeline
 
     try:
         base = load_config(config)
@@ -217,7 +217,7 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    from custseg.store import store_paths
+    from custseg.store.database import store_paths
 
     try:
         report_path = write_report(
@@ -255,7 +255,7 @@ def deploy(
 ) -> None:
     """Validate the config and upsert the pipeline definition (a new version when changed)."""
     from custseg.config import load_config
-    from custseg.pipeline import deploy as deploy_pipeline
+    from custseg.pipeline.runner import deploy as deploy_pipeline
 
     try:
         if target != "local":
@@ -324,8 +324,8 @@ def write_report(
 ) -> Path:
     """Render a model's report into `output` (default: <store>/reports/<name>.html), and
     its segment profiles as CSV into `profiles_csv` when given."""
-    from custseg.model import load_model
-    from custseg.preprocessing import schema_rows
+    from custseg.artifact.model import load_model
+    from custseg.core.preprocessing import schema_rows
     from custseg.report import profiles_csv as profiles_text
     from custseg.report import render_report
 
@@ -358,7 +358,7 @@ def report(
 ) -> None:
     """Write the segment report (self-contained HTML) of an execution or model version."""
     from custseg.errors import StoreError
-    from custseg.registry import group_name, package, parse_ref
+    from custseg.store.registry import group_name, package, parse_ref
 
     try:
         cfg, store = open_config_store(config)
@@ -407,8 +407,8 @@ def predict(
     """Score a whole file in constant memory: its columns plus cluster, segment, distance."""
     import custseg
     from custseg.config import load_config
-    from custseg.predict import predict_file, rejects_path
-    from custseg.registry import parse_ref
+    from custseg.io.predict import predict_file, rejects_path
+    from custseg.store.registry import parse_ref
 
     try:
         cfg = load_config(config) if config.is_file() else None
@@ -441,7 +441,7 @@ def predict(
 def _size(uri: str, s3_endpoint_url: str | None) -> int | None:
     try:
         if uri.startswith("s3://"):
-            from custseg.data import s3_filesystem
+            from custseg.io.data import s3_filesystem
 
             return int(s3_filesystem(s3_endpoint_url).size(uri.removeprefix("s3://")))
         return Path(uri).stat().st_size
@@ -459,7 +459,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
 ) -> None:
     """Write realistic synthetic customers with known latent segments."""
-    from custseg.sample_io import write_sample
+    from custseg.io.sample_io import write_sample
 
     try:
         write_sample(output, rows=rows, segments=segments, seed=seed, console=err_console())
@@ -480,9 +480,9 @@ def main() -> None:
 
 
 # the other command groups use the helpers above
-from custseg.cli_endpoints import endpoints_app, serve  # noqa: E402
-from custseg.cli_schema import schema  # noqa: E402
-from custseg.cli_store import executions_app, models_app  # noqa: E402
+from custseg.cli.endpoints import endpoints_app, serve  # noqa: E402
+from custseg.cli.schema import schema  # noqa: E402
+from custseg.cli.store_commands import executions_app, models_app  # noqa: E402
 
 app.command()(schema)
 app.add_typer(executions_app, name="executions")

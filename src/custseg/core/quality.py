@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from custseg import kmeans, metrics
-from custseg.preprocessing import Encoded, FeatureTransform
+from custseg.core import kmeans, metrics
+from custseg.core.preprocessing import Encoded, FeatureTransform
 
 __all__ = [
     "FEATURE_SILHOUETTE_SAMPLE",

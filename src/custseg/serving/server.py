@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from custseg.errors import DeployError
-from custseg.server_settings import SETTINGS_ENV, ServerSettings
-from custseg.store import Store, now, process_alive
+from custseg.serving.settings import SETTINGS_ENV, ServerSettings
+from custseg.store.database import Store, now, process_alive
 
 __all__ = [
     "ServerInfo",
@@ -111,7 +111,7 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
     scattered environment variables)."""
     import uvicorn
 
-    from custseg.http_protocol import TimedHttpToolsProtocol
+    from custseg.serving.http_protocol import TimedHttpToolsProtocol
 
     host, port = settings.host, settings.port
     check_bind(host, settings.api_key(), allow_unauthenticated)
@@ -130,7 +130,7 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
         )
     try:
         uvicorn.run(
-            "custseg.inference:create_app",
+            "custseg.serving.app:create_app",
             factory=True,
             host=host,
             port=port,
@@ -151,7 +151,7 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
 
 
 def start_background(store: Store, settings: ServerSettings) -> ServerInfo:
-    """Start the server detached for this store (`python -m custseg.server SETTINGS`) and
+    """Start the server detached for this store (`python -m custseg.serving.server SETTINGS`) and
     wait until it answers.
 
     One start at a time per store (a file lock): a second run that comes while the first
@@ -227,7 +227,7 @@ def _choose_port(host: str, port: int) -> tuple[int, str | None]:
 def _spawn(store: Store, settings: ServerSettings) -> ServerInfo:
     log_path = store.folder / "server.log"
     start_file = settings.write(store.folder / "server-start.json")
-    command = [sys.executable, "-m", "custseg.server", str(start_file)]
+    command = [sys.executable, "-m", "custseg.serving.server", str(start_file)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
@@ -271,9 +271,9 @@ def stop(store: Store, timeout: float = 15.0) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m custseg.server SETTINGS.json`: the background server's entry point."""
+    """`python -m custseg.serving.server SETTINGS.json`: the background server's entry point."""
     if len(argv) != 1:
-        print("usage: python -m custseg.server SETTINGS.json", file=sys.stderr)
+        print("usage: python -m custseg.serving.server SETTINGS.json", file=sys.stderr)
         return 2
     from custseg.errors import CustsegError
 

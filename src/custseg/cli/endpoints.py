@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from custseg.cli_common import (
+from custseg.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     JsonOpt,
@@ -21,7 +21,7 @@ from custseg.cli_common import (
 from custseg.errors import CustsegError, DeployError
 
 if TYPE_CHECKING:
-    from custseg.store import Store
+    from custseg.store.database import Store
 
 __all__ = ["endpoints_app", "serve"]
 
@@ -64,10 +64,10 @@ def serve(
     """Run the endpoint server in the foreground (every endpoint of the store)."""
     from custseg.config import load_config
     from custseg.errors import ConfigError
-    from custseg.server import check_bind
-    from custseg.server import serve as run_server
-    from custseg.server_settings import ServerSettings
-    from custseg.store import Store
+    from custseg.serving.server import check_bind
+    from custseg.serving.server import serve as run_server
+    from custseg.serving.settings import ServerSettings
+    from custseg.store.database import Store
 
     try:
         if store is not None:
@@ -83,7 +83,7 @@ def serve(
                  "s3_endpoint_url": s3_endpoint_url, "max_body": max_body}
         settings = base.replace(**{k: v for k, v in given.items() if v is not None})
         if restart:
-            from custseg.server import start_background, stop
+            from custseg.serving.server import start_background, stop
 
             check_bind(settings.host, settings.api_key(), allow_unauthenticated)
             stopped = stop(opened)
@@ -101,7 +101,7 @@ def serve(
 @endpoints_app.command("list")
 def endpoints_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
     """Endpoints of the store, with status, config and model version."""
-    from custseg.deploy import endpoint_records
+    from custseg.pipeline.deploy import endpoint_records
 
     try:
         records = endpoint_records(_store(config))
@@ -123,8 +123,8 @@ def endpoints_describe(
     as_json: JsonOpt = False,
 ) -> None:
     """An endpoint: status, current and previous config, history, workers, URL."""
-    from custseg.deploy import endpoint_record
-    from custseg.server import running_server
+    from custseg.pipeline.deploy import endpoint_record
+    from custseg.serving.server import running_server
 
     try:
         store = _store(config)
@@ -174,8 +174,8 @@ def endpoints_invoke(
 ) -> None:
     """Send records to an endpoint and print the predictions."""
     from custseg.config import load_config
-    from custseg.deploy import endpoint_record
-    from custseg.server import running_server
+    from custseg.pipeline.deploy import endpoint_record
+    from custseg.serving.server import running_server
 
     try:
         cfg = load_config(config)
@@ -211,8 +211,8 @@ def endpoints_rollback(
     name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
 ) -> None:
     """Return the endpoint to its previous config, with the same zero-downtime switch."""
-    from custseg.deploy import rollback, wait_until_served
-    from custseg.server import running_server
+    from custseg.pipeline.deploy import rollback, wait_until_served
+    from custseg.serving.server import running_server
 
     try:
         store = _store(config)
@@ -229,8 +229,8 @@ def endpoints_delete(
     name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
 ) -> None:
     """Stop serving an endpoint (the last one stops the background server)."""
-    from custseg.deploy import delete, endpoint_records
-    from custseg.server import stop
+    from custseg.pipeline.deploy import delete, endpoint_records
+    from custseg.serving.server import stop
 
     try:
         store = _store(config)

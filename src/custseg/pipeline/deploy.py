@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from custseg.config import Config
 from custseg.errors import DeployError
-from custseg.store import Store, now, process_alive
+from custseg.store.database import Store, now, process_alive
 
 __all__ = [
     "Deployment",
@@ -319,8 +319,8 @@ def check_settings(server: Any, settings: Any) -> None:
 def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, Any]:
     """Have the endpoint server serve `deployment`: start the store's background server
     when none runs (and `endpoint.autostart`), then wait for every worker to switch."""
-    from custseg.server import running_server, start_background
-    from custseg.server_settings import ServerSettings
+    from custseg.serving.server import running_server, start_background
+    from custseg.serving.settings import ServerSettings
 
     settings = ServerSettings.from_config(cfg, str(store.db_path), store.artifacts)
     server = running_server(store)

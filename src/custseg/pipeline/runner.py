@@ -21,14 +21,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from custseg import __version__, registry
-from custseg import deploy as endpoints
+from custseg import __version__
+from custseg.artifact.model import Model, load_model
 from custseg.config import Config
-from custseg.data import fingerprint, returning_memory_pool
+from custseg.core.preprocessing import schema_rows
 from custseg.errors import ConfigError, CustsegError, ModelError
-from custseg.model import Model, load_model
-from custseg.preprocessing import schema_rows
-from custseg.steps import (
+from custseg.io.data import fingerprint, returning_memory_pool
+from custseg.pipeline import deploy as endpoints
+from custseg.pipeline.steps import (
     Reporter,
     cache_code,
     cache_key,
@@ -39,7 +39,8 @@ from custseg.steps import (
     train_step,
     training_parameters,
 )
-from custseg.store import Store, now
+from custseg.store import registry
+from custseg.store.database import Store, now
 
 __all__ = [
     "EDGES",
