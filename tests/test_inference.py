@@ -226,6 +226,28 @@ def test_an_overflowing_distance_is_refused_by_record_number() -> None:
         check_distances([0.5, float("inf")])
 
 
+def _requests_total(metrics: str) -> int:
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
+               if line.startswith("custseg_requests_total{") and 'status="200"' in line)
+
+
+def test_metrics_sum_every_worker(served: Project) -> None:
+    def scrape() -> str:
+        status, _, body = request("GET", served.url + "/metrics")
+        assert status == 200
+        return body.decode()
+
+    time.sleep(0.5)
+    before = _requests_total(scrape())
+    for _ in range(40):  # a new connection each: both workers take some
+        assert post_json(f"{served.url}/invocations", RECORD)[0] == 200
+    time.sleep(0.5)  # each worker shares its counters after its next look at the store
+    for _ in range(4):  # whichever worker answers, it sees the whole server
+        text = scrape()
+        assert "custseg_workers 2" in text
+        assert _requests_total(text) == before + 40
+
+
 @pytest.mark.parametrize(("path", "status"), [
     (f"/endpoints/{ENDPOINT}-nope/invocations", 404), ("/endpoints/..%2Fetc/invocations", 400),
     ("/endpoints/a_b/invocations", 400), ("/nowhere", 404)])

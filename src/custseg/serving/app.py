@@ -19,7 +19,6 @@ import math
 import os
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ import orjson
 
 from custseg.errors import CustsegError
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
+from custseg.serving.metrics import Metrics, merged_metrics
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
 from custseg.serving.wire import WireError, parse_body, render
 from custseg.store.database import Store
@@ -41,7 +41,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ERROR_TYPES = {
     400: "ValidationError",
     401: "AccessDeniedException",
@@ -54,70 +53,6 @@ ERROR_TYPES = {
 }
 
 
-class Metrics:
-    """Per-worker Prometheus counters and a latency histogram, per endpoint and version."""
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.records: dict[tuple[str, str], int] = defaultdict(int)
-        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
-        self.sums: dict[tuple[str, str], float] = defaultdict(float)
-        self.counts: dict[tuple[str, str], int] = defaultdict(int)
-
-    def observe(
-        self, endpoint: str, version: str, status: int, seconds: float, records: int
-    ) -> None:
-        self.requests[(endpoint, version, status)] += 1
-        if status == 200:
-            key = (endpoint, version)
-            self.records[key] += records
-            self.sums[key] += seconds
-            self.counts[key] += 1
-            counts = self.buckets[key]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    counts[i] += 1
-
-    def render(self) -> bytes:
-        pid = os.getpid()
-        lines = [
-            "# HELP custseg_requests_total Invocations by endpoint, model version and "
-            "HTTP status (this worker).",
-            "# TYPE custseg_requests_total counter",
-        ]
-        for (ep, ver, status), n in sorted(self.requests.items()):
-            lines.append(
-                f'custseg_requests_total{{endpoint="{ep}",version="{ver}",'
-                f'status="{status}",worker="{pid}"}} {n}'
-            )
-        lines += [
-            "# HELP custseg_records_total Records scored (this worker).",
-            "# TYPE custseg_records_total counter",
-        ]
-        for (ep, ver), n in sorted(self.records.items()):
-            lines.append(
-                f'custseg_records_total{{endpoint="{ep}",version="{ver}",worker="{pid}"}} {n}'
-            )
-        lines += [
-            "# HELP custseg_request_seconds Invocation latency (this worker).",
-            "# TYPE custseg_request_seconds histogram",
-        ]
-        for (ep, ver), counts in sorted(self.buckets.items()):
-            labels = f'endpoint="{ep}",version="{ver}",worker="{pid}"'
-            cumulative = 0
-            for bound, n in zip(BUCKETS, counts, strict=True):
-                cumulative = n
-                lines.append(
-                    f'custseg_request_seconds_bucket{{{labels},le="{bound}"}} {cumulative}'
-                )
-            lines.append(
-                f'custseg_request_seconds_bucket{{{labels},le="+Inf"}} {self.counts[(ep, ver)]}'
-            )
-            lines.append(f"custseg_request_seconds_sum{{{labels}}} {self.sums[(ep, ver)]}")
-            lines.append(f"custseg_request_seconds_count{{{labels}}} {self.counts[(ep, ver)]}")
-        return ("\n".join(lines) + "\n").encode()
-
-
 class App:
     """The ASGI application (one per worker process)."""
 
@@ -126,6 +61,7 @@ class App:
         self.store = Store.existing(settings.store, settings.artifacts)
         self.table = EndpointTable(self.store, settings.s3_endpoint_url)
         self.metrics = Metrics()
+        self._metrics_dir = self.store.folder / "metrics"
         self._task: asyncio.Task[None] | None = None
         key = settings.api_key()
         self._api_key = key.encode() if key else None
@@ -136,6 +72,10 @@ class App:
         while True:
             try:
                 await loop.run_in_executor(None, self.table.sync)
+                snapshot = self.metrics.snapshot_if_changed()  # taken on the event loop
+                if snapshot is not None:  # shared with the other workers, for /metrics
+                    await loop.run_in_executor(None, self.metrics.dump, snapshot,
+                                               self._metrics_dir)
             except Exception as exc:  # a store hiccup must not stop the worker; retry
                 print(f"custseg: syncing endpoints failed: {exc}", flush=True)
             await asyncio.sleep(self.settings.sync_interval)
@@ -215,8 +155,9 @@ class App:
             )
         elif path.startswith("/endpoints/"):
             await self._endpoint(send, path.removeprefix("/endpoints/"))
-        elif path == "/metrics":
-            await self._send(send, 200, self.metrics.render(), "text/plain; version=0.0.4")
+        elif path == "/metrics":  # every worker's counters, whichever worker answers
+            body = merged_metrics(self.metrics, self._metrics_dir).render()
+            await self._send(send, 200, body, "text/plain; version=0.0.4")
         elif path == "/openapi.json":
             from custseg.serving.openapi import SPEC
 

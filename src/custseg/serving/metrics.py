@@ -1,0 +1,141 @@
+"""Prometheus metrics of the endpoint server, for the whole server: each worker counts
+its own requests, records and latencies (per endpoint and model version), and shares a
+snapshot in `<store>/metrics/<pid>.json` (written after each look at the store, when
+changed); `/metrics`, whichever worker answers it, sums its live counters with the
+other live workers' snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from custseg.store.database import process_alive
+
+__all__ = ["BUCKETS", "Metrics", "merged_metrics"]
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Counters and a latency histogram, per endpoint and version."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.records: dict[tuple[str, str], int] = defaultdict(int)
+        self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
+        self.sums: dict[tuple[str, str], float] = defaultdict(float)
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self.workers = 1
+        self._observed = 0
+        self._dumped = 0
+
+    def observe(
+        self, endpoint: str, version: str, status: int, seconds: float, records: int
+    ) -> None:
+        self._observed += 1
+        self.requests[(endpoint, version, status)] += 1
+        if status == 200:
+            key = (endpoint, version)
+            self.records[key] += records
+            self.sums[key] += seconds
+            self.counts[key] += 1
+            counts = self.buckets[key]
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+
+    # -- sharing between workers ---------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": [[e, v, s, n] for (e, v, s), n in self.requests.items()],
+            "records": [[e, v, n] for (e, v), n in self.records.items()],
+            "buckets": [[e, v, list(c)] for (e, v), c in self.buckets.items()],
+            "sums": [[e, v, x] for (e, v), x in self.sums.items()],
+            "counts": [[e, v, n] for (e, v), n in self.counts.items()],
+        }
+
+    def snapshot_if_changed(self) -> dict[str, Any] | None:
+        if self._observed == self._dumped:
+            return None
+        self._dumped = self._observed
+        return self.snapshot()
+
+    @staticmethod
+    def dump(snapshot: dict[str, Any], folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snapshot), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def add(self, snapshot: dict[str, Any]) -> None:
+        for e, v, s, n in snapshot.get("requests", []):
+            self.requests[(e, v, int(s))] += int(n)
+        for e, v, n in snapshot.get("records", []):
+            self.records[(e, v)] += int(n)
+        for e, v, counts in snapshot.get("buckets", []):
+            mine = self.buckets[(e, v)]
+            for i, n in enumerate(counts[: len(BUCKETS)]):
+                mine[i] += int(n)
+        for e, v, x in snapshot.get("sums", []):
+            self.sums[(e, v)] += float(x)
+        for e, v, n in snapshot.get("counts", []):
+            self.counts[(e, v)] += int(n)
+
+    # -- the exposition format -----------------------------------------------------------
+    def render(self) -> bytes:
+        lines = [
+            "# HELP custseg_workers Worker processes whose counters are summed here.",
+            "# TYPE custseg_workers gauge",
+            f"custseg_workers {self.workers}",
+            "# HELP custseg_requests_total Invocations by endpoint, model version and "
+            "HTTP status.",
+            "# TYPE custseg_requests_total counter",
+        ]
+        for (ep, ver, status), n in sorted(self.requests.items()):
+            lines.append(f'custseg_requests_total{{endpoint="{ep}",version="{ver}",'
+                         f'status="{status}"}} {n}')
+        lines += ["# HELP custseg_records_total Records scored.",
+                  "# TYPE custseg_records_total counter"]
+        for (ep, ver), n in sorted(self.records.items()):
+            lines.append(f'custseg_records_total{{endpoint="{ep}",version="{ver}"}} {n}')
+        lines += ["# HELP custseg_request_seconds Invocation latency.",
+                  "# TYPE custseg_request_seconds histogram"]
+        for (ep, ver), counts in sorted(self.buckets.items()):
+            labels = f'endpoint="{ep}",version="{ver}"'
+            for bound, n in zip(BUCKETS, counts, strict=True):  # counts are cumulative
+                lines.append(f'custseg_request_seconds_bucket{{{labels},le="{bound}"}} {n}')
+            total = self.counts[(ep, ver)]
+            lines.append(f'custseg_request_seconds_bucket{{{labels},le="+Inf"}} {total}')
+            lines.append(f"custseg_request_seconds_sum{{{labels}}} {self.sums[(ep, ver)]}")
+            lines.append(f"custseg_request_seconds_count{{{labels}}} {total}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+def merged_metrics(own: Metrics, folder: Path) -> Metrics:
+    """This worker's live counters plus every other live worker's last snapshot; the
+    snapshots of workers that are gone are removed."""
+    total = Metrics()
+    total.add(own.snapshot())
+    me = os.getpid()
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            pid = int(path.stem)
+        except ValueError:
+            continue
+        if pid == me:
+            continue
+        if not process_alive(pid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        try:
+            total.add(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue  # being replaced right now: the next scrape has it
+        total.workers += 1
+    return total
