@@ -275,7 +275,16 @@ def test_ping_endpoints_metrics_and_docs(served: Project) -> None:
     assert "custseg_request_seconds_bucket" in text
     spec = json.loads(request("GET", served.url + "/openapi.json")[2])
     assert "/endpoints/{name}/invocations" in spec["paths"]
-    assert request("GET", served.url + "/docs")[0] == 200
+    # the live endpoint's own path, with the fields its model takes
+    mine = spec["paths"][f"/endpoints/{ENDPOINT}/invocations"]["post"]
+    record = mine["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
+    model = model_of(served)
+    assert sorted(record["properties"]) == sorted(model.input_columns)
+    assert record["properties"]["Gender"]["examples"] == model.transform.categories[0]
+    assert post_json(f"{served.url}/endpoints/{ENDPOINT}/invocations",
+                     record["example"])[0] == 200  # the documented example scores
+    status, _, page = request("GET", served.url + "/docs")
+    assert status == 200 and ENDPOINT.encode() in page
 
 
 # -- boto3 -----------------------------------------------------------------------------------

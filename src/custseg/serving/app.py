@@ -66,6 +66,9 @@ class App:
         key = settings.api_key()
         self._api_key = key.encode() if key else None
 
+    def _live_models(self) -> dict[str, Any]:
+        return {name: served.model for name, served in self.table.live.items()}
+
     # -- lifecycle ------------------------------------------------------------------------
     async def _follow_store(self) -> None:
         loop = asyncio.get_running_loop()
@@ -159,13 +162,14 @@ class App:
             body = merged_metrics(self.metrics, self._metrics_dir).render()
             await self._send(send, 200, body, "text/plain; version=0.0.4")
         elif path == "/openapi.json":
-            from custseg.serving.openapi import SPEC
+            from custseg.serving.openapi import spec_for
 
-            await self._json(send, 200, SPEC)
+            await self._json(send, 200, spec_for(self._live_models()))
         elif path in ("/docs", "/"):
             from custseg.serving.openapi import docs_html
 
-            await self._send(send, 200, docs_html().encode(), "text/html; charset=utf-8")
+            body = docs_html(self._live_models()).encode()
+            await self._send(send, 200, body, "text/html; charset=utf-8")
         else:
             await self._error(send, 404, f"no route {path} (see /docs)")
 

@@ -1,13 +1,20 @@
-"""The endpoint server's OpenAPI description, and a self-contained docs page."""
+"""The endpoint server's OpenAPI description, and a self-contained docs page.
+
+`SPEC` describes the routes; `spec_for(models)` adds, per live endpoint, its own
+invocation path whose record schema and example come from the model's input schema
+(numeric, date and categorical columns, the categories it knows), so that a client
+generator or a reader sees the fields this endpoint really takes.
+"""
 
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 from custseg import __version__
 
-__all__ = ["SPEC", "docs_html"]
+__all__ = ["SPEC", "docs_html", "example_record", "spec_for"]
 
 _RECORD = {
     "type": "object",
@@ -147,7 +154,7 @@ SPEC: dict[str, Any] = {
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics of the answering worker",
+                "summary": "Prometheus metrics, summed over the server's workers",
                 "responses": {"200": {"description": "text exposition format"}},
             }
         },
@@ -155,10 +162,57 @@ SPEC: dict[str, Any] = {
 }
 
 
-def docs_html() -> str:
+def _record_schema(model: Any) -> dict[str, Any]:
+    t = model.transform
+    props: dict[str, Any] = {}
+    for name in t.numeric:
+        if name in t.dates:
+            props[name] = {"type": ["string", "null"], "description":
+                           f"a date ({t.dates[name]}); missing: the training median"}
+        else:
+            props[name] = {"type": ["number", "null"], "description":
+                           "missing: the training median"}
+    for name, cats in zip(t.categorical, t.categories, strict=True):
+        props[name] = {"type": ["string", "number", "null"], "examples": cats[:20],
+                       "description": "a category (unknown ones score as none of the "
+                                      "known); missing: the most frequent"}
+    return {"type": "object", "properties": props, "required": list(props),
+            "example": example_record(model)}
+
+
+def example_record(model: Any) -> dict[str, Any]:
+    """A record the model takes: numeric medians, the most frequent categories."""
+    t = model.transform
+    record: dict[str, Any] = {}
+    for name, median in zip(t.numeric, t.medians.tolist(), strict=True):
+        record[name] = None if name in t.dates else round(float(median), 2)
+    record |= dict(zip(t.categorical, t.modes, strict=True))
+    return record
+
+
+def spec_for(models: dict[str, Any]) -> dict[str, Any]:
+    """`SPEC` plus one invocation path per live endpoint, with its model's fields."""
+    paths = dict(SPEC["paths"])
+    for name, model in sorted(models.items()):
+        record = _record_schema(model)
+        body = {"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [
+                record, {"type": "array", "items": record},
+                {"type": "object", "properties": {"instances": {"type": "array",
+                                                                "items": record}}}]}},
+            "text/csv": {"schema": {"type": "string"}},
+        }}
+        paths[f"/endpoints/{name}/invocations"] = {"post": {
+            "summary": f"Score records on endpoint {name}",
+            **{**_INVOKE, "requestBody": body}}}
+    return {**SPEC, "paths": paths}
+
+
+def docs_html(models: dict[str, Any] | None = None) -> str:
     """A plain HTML page listing the routes (no scripts, nothing fetched)."""
+    spec = spec_for(models or {})
     rows = []
-    for path, methods in SPEC["paths"].items():
+    for path, methods in spec["paths"].items():
         for method, op in methods.items():
             rows.append(
                 f"<tr><td><code>{method.upper()}</code></td><td><code>"
@@ -170,7 +224,10 @@ def docs_html() -> str:
         f"<body><h1>custseg endpoint server {__version__}</h1>"
         "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
         f"<table>{''.join(rows)}</table>"
-        "<h2>Example</h2><pre>curl -s localhost:8080/invocations -H 'Content-Type: "
-        'application/json\' -d \'{"Age": 30, "Income": 50000, "Purchases": 10, '
-        '"Gender": "Male"}\'</pre></body></html>'
+        + "".join(
+            f"<h2>{html.escape(name)}</h2><pre>curl -s localhost:PORT/endpoints/"
+            f"{html.escape(name)}/invocations -H 'Content-Type: application/json' -d '"
+            f"{html.escape(json.dumps(example_record(model)))}'</pre>"
+            for name, model in sorted((models or {}).items()))
+        + "</body></html>"
     )
