@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from custseg.core import kmeans, metrics
+from custseg.core import kmeans, metrics, quality
 from custseg.core.preprocessing import Encoded, FeatureTransform
 from custseg.errors import TrainError
 
@@ -336,8 +336,6 @@ def train(
     """PCA, then KMeans for each k in `k_candidates`, choosing k as `quality.choose_k`
     does (by `metric`, among candidates meeting `min_share` and `min_stability`)."""
     import time
-
-    from custseg.core import quality
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
