@@ -13,7 +13,7 @@ wrk print its figures as at the end of a timed run):
 
 * 20 updates alternating between v1 and v2 (v2 is live at the start, so the first goes
   to v1), 1 s apart after each switch is seen. An update is what a deploy does, from
-  Python: `custseg.pipeline.deploy.create_or_update(store, ...)` with the version's artifact
+  Python: `custseg.store.endpoints.create_or_update(store, ...)` with the version's artifact
   (`custseg.store.registry.package`), then
   `custseg.pipeline.deploy.wait_until_served(store, endpoint,
   config)`, which returns once every server worker reports serving the new config.
@@ -155,7 +155,8 @@ class Update:
 
 def run_updates(store: Any, endpoint: str, versions: dict[str, Any], start_on: str,
                 poller: Poller, n: int, gap_s: float) -> list[Update]:
-    from custseg.pipeline.deploy import create_or_update, wait_until_served
+    from custseg.pipeline.deploy import wait_until_served
+    from custseg.store.endpoints import create_or_update
 
     refs = list(versions)
     live, updates = start_on, []
@@ -314,10 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install -y wrk)")
-    from custseg.pipeline.deploy import endpoint_name
     from custseg.serving.server import running_server
     from custseg.store import registry
     from custseg.store.database import Store
+    from custseg.store.endpoints import endpoint_name
 
     started_utc = datetime.now(UTC).isoformat(timespec="seconds")
     context: dict[str, Any] = {

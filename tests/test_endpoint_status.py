@@ -64,7 +64,7 @@ def test_a_deploy_whose_process_died_is_reconciled_from_the_workers(project: Pro
     code = (
         "import os, sys\n"
         "from custseg.config import load_config\n"
-        "from custseg.pipeline.deploy import create_or_update\n"
+        "from custseg.store.endpoints import create_or_update\n"
         "from custseg.store.registry import group_name, packages\n"
         "from custseg.store.database import Store\n"
         "cfg = load_config('pipeline_config.yaml')\n"

@@ -1,7 +1,6 @@
 """The layers hold: `core/` is pure computation (it imports no I/O layer and no module
 that touches files, sockets or databases), the environment is read only by the config
-and the server's settings, and SQL lives in `store/` (three modules still hold SQL of
-their own: a strict xfail until they move)."""
+and the server's settings, and SQL lives only in `store/`."""
 
 from __future__ import annotations
 
@@ -62,12 +61,5 @@ def _sql_outside_store() -> list[str]:
                   if p.parent.name != "store" and SQL.search(p.read_text(encoding="utf-8")))
 
 
-def test_sql_outside_the_store_is_only_where_it_is_known() -> None:
-    assert _sql_outside_store() == ["pipeline/deploy.py", "serving/endpoints.py",
-                                    "serving/server.py"]
-
-
-@pytest.mark.xfail(strict=True, reason="issue 9: endpoint and server SQL still lives in "
-                                       "pipeline/deploy, serving/endpoints and serving/server")
 def test_only_the_store_holds_sql() -> None:
     assert _sql_outside_store() == []

@@ -101,7 +101,7 @@ def serve(
 @endpoints_app.command("list")
 def endpoints_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
     """Endpoints of the store, with status, config and model version."""
-    from custseg.pipeline.deploy import endpoint_records
+    from custseg.store.endpoints import endpoint_records
 
     try:
         records = endpoint_records(_store(config))
@@ -123,8 +123,8 @@ def endpoints_describe(
     as_json: JsonOpt = False,
 ) -> None:
     """An endpoint: status, current and previous config, history, workers, URL."""
-    from custseg.pipeline.deploy import endpoint_record
     from custseg.serving.server import running_server
+    from custseg.store.endpoints import endpoint_record
 
     try:
         store = _store(config)
@@ -174,8 +174,8 @@ def endpoints_invoke(
 ) -> None:
     """Send records to an endpoint and print the predictions."""
     from custseg.config import load_config
-    from custseg.pipeline.deploy import endpoint_record
     from custseg.serving.server import running_server
+    from custseg.store.endpoints import endpoint_record
 
     try:
         cfg = load_config(config)
@@ -211,8 +211,9 @@ def endpoints_rollback(
     name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
 ) -> None:
     """Return the endpoint to its previous config, with the same zero-downtime switch."""
-    from custseg.pipeline.deploy import rollback, wait_until_served
+    from custseg.pipeline.deploy import wait_until_served
     from custseg.serving.server import running_server
+    from custseg.store.endpoints import rollback
 
     try:
         store = _store(config)
@@ -229,8 +230,8 @@ def endpoints_delete(
     name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
 ) -> None:
     """Stop serving an endpoint (the last one stops the background server)."""
-    from custseg.pipeline.deploy import delete, endpoint_records
     from custseg.serving.server import stop
+    from custseg.store.endpoints import delete, endpoint_records
 
     try:
         store = _store(config)

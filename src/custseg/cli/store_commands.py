@@ -231,6 +231,7 @@ def _set_status(
     version: int, to: str, config: Path, group: str | None, comment: str | None, by: str | None
 ) -> None:
     from custseg.pipeline import deploy
+    from custseg.store import endpoints as endpoint_store
     from custseg.store.registry import ApprovalStatus, current_user, set_approval
 
     try:
@@ -248,7 +249,7 @@ def _set_status(
             f"{pkg.approval_status.value} (by {pkg.history[-1]['by']})"
         )
         if pkg.approval_status == ApprovalStatus.APPROVED and cfg.deploy.require_approval:
-            done = deploy.create_or_update(
+            done = endpoint_store.create_or_update(
                 store,
                 project=cfg.project_name,
                 environment=cfg.environment,

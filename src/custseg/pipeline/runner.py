@@ -39,6 +39,7 @@ from custseg.pipeline.steps import (
     train_step,
     training_parameters,
 )
+from custseg.store import endpoints as endpoint_store
 from custseg.store import registry
 from custseg.store.database import Store, now
 
@@ -414,7 +415,7 @@ class _Runner:
                 )
                 self._note(f"DeployEndpoint: skipped ({rec.reason})")
                 return {}
-        deployment = endpoints.create_or_update(
+        deployment = endpoint_store.create_or_update(
             self.store,
             project=cfg.project_name,
             environment=cfg.environment,

@@ -198,7 +198,7 @@ class App:
         if served is None:
             await self._error(send, 404, f"no endpoint {name!r}")
             return
-        from custseg.pipeline.deploy import endpoint_record
+        from custseg.store.endpoints import endpoint_record
 
         record = await asyncio.get_running_loop().run_in_executor(
             None, endpoint_record, self.store, name

@@ -21,6 +21,7 @@ import numpy as np
 from custseg.artifact.model import Model, load_model
 from custseg.errors import CustsegError, DeployError
 from custseg.store.database import Store, now
+from custseg.store.endpoints import forget_worker, report_worker, wanted_configs
 
 __all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "verify"]
 
@@ -97,23 +98,10 @@ class EndpointTable:
         return self.live.get(name)
 
     def _wanted(self) -> dict[str, dict[str, Any]]:
-        with self.store.read() as conn:
-            rows = conn.execute(
-                "SELECT e.name, e.config_name, c.artifact_uri, c.group_name, c.version "
-                "FROM endpoints e JOIN endpoint_configs c ON c.name = e.config_name "
-                "WHERE e.status != 'Deleted'"
-            ).fetchall()
-        return {r["name"]: dict(r) for r in rows}
+        return wanted_configs(self.store)
 
     def _report(self, endpoint: str, config: str | None, status: str, reason: str | None) -> None:
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO endpoint_workers (endpoint_name, pid, config_name, status, reason, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint_name, pid) DO "
-                "UPDATE SET config_name = excluded.config_name, status = excluded.status, "
-                "reason = excluded.reason, updated_at = excluded.updated_at",
-                (endpoint, self.pid, config, status, reason, now()),
-            )
+        report_worker(self.store, endpoint, self.pid, config, status, reason)
 
     def sync(self) -> None:
         """Load, verify and switch to every config the store wants; drop deleted ones."""
@@ -159,5 +147,4 @@ class EndpointTable:
         self._report("*", None, "Up", None)
 
     def forget_worker(self) -> None:
-        with self.store.write() as conn:
-            conn.execute("DELETE FROM endpoint_workers WHERE pid = ?", (self.pid,))
+        forget_worker(self.store, self.pid)

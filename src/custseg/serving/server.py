@@ -2,7 +2,8 @@
 for a store (what `custseg run` starts when none is running).
 
 The background server writes its log to `<store>/server.log` and records itself (pid,
-host, port, workers) in the store's `servers` table, which stands in for a pid file.
+host, port, workers, settings) in the store (`store/servers`), which stands in for a pid
+file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 
 from custseg.errors import DeployError
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
-from custseg.store.database import Store, now, process_alive
+from custseg.store.database import Store, process_alive
+from custseg.store.servers import forget_server, record_server, server_rows
 
 __all__ = [
     "ServerInfo",
@@ -81,16 +83,13 @@ def _answers(info: ServerInfo, timeout: float = 1.0) -> bool:
 
 def running_server(store: Store) -> ServerInfo | None:
     """The server running for this store, if any (stale records are removed)."""
-    with store.read() as conn:
-        rows = conn.execute("SELECT pid, host, port, workers, settings FROM servers").fetchall()
-    for row in rows:
-        info = ServerInfo(int(row["pid"]), row["host"], int(row["port"]), int(row["workers"]),
-                          json.loads(row["settings"] or "{}"))
+    for row in server_rows(store):
+        info = ServerInfo(row["pid"], row["host"], row["port"], row["workers"],
+                          row["settings"])
         if process_alive(info.pid) and _answers(info):
             return info
         if not process_alive(info.pid):
-            with store.write() as conn:
-                conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
+            forget_server(store, info.pid)
     return None
 
 
@@ -122,12 +121,8 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
         )
     settings_file = settings.write(store.folder / f"server-{os.getpid()}.json")
     os.environ[SETTINGS_ENV] = str(settings_file)  # the workers' pointer to it
-    with store.write() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO servers (pid, host, port, workers, started_at, settings) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (os.getpid(), host, port, settings.workers, now(), json.dumps(settings.record())),
-        )
+    record_server(store, pid=os.getpid(), host=host, port=port, workers=settings.workers,
+                  settings=settings.record())
     try:
         uvicorn.run(
             "custseg.serving.app:create_app",
@@ -144,8 +139,7 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
             limit_concurrency=512,  # beyond: 503 at once rather than unbounded memory
         )
     finally:
-        with store.write() as conn:
-            conn.execute("DELETE FROM servers WHERE pid = ?", (os.getpid(),))
+        forget_server(store, os.getpid())
         with contextlib.suppress(OSError):
             settings_file.unlink()
 
@@ -265,8 +259,7 @@ def stop(store: Store, timeout: float = 15.0) -> bool:
     if process_alive(info.pid):  # the workers too: they hold the port
         with contextlib.suppress(ProcessLookupError):
             os.killpg(info.pid, signal.SIGKILL)
-    with store.write() as conn:
-        conn.execute("DELETE FROM servers WHERE pid = ?", (info.pid,))
+    forget_server(store, info.pid)
     return True
 
 
