@@ -21,7 +21,12 @@ import numpy as np
 from custseg.artifact.model import Model, load_model
 from custseg.errors import CustsegError, DeployError
 from custseg.store.database import Store, now
-from custseg.store.endpoints import forget_worker, report_worker, wanted_configs
+from custseg.store.endpoints import (
+    WorkerStatus,
+    forget_worker,
+    report_worker,
+    wanted_configs,
+)
 
 __all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "verify"]
 
@@ -100,7 +105,8 @@ class EndpointTable:
     def _wanted(self) -> dict[str, dict[str, Any]]:
         return wanted_configs(self.store)
 
-    def _report(self, endpoint: str, config: str | None, status: str, reason: str | None) -> None:
+    def _report(self, endpoint: str, config: str | None, status: WorkerStatus,
+                reason: str | None) -> None:
         report_worker(self.store, endpoint, self.pid, config, status, reason)
 
     def sync(self) -> None:

@@ -21,6 +21,8 @@ from custseg.store.database import Store, now, process_alive
 
 __all__ = [
     "Deployment",
+    "EndpointStatus",
+    "WorkerStatus",
     "config_name",
     "create_or_update",
     "delete",
@@ -36,6 +38,11 @@ __all__ = [
     "switch_view",
     "wanted_configs",
 ]
+
+
+EndpointStatus = Literal["Creating", "Updating", "InService", "OutOfService", "Failed",
+                         "Deleted"]
+WorkerStatus = Literal["Up", "InService", "Failed", "Deleted"]  # "Up": the `*` row
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,7 @@ def reconcile(store: Store, name: str) -> None:
         mine = [rows[p] for p in live if p in rows and rows[p]["config_name"] == row["config_name"]]
         failed = [r for r in mine if r["status"] == "Failed"]
         reason: str | None
+        status: EndpointStatus
         if not live:
             status, reason = "OutOfService", ("no endpoint server runs for this store "
                                               "(`custseg serve` serves it)")
@@ -188,7 +196,8 @@ def endpoint_records(store: Store) -> list[dict[str, Any]]:
     return [r for r in (endpoint_record(store, n) for n in names) if r is not None]
 
 
-def set_status(store: Store, name: str, status: str, reason: str | None = None) -> None:
+def set_status(store: Store, name: str, status: EndpointStatus, reason: str | None = None
+               ) -> None:
     with store.write() as conn:
         conn.execute(
             "UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ?, "
@@ -285,7 +294,8 @@ def wanted_configs(store: Store) -> dict[str, dict[str, Any]]:
     return {r["name"]: dict(r) for r in rows}
 
 
-def report_worker(store: Store, endpoint: str, pid: int, config: str | None, status: str,
+def report_worker(store: Store, endpoint: str, pid: int, config: str | None,
+                  status: WorkerStatus,
                   reason: str | None) -> None:
     """A worker says what it serves for `endpoint` (`*`: that it is alive)."""
     with store.write() as conn:
