@@ -58,7 +58,7 @@ def test_failed_run_raises_a_custseg_error_with_the_execution(config_file: Path)
 
 
 def test_importing_custseg_loads_no_heavy_or_optional_library() -> None:
-    code = ("import sys, custseg, custseg.pipeline.runner, custseg.artifact.model; "
+    code = ("import sys, custseg, custseg.pipeline.runner, custseg.artifact.storage; "
             "heavy = {'pyspark', 'boto3', 'sagemaker', 'matplotlib', 'sklearn', 'pandas', "
             "'scipy', 'mlflow'}; "
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -17,7 +18,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import custseg
-from custseg.artifact.model import Model, load_model, save_model
+from custseg.artifact.scorer import Model
+from custseg.artifact.storage import load_model, save_model
 from custseg.config import Features
 from custseg.core.preprocessing import FeatureTransform, fit_features
 from custseg.core.schema import infer_schema
@@ -213,6 +215,23 @@ def test_save_never_overwrites_and_leaves_no_temp_files(sample_model: tuple[Mode
     with pytest.raises(ModelError, match="already exists"):
         save_model(model, str(folder))
     assert [p.name for p in folder.parent.iterdir()] == ["model"]
+
+
+def test_a_model_is_immutable_and_saving_leaves_it_unchanged(
+        sample_model: tuple[Model, Path], tmp_path: Path) -> None:
+    model, folder = sample_model
+    assert model.uri is None  # saved by the fixture, still not changed by the save
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.uri = "elsewhere"  # type: ignore[misc]
+    saved = save_model(model, str(tmp_path / "again"))
+    assert saved == str(tmp_path / "again") and model.uri is None
+    placed = model.with_uri(saved)
+    assert (placed.uri, model.uri) == (saved, None)
+    assert load_model(folder).uri == str(folder)
+    records = [{"num0": 1.0, "num1": -2.0, "num2": 0.5, "cat0": "M"},
+               {"num0": None, "num1": 3.0, "num2": 0.0, "cat0": "unseen"}]
+    np.testing.assert_array_equal(placed.predict(records), model.predict(records))
+    assert placed.score_record(records[0]) == model.score_record(records[0])
 
 
 def test_predict_input_forms_agree(sample_model: tuple[Model, Path]) -> None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import getpass
 import hashlib
 import re
+import subprocess
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import custseg
 from custseg.errors import RegistryError
+from custseg.pipeline.steps import PACKAGE, source_files, source_sha256
 from custseg.store import registry
 from custseg.store.database import Store
 from custseg.store.registry import ApprovalStatus
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
 
 GROUP = "clustering-model-model-group"
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
+ROOT = Path(__file__).resolve().parents[1]
+# the tests run from a checkout (CI clones main): the lineage names its commit
+HEAD = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                      text=True, check=True).stdout.strip()
 LINEAGE_KEYS = {"execution_id", "trained_by_execution", "data_uri", "data_sha256", "rows",
                 "parameters", "metrics", "code_version", "engine", "previous_version",
                 "model_name"}
@@ -110,7 +117,7 @@ def test_models_list_and_describe_show_the_lineage_of_real_runs(
         assert lineage["previous_version"] == (None if version == 1 else 1)
         code = lineage["code_version"]
         assert code["package"] == custseg.__version__
-        assert code["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", code["git_commit"])
+        assert code["git_commit"] == HEAD and code["source_sha256"] == source_sha256()
         model = custseg.load_model(pkg["artifact_uri"])
         assert model.meta["code_version"] == code and model.k == k
         assert pkg["created_by"] == getpass.getuser()
@@ -244,3 +251,12 @@ def test_two_processes_approving_the_same_version_one_wins(
     history = project.json("models", "describe", "1")["history"]
     assert [h["to_status"] for h in history] == [PENDING, APPROVED]
     assert project.query("SELECT COUNT(*) AS n FROM endpoint_configs")[0]["n"] == 0
+
+
+def test_the_train_cache_hashes_every_module_of_custseg() -> None:
+    """An edit to any module (the core included) must invalidate cached Train steps."""
+    hashed = {p.relative_to(PACKAGE).as_posix() for p in source_files()}
+    for module in ("core/kmeans.py", "core/preprocessing.py", "artifact/scorer.py",
+                   "io/data.py", "pipeline/steps.py", "config.py"):
+        assert module in hashed
+    assert len(hashed) == len(list((ROOT / "src" / "custseg").rglob("*.py")))

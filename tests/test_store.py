@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from custseg.errors import StoreError
-from custseg.store import registry
+from custseg.store import executions, registry
 from custseg.store.database import DB_FILE, SCHEMA_VERSION, Store
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _raw(db: Path) -> sqlite3.Connection:
 
 
 def _pipeline(store: Store, name: str = "p") -> tuple[str, int]:
-    version, _ = store.upsert_pipeline(name, {"steps": []}, "sha-" + name)
+    version, _ = executions.upsert_pipeline(store, name, {"steps": []}, "sha-" + name)
     return name, version
 
 
@@ -63,7 +63,7 @@ def test_store_connections_enforce_foreign_keys(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        store.create_execution("e1", ("no-such-pipeline", 1), {}, ["Train"], "me")
+        executions.create_execution(store, "e1", ("no-such-pipeline", 1), {}, ["Train"], "me")
     with store.read() as conn:
         assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 0
 
@@ -71,11 +71,11 @@ def test_store_connections_enforce_foreign_keys(tmp_path: Path) -> None:
 def test_reopening_keeps_the_data_and_does_not_migrate_again(tmp_path: Path) -> None:
     store = Store.open(str(tmp_path / "s"))
     pipeline = _pipeline(store)
-    store.create_execution("e1", pipeline, {"n_clusters": 3}, ["Train"], "me")
-    store.finish_execution("e1", "Succeeded")
+    executions.create_execution(store, "e1", pipeline, {"n_clusters": 3}, ["Train"], "me")
+    executions.finish_execution(store, "e1", "Succeeded")
     again = Store.open(str(tmp_path / "s"))
-    record = again.execution("e1")
-    assert record["status"] == "Succeeded" and record["parameters"] == {"n_clusters": 3}
+    record = executions.execution(again, "e1")
+    assert record.status == "Succeeded" and record.parameters == {"n_clusters": 3}
     conn = _raw(again.db_path)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -208,13 +208,15 @@ def test_the_store_may_be_a_folder_or_a_database_url(
 def test_upsert_pipeline_adds_a_version_only_when_the_definition_changes(
         tmp_path: Path) -> None:
     store = Store.open(str(tmp_path / "s"))
-    assert store.latest_pipeline("p") is None
-    assert store.upsert_pipeline("p", {"n": 1}, "a") == (1, True)
-    assert store.upsert_pipeline("p", {"n": 1}, "a") == (1, False)
-    assert store.upsert_pipeline("p", {"n": 2}, "b") == (2, True)
-    assert store.upsert_pipeline("q", {"n": 2}, "b") == (1, True)  # per pipeline name
-    assert store.upsert_pipeline("p", {"n": 1}, "a") == (3, True)  # back to the first: new
-    assert store.latest_pipeline("p") == (3, {"n": 1}, "a")
+    assert executions.latest_pipeline(store, "p") is None
+    assert executions.upsert_pipeline(store, "p", {"n": 1}, "a") == (1, True)
+    assert executions.upsert_pipeline(store, "p", {"n": 1}, "a") == (1, False)
+    assert executions.upsert_pipeline(store, "p", {"n": 2}, "b") == (2, True)
+    assert executions.upsert_pipeline(store, "q", {"n": 2}, "b") == (1, True)  # per pipeline name
+    # back to the first definition: a new version
+    assert executions.upsert_pipeline(store, "p", {"n": 1}, "a") == (3, True)
+    assert executions.latest_pipeline(store, "p") == executions.PipelineVersion(
+        "p", 3, {"n": 1}, "a")
 
 
 # -- the reaper of interrupted executions ----------------------------------------------------
@@ -246,29 +248,30 @@ def test_opening_the_store_marks_executions_of_dead_processes_failed(
         tmp_path: Path, runner: Callable[[], tuple[int, str | None, str]],
         reaped: bool) -> None:
     store = Store.open(str(tmp_path / "s"))
-    store.create_execution("e1", _pipeline(store), {}, ["Train", "CreateModel"], "me")
-    store.update_step("e1", "Train", status="Executing", started_at="2024-01-01T00:00:00")
+    executions.create_execution(store, "e1", _pipeline(store), {}, ["Train", "CreateModel"], "me")
+    executions.update_step(store, "e1", "Train", status="Executing",
+                           started_at="2024-01-01T00:00:00")
     _set_runner(store, "e1", *runner())
     Store.open(str(tmp_path / "s"))  # the next command
-    record = store.execution("e1")
-    steps = {s["name"]: (s["status"], s["error"]) for s in record["steps"]}
+    record = executions.execution(store, "e1")
+    steps = {s.name: (s.status, s.error) for s in record.steps}
     if reaped:
-        assert record["status"] == "Failed"
-        assert record["error"].startswith("interrupted")
-        assert record["ended_at"] is not None
+        assert record.status == "Failed"
+        assert record.error is not None and record.error.startswith("interrupted")
+        assert record.ended_at is not None
         assert steps == {"Train": ("Failed", "interrupted"), "CreateModel": ("Skipped", None)}
     else:
-        assert record["status"] == "Executing" and record["error"] is None
+        assert record.status == "Executing" and record.error is None
         assert steps == {"Train": ("Executing", None), "CreateModel": ("Pending", None)}
 
 
 def test_finished_executions_are_never_reaped(tmp_path: Path) -> None:
     store = Store.open(str(tmp_path / "s"))
-    store.create_execution("e1", _pipeline(store), {}, ["Train"], "me")
-    store.finish_execution("e1", "Succeeded")
+    executions.create_execution(store, "e1", _pipeline(store), {}, ["Train"], "me")
+    executions.finish_execution(store, "e1", "Succeeded")
     _set_runner(store, "e1", _dead_pid(), None, socket.gethostname())
-    assert Store.open(str(tmp_path / "s")).reap_interrupted() == []
-    assert store.execution("e1")["status"] == "Succeeded"
+    assert executions.reap_interrupted(Store.open(str(tmp_path / "s"))) == []
+    assert executions.execution(store, "e1").status == "Succeeded"
 
 
 # -- several processes at once ---------------------------------------------------------------
@@ -284,7 +287,8 @@ def _register_many(folder: str, n: int, barrier: Any, results: Any) -> None:
             got.append(registry.register(
                 store, "g", execution_id=None, artifact_uri=f"/m/{os.getpid()}/{i}",
                 lineage={}, status=registry.ApprovalStatus.PENDING, user="me"))
-            store.upsert_pipeline("p", {"pid": os.getpid(), "i": i}, f"{os.getpid()}-{i}")
+            executions.upsert_pipeline(store, "p", {"pid": os.getpid(), "i": i},
+                                       f"{os.getpid()}-{i}")
         results.put(got)
     except Exception as exc:
         results.put(f"{type(exc).__name__}: {exc}")

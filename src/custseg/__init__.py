@@ -44,7 +44,7 @@ from custseg.errors import (
 )
 
 if TYPE_CHECKING:
-    from custseg.artifact.model import Model
+    from custseg.artifact.scorer import Model
     from custseg.config import Config
     from custseg.pipeline.runner import Execution, Reporter
 
@@ -77,7 +77,7 @@ def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | Non
     """
     import os
 
-    from custseg.artifact.model import load_model as _load
+    from custseg.artifact.storage import load_model as _load
     from custseg.store.registry import package, parse_ref
 
     parsed = parse_ref(ref)

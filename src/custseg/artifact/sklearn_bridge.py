@@ -17,7 +17,7 @@ import numpy as np
 from custseg.core.preprocessing import category_key
 
 if TYPE_CHECKING:
-    from custseg.artifact.model import Model
+    from custseg.artifact.scorer import Model
 
 __all__ = ["as_category_strings", "as_numbers", "build_pipeline", "clip_and_log", "weigh"]
 

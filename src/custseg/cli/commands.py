@@ -17,6 +17,7 @@ import typer
 from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, err_console, fail, open_config_store
 from custseg.cli.schema import print_candidates, print_schema_lines, print_warnings
 from custseg.errors import ConfigError, CustsegError
+from custseg.pipeline.records import Deployed, Registered, Trained
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -107,10 +108,11 @@ def _print_summary(execution: Execution, s3_endpoint_url: str | None = None,
         secs = f"{rec.seconds:.2f} s" if rec.seconds is not None else "-"
         extra = f" from execution {rec.cached_from}" if rec.cached_from else ""
         out(f"{name}: {rec.status.value} ({secs}){extra}")
-    trained = execution.steps["Train"].outputs or {}
-    if trained.get("schema", {}).get("columns"):
-        print_schema_lines(trained["schema"]["columns"])
-    selection = trained.get("selection") or {}
+    trained = execution.steps["Train"].outputs
+    assert isinstance(trained, Trained)  # run() raised otherwise
+    if trained.schema.get("columns"):
+        print_schema_lines(trained.schema["columns"])
+    selection = trained.selection or {}
     model = execution.model
     if selection.get("swept") and model is not None:
         print_candidates(model.meta["candidates"], m.get("k", 0), selection.get("sentence", ""))
@@ -137,22 +139,19 @@ def _print_summary(execution: Execution, s3_endpoint_url: str | None = None,
     out(f"Execution: {execution.id}")
     out(f"Model: {execution.model_uri}")
     registered = execution.steps["RegisterModel"].outputs
-    if registered:
-        out(f"Model version: {registered['ref']} ({registered['approval_status']})")
-    deployed = execution.steps["DeployEndpoint"]
-    if deployed.outputs:
-        d = deployed.outputs
-        out(
-            f"Endpoint: {d['endpoint_name']} -> {d['endpoint_config_name']} "
-            f"({d['action']}, {d['status']})"
-        )
-        if d.get("note"):
-            out(f"  {d['note']}")
-        if d.get("url"):
-            _print_examples(d["url"], d["endpoint_name"], execution.model_uri, s3_endpoint_url,
+    if isinstance(registered, Registered):
+        out(f"Model version: {registered.ref} ({registered.approval_status})")
+    step = execution.steps["DeployEndpoint"]
+    d = step.outputs
+    if isinstance(d, Deployed):
+        out(f"Endpoint: {d.endpoint_name} -> {d.endpoint_config_name} ({d.action}, {d.status})")
+        if d.note:
+            out(f"  {d.note}")
+        if d.url:
+            _print_examples(d.url, d.endpoint_name, execution.model_uri, s3_endpoint_url,
                             api_key_env)
-    elif deployed.reason:
-        out(f"Endpoint: not deployed ({deployed.reason})")
+    elif step.reason:
+        out(f"Endpoint: not deployed ({step.reason})")
 
 
 def _print_examples(
@@ -160,7 +159,7 @@ def _print_examples(
     api_key_env: str | None = None,
 ) -> None:
     """Ready-to-paste calls of the live endpoint, with a record the model accepts."""
-    from custseg.artifact.model import load_model
+    from custseg.artifact.storage import load_model
 
     record: dict[str, Any] = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
     if model_uri:
@@ -304,7 +303,7 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
                 "ended": s.ended,
                 "seconds": s.seconds,
                 "error": s.error,
-                "outputs": s.outputs,
+                "outputs": s.outputs.to_json() if s.outputs is not None else {},
                 "cached_from": s.cached_from,
                 "reason": s.reason,
             }
@@ -324,7 +323,7 @@ def write_report(
 ) -> Path:
     """Render a model's report into `output` (default: <store>/reports/<name>.html), and
     its segment profiles as CSV into `profiles_csv` when given."""
-    from custseg.artifact.model import load_model
+    from custseg.artifact.storage import load_model
     from custseg.core.preprocessing import schema_rows
     from custseg.report import profiles_csv as profiles_text
     from custseg.report import render_report
@@ -358,6 +357,7 @@ def report(
 ) -> None:
     """Write the segment report (self-contained HTML) of an execution or model version."""
     from custseg.errors import StoreError
+    from custseg.store.executions import execution
     from custseg.store.registry import group_name, package, parse_ref
 
     try:
@@ -370,12 +370,12 @@ def report(
             uri, title = pkg.artifact_uri, f"Segments of model {pkg.ref}"
             subtitle = f"execution {pkg.execution_id}, {pkg.approval_status.value}"
         else:
-            record = store.execution(ref)
-            uri = record["steps"][0]["outputs"].get("model_uri")
+            record = execution(store, ref)
+            uri = str(record.step("Train").outputs.get("model_uri") or "")
             if not uri:
-                raise StoreError(f"execution {record['id']} produced no model ({record['status']})")
-            title = f"Segments of execution {record['id']}"
-            subtitle = f"pipeline {record['pipeline_name']} v{record['pipeline_version']}"
+                raise StoreError(f"execution {record.id} produced no model ({record.status})")
+            title = f"Segments of execution {record.id}"
+            subtitle = f"pipeline {record.pipeline_name} v{record.pipeline_version}"
         path = write_report(
             store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url, profiles_csv
         )

@@ -17,6 +17,7 @@ from custseg.cli.common import (
     print_table,
 )
 from custseg.errors import CustsegError
+from custseg.store.executions import execution, executions
 
 if TYPE_CHECKING:
     from custseg.config import Config
@@ -45,24 +46,21 @@ def executions_list(
     """Past executions, newest first."""
     try:
         _, store = open_config_store(config)
-        rows = store.executions(limit)
+        rows = executions(store, limit)
     except CustsegError as exc:
         raise fail(exc) from None
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     print_table(
         ["id", "status", "started (UTC)", "Train", "model version"],
         [
             [
-                r["id"],
-                r["status"],
-                r["started_at"][:19].replace("T", " "),
-                r["steps"][0]["status"],
-                next(
-                    (s["outputs"].get("ref") for s in r["steps"] if s["name"] == "RegisterModel"),
-                    None,
-                ),
+                r.id,
+                r.status,
+                r.started_at[:19].replace("T", " "),
+                r.step("Train").status,
+                r.step("RegisterModel").outputs.get("ref"),
             ]
             for r in rows
         ],
@@ -78,33 +76,33 @@ def executions_describe(
     """One execution: parameters, each step's status, timing, error, outputs and why it ran."""
     try:
         _, store = open_config_store(config)
-        record = store.execution(execution_id)
+        record = execution(store, execution_id)
     except CustsegError as exc:
         raise fail(exc) from None
     if as_json:
-        typer.echo(json.dumps(record, indent=2))
+        typer.echo(json.dumps(record.to_dict(), indent=2))
         return
     out = typer.echo
-    out(f"Execution {record['id']}: {record['status']}")
-    out(f"Pipeline: {record['pipeline_name']} v{record['pipeline_version']}")
-    out(f"Started: {record['started_at']}  Ended: {record['ended_at'] or '-'}")
-    out(f"By: {record['user']} on {record['host']} (pid {record['pid']})")
-    if record["error"]:
-        out(f"Error: {record['error']}")
-    for step in record["steps"]:
-        out(f"- {step['name']}: {step['status']} ({_secs(step['seconds'])})")
-        if step["cached_from"]:
-            out(f"    cached from execution {step['cached_from']}")
-        if step["reason"]:
-            out(f"    why: {step['reason']}")
-        if step["error"]:
-            out(f"    error: {step['error']}")
+    out(f"Execution {record.id}: {record.status}")
+    out(f"Pipeline: {record.pipeline_name} v{record.pipeline_version}")
+    out(f"Started: {record.started_at}  Ended: {record.ended_at or '-'}")
+    out(f"By: {record.user} on {record.host} (pid {record.pid})")
+    if record.error:
+        out(f"Error: {record.error}")
+    for step in record.steps:
+        out(f"- {step.name}: {step.status} ({_secs(step.seconds)})")
+        if step.cached_from:
+            out(f"    cached from execution {step.cached_from}")
+        if step.reason:
+            out(f"    why: {step.reason}")
+        if step.error:
+            out(f"    error: {step.error}")
         for key in ("model_uri", "ref", "approval_status", "endpoint_name", "endpoint_config_name"):
-            if key in step["outputs"]:
-                out(f"    {key}: {step['outputs'][key]}")
-        for line in step["outputs"].get("warnings") or []:
+            if key in step.outputs:
+                out(f"    {key}: {step.outputs[key]}")
+        for line in step.outputs.get("warnings") or []:
             out(f"    warning: {line}")
-    out("Parameters: " + json.dumps(record["parameters"], sort_keys=True))
+    out("Parameters: " + json.dumps(record.parameters, sort_keys=True))
 
 
 @executions_app.command("graph")
@@ -118,10 +116,10 @@ def executions_graph(
 
     try:
         _, store = open_config_store(config)
-        record = store.execution(execution_id)
+        record = execution(store, execution_id)
     except CustsegError as exc:
         raise fail(exc) from None
-    path = output or Path(f"execution-{record['id']}.svg")
+    path = output or Path(f"execution-{record.id}.svg")
     try:
         path.write_text(render_svg(record), encoding="utf-8")
     except OSError as exc:
@@ -230,38 +228,21 @@ def models_describe(
 def _set_status(
     version: int, to: str, config: Path, group: str | None, comment: str | None, by: str | None
 ) -> None:
-    from custseg.pipeline import deploy
-    from custseg.store import endpoints as endpoint_store
-    from custseg.store.registry import ApprovalStatus, current_user, set_approval
+    from custseg.pipeline.deploy import review
+    from custseg.store.registry import ApprovalStatus, current_user
 
     try:
         cfg, store = open_config_store(config)
-        pkg = set_approval(
-            store,
-            _group(cfg, group),
-            version,
-            ApprovalStatus(to),
-            by=by or current_user(),
-            comment=comment,
-        )
+        pkg, live = review(store, cfg, _group(cfg, group), version, ApprovalStatus(to),
+                           by=by or current_user(), comment=comment)
         typer.echo(
             f"Model {pkg.ref}: {pkg.history[-1]['from_status']} -> "
             f"{pkg.approval_status.value} (by {pkg.history[-1]['by']})"
         )
-        if pkg.approval_status == ApprovalStatus.APPROVED and cfg.deploy.require_approval:
-            done = endpoint_store.create_or_update(
-                store,
-                project=cfg.project_name,
-                environment=cfg.environment,
-                group=pkg.group,
-                version=pkg.version,
-                artifact_uri=pkg.artifact_uri,
-                execution_id=pkg.execution_id,
-            )
-            live = deploy.make_live(store, cfg, done)
+        if live is not None:
             typer.echo(
-                f"Endpoint: {done.endpoint} -> {done.config} ({done.action}, "
-                f"{live['status']}{', ' + live['url'] if live['url'] else ''})"
+                f"Endpoint: {live.endpoint_name} -> {live.endpoint_config_name} ({live.action}, "
+                f"{live.status}{', ' + live.url if live.url else ''})"
             )
     except CustsegError as exc:
         raise fail(exc) from None

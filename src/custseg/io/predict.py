@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from custseg.artifact.model import Model
+from custseg.artifact.scorer import Model
 from custseg.core.preprocessing import NUMBER, encode
 from custseg.errors import DataError
 from custseg.io.data import (

@@ -11,15 +11,24 @@ starts the server.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from custseg.config import Config
 from custseg.errors import DeployError
+from custseg.pipeline.records import Deployed
 from custseg.store.database import Store
-from custseg.store.endpoints import Deployment, revert, set_status, switch_view
+from custseg.store.endpoints import (
+    Deployment,
+    create_or_update,
+    revert,
+    set_status,
+    switch_view,
+)
+from custseg.store.registry import ApprovalStatus, ModelPackage, set_approval
 
-__all__ = ["check_settings", "make_live", "wait_until_served"]
+__all__ = ["check_settings", "deploy_version", "make_live", "review", "wait_until_served"]
 
 
 def wait_until_served(store: Store, name: str, config: str, timeout: float = 30.0) -> str:
@@ -74,7 +83,7 @@ def check_settings(server: Any, settings: Any) -> None:
             f"`custseg serve --restart` (requests fail while it restarts), then run again")
 
 
-def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, Any]:
+def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
     """Have the endpoint server serve `deployment`: start the store's background server
     when none runs (and `endpoint.autostart`), then wait for every worker to switch."""
     from custseg.serving.server import running_server, start_background
@@ -86,14 +95,36 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> dict[str, An
         check_settings(server, settings)
     if server is None and cfg.endpoint.autostart:
         server = start_background(store, settings)
+    served = functools.partial(Deployed, deployment.endpoint, deployment.config,
+                               deployment.action, deployment.previous_config)
     if server is None:
-        return {
-            "status": "Creating" if deployment.action == "created" else "Updating",
-            "url": None,
-            "note": "no endpoint server runs for this store: `custseg serve` serves it",
-        }
+        return served(status="Creating" if deployment.action == "created" else "Updating",
+                      url=None,
+                      note="no endpoint server runs for this store: `custseg serve` serves it")
     status = wait_until_served(store, deployment.endpoint, deployment.config)
-    out: dict[str, Any] = {"status": status, "url": server.url}
-    if server.note:
-        out["note"] = server.note
-    return out
+    return served(status=status, url=server.url, note=server.note or None)
+
+
+def deploy_version(store: Store, cfg: Config, pkg: ModelPackage) -> Deployed:
+    """DeployEndpoint for a registered version: a new timestamped endpoint config, the
+    endpoint created or updated on it, and the server switched to it."""
+    deployment = create_or_update(
+        store,
+        project=cfg.project_name,
+        environment=cfg.environment,
+        group=pkg.group,
+        version=pkg.version,
+        artifact_uri=pkg.artifact_uri,
+        execution_id=pkg.execution_id,
+    )
+    return make_live(store, cfg, deployment)
+
+
+def review(store: Store, cfg: Config, group: str, version: int, to: ApprovalStatus, *,
+           by: str, comment: str | None) -> tuple[ModelPackage, Deployed | None]:
+    """Approve or reject a version (recorded with who and why); approving deploys it when
+    `deploy.require_approval` held it back."""
+    pkg = set_approval(store, group, version, to, by=by, comment=comment)
+    if pkg.approval_status == ApprovalStatus.APPROVED and cfg.deploy.require_approval:
+        return pkg, deploy_version(store, cfg, pkg)
+    return pkg, None

@@ -6,8 +6,9 @@ coloured by its status and labelled with its duration. Plain SVG, no dependencie
 
 from __future__ import annotations
 
-from typing import Any
 from xml.sax.saxutils import escape
+
+from custseg.store.executions import ExecutionRow, StepRow
 
 __all__ = ["STATUS_COLOURS", "render_svg"]
 
@@ -55,12 +56,12 @@ def _edge(a: str, b: str) -> str:
     )
 
 
-def _box(step: dict[str, Any]) -> str:
-    name, status = step["name"], step["status"]
+def _box(step: StepRow) -> str:
+    name, status = step.name, step.status
     stroke, fill = STATUS_COLOURS.get(status, STATUS_COLOURS["Pending"])
     x, y = LAYOUT[name]
-    label = f"{status} · {_duration(step.get('seconds'))}"
-    title = escape(step.get("error") or step.get("reason") or status)
+    label = f"{status} · {_duration(step.seconds)}"
+    title = escape(step.error or step.reason or status)
     return (
         f'<g class="step" data-step="{escape(name)}" data-status="{escape(status)}">'
         f"<title>{title}</title>"
@@ -73,9 +74,9 @@ def _box(step: dict[str, Any]) -> str:
     )
 
 
-def render_svg(execution: dict[str, Any]) -> str:
+def render_svg(execution: ExecutionRow) -> str:
     """An SVG document for an execution as recorded in the store."""
-    steps = {s["name"]: s for s in execution["steps"]}
+    steps = {s.name: s for s in execution.steps}
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="Helvetica, Arial, sans-serif" '
@@ -85,10 +86,10 @@ def render_svg(execution: dict[str, Any]) -> str:
         'fill="#607d8b"/></marker></defs>',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
         f'<text x="30" y="30" font-size="17" font-weight="600" fill="#263238">'
-        f"{escape(execution['pipeline_name'])} v{execution['pipeline_version']} · "
-        f"execution {escape(execution['id'])}</text>",
-        f'<text x="30" y="52" font-size="13" fill="#546e7a">{escape(execution["status"])} · '
-        f"started {escape(execution['started_at'][:19].replace('T', ' '))} UTC</text>",
+        f"{escape(execution.pipeline_name)} v{execution.pipeline_version} · "
+        f"execution {escape(execution.id)}</text>",
+        f'<text x="30" y="52" font-size="13" fill="#546e7a">{escape(execution.status)} · '
+        f"started {escape(execution.started_at[:19].replace('T', ' '))} UTC</text>",
     ]
     parts += [_edge(a, b) for a, b in EDGES]
     parts += [_box(steps[name]) for name in LAYOUT if name in steps]

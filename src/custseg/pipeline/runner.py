@@ -17,20 +17,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from custseg import __version__
-from custseg.artifact.model import Model, load_model
+from custseg.artifact.scorer import Model
+from custseg.artifact.storage import load_model
 from custseg.config import Config
 from custseg.core.preprocessing import schema_rows
 from custseg.errors import ConfigError, CustsegError, ModelError
 from custseg.io.data import fingerprint, returning_memory_pool
 from custseg.pipeline import deploy as endpoints
+from custseg.pipeline.records import (
+    CreatedModel,
+    Deployed,
+    Registered,
+    StepOutputs,
+    Trained,
+    TrainInputs,
+)
 from custseg.pipeline.steps import (
     Reporter,
-    cache_code,
     cache_key,
     code_version,
     diff,
@@ -39,7 +47,7 @@ from custseg.pipeline.steps import (
     train_step,
     training_parameters,
 )
-from custseg.store import endpoints as endpoint_store
+from custseg.store import executions as records
 from custseg.store import registry
 from custseg.store.database import Store, now
 
@@ -72,6 +80,9 @@ PARAMETERS = (
 )
 
 
+Out = TypeVar("Out", bound=StepOutputs | None)
+
+
 class StepStatus(StrEnum):
     PENDING = "Pending"
     EXECUTING = "Executing"
@@ -89,7 +100,7 @@ class StepRecord:
     ended: str | None = None
     seconds: float | None = None
     error: str | None = None
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: StepOutputs | None = None
     cached_from: str | None = None
     reason: str | None = None
 
@@ -163,11 +174,11 @@ def deploy(cfg: Config, store: Store | None = None) -> tuple[int, bool, list[str
     check_engine(cfg)
     store = store or open_store(cfg)
     new = definition(cfg)
-    latest = store.latest_pipeline(cfg.project_name)
-    version, created = store.upsert_pipeline(cfg.project_name, new, _sha(new))
+    latest = records.latest_pipeline(store, cfg.project_name)
+    version, created = records.upsert_pipeline(store, cfg.project_name, new, _sha(new))
     changes: list[str] = []
     if created and latest is not None:
-        changes = diff(latest[1], new)
+        changes = diff(latest.definition, new)
     return version, created, changes
 
 
@@ -202,7 +213,8 @@ def run(
         why = "it was missing" if version == 1 else "changed: " + ", ".join(changes)
         execution.notes.append(f"deployed pipeline {cfg.project_name} v{version} ({why})")
         reporter.note(execution.notes[-1])
-    store.create_execution(
+    records.create_execution(
+        store,
         execution.id,
         (cfg.project_name, version),
         execution.parameters,
@@ -217,7 +229,7 @@ def run(
             str(exc) if isinstance(exc, CustsegError) else f"interrupted ({type(exc).__name__})"
         )
         execution.status, execution.error = StepStatus.FAILED, message
-        store.finish_execution(execution.id, "Failed", message)
+        records.finish_execution(store, execution.id, "Failed", message)
         for rec in execution.steps.values():
             if rec.status == StepStatus.PENDING:
                 rec.status = StepStatus.SKIPPED
@@ -225,7 +237,7 @@ def run(
             exc.execution = execution  # type: ignore[attr-defined]
         raise
     execution.status = StepStatus.SUCCEEDED
-    store.finish_execution(execution.id, "Succeeded")
+    records.finish_execution(store, execution.id, "Succeeded")
     return execution
 
 
@@ -238,19 +250,20 @@ class _Runner:
         self.cfg, self.store, self.execution = cfg, store, execution
         self.reporter, self.no_cache = reporter, no_cache
 
-    def step(self, name: str, body: Callable[[StepRecord], dict[str, Any]]) -> dict[str, Any]:
+    def step(self, name: str, body: Callable[[StepRecord], Out]) -> Out:
         rec = self.execution.steps[name]
         rec.status, rec.started = StepStatus.EXECUTING, now()
-        self.store.update_step(
-            self.execution.id, name, status=rec.status.value, started_at=rec.started
+        records.update_step(
+            self.store, self.execution.id, name, status=rec.status.value, started_at=rec.started
         )
         t = time.perf_counter()
         try:
-            rec.outputs = body(rec)
+            outputs = body(rec)
         except BaseException as exc:
             rec.status, rec.error = StepStatus.FAILED, str(exc) or type(exc).__name__
             rec.ended, rec.seconds = now(), time.perf_counter() - t
-            self.store.update_step(
+            records.update_step(
+                self.store,
                 self.execution.id,
                 name,
                 status="Failed",
@@ -261,86 +274,88 @@ class _Runner:
             raise
         if rec.status == StepStatus.EXECUTING:
             rec.status = StepStatus.SUCCEEDED
-        rec.ended, rec.seconds = now(), time.perf_counter() - t
-        self.store.update_step(
+        rec.outputs, rec.ended, rec.seconds = outputs, now(), time.perf_counter() - t
+        records.update_step(
+            self.store,
             self.execution.id,
             name,
             status=rec.status.value,
             ended_at=rec.ended,
             seconds=rec.seconds,
-            outputs=rec.outputs,
+            outputs=outputs.to_json() if outputs is not None else {},
             cached_from=rec.cached_from,
             reason=rec.reason,
         )
-        return rec.outputs
+        return outputs
 
     def run_all(self) -> None:
         cfg, execution = self.cfg, self.execution
         trained = self.step("Train", self.train)
-        execution.metrics = trained["metrics"]
-        execution.segment_names = trained.get("segment_names")
-        execution.warnings = trained.get("warnings", [])
-        execution.model_uri = trained["model_uri"]
+        execution.metrics = trained.metrics
+        execution.segment_names = trained.segment_names
+        execution.warnings = trained.warnings
+        execution.model_uri = trained.model_uri
         created = self.step(
             "CreateModel",
-            lambda rec: {
-                "model_name": f"{cfg.project_name}-model-{execution.id}",
-                "model_uri": trained["model_uri"],
-                "inference_code_version": code_version(),
-                "input_schema": trained["schema"],
-            },
+            lambda rec: CreatedModel(
+                model_name=f"{cfg.project_name}-model-{execution.id}",
+                model_uri=trained.model_uri,
+                inference_code_version=code_version(),
+                input_schema=trained.schema,
+            ),
         )
         registered = self.step("RegisterModel", lambda rec: self.register(trained, created))
-        execution.model_version = registered["version"]
+        execution.model_version = registered.version
         deployed = self.step("DeployEndpoint", lambda rec: self.deploy(rec, registered))
-        execution.endpoint = deployed.get("endpoint_name")
+        execution.endpoint = deployed.endpoint_name if deployed is not None else None
 
-    def train(self, rec: StepRecord) -> dict[str, Any]:
+    def train(self, rec: StepRecord) -> Trained:
         cfg, store = self.cfg, self.store
         self.reporter.stage("Hashing data", 0.0)
         files, data_sha = fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
-        inputs: dict[str, Any] = {
-            "data_sha256": data_sha,
-            "parameters": training_parameters(cfg) | {"artifacts": cfg.artifacts_location},
-            "code": cache_code(code_version()),
-        }
-        key = cache_key(data_sha, inputs["parameters"], inputs["code"])
-        self.store.update_step(self.execution.id, "Train", cache_key=key)
-        hit = None if self.no_cache else store.cached_step("Train", key)
+        inputs = TrainInputs(
+            data_sha256=data_sha,
+            parameters=training_parameters(cfg) | {"artifacts": cfg.artifacts_location},
+            code=code_version().for_cache(),
+        )
+        key = cache_key(data_sha, inputs.parameters, inputs.code)
+        records.update_step(store, self.execution.id, "Train", cache_key=key)
+        hit = None if self.no_cache else records.cached_step(store, "Train", key)
         unusable = None
         if hit is not None:
-            unusable = self._artifact_problem(hit["outputs"]["model_uri"])
+            unusable = self._artifact_problem(hit.outputs["model_uri"])
             if unusable is None:
-                rec.status, rec.cached_from = StepStatus.CACHED, hit["execution_id"]
-                rec.reason = f"inputs match execution {hit['execution_id']}"
-                self.reporter.note(f"Train: cached (from execution {hit['execution_id']})")
-                return dict(hit["outputs"])
-        previous = store.last_successful_step(cfg.project_name, "Train")
-        if unusable is not None:
-            rec.reason = (f"inputs match execution {hit['execution_id']}, but the cached "  # type: ignore[index]
+                rec.status, rec.cached_from = StepStatus.CACHED, hit.execution_id
+                rec.reason = f"inputs match execution {hit.execution_id}"
+                self.reporter.note(f"Train: cached (from execution {hit.execution_id})")
+                return Trained.from_json(hit.outputs)
+        if hit is not None and unusable is not None:
+            rec.reason = (f"inputs match execution {hit.execution_id}, but the cached "
                           f"artifact is unusable: {unusable}")
             self._note(f"Train: cached artifact unusable, retraining ({unusable})")
         else:
-            rec.reason = rerun_reason(previous["outputs"] if previous else None, inputs,
-                                      self.no_cache)
+            previous = records.last_successful_step(store, cfg.project_name, "Train")
+            rec.reason = rerun_reason(
+                TrainInputs.lenient(previous.outputs.get("inputs")) if previous else None,
+                inputs, self.no_cache)
         model = train_step(cfg, self.execution.id, self.reporter, data_sha256=data_sha,
                            previous=self._previous_model())
         self.reporter.stage("Saving model", 0.0)
         uri = save_artifact(cfg, model, self.execution.id)
-        self.execution.model = model
-        return {
-            "model_uri": uri,
-            "metrics": model.meta["metrics"],
-            "segment_names": model.meta["segment_names"],
-            "stability": model.meta["stability"],
-            "inputs": inputs,
-            "schema": model.schema.to_dict() | {
+        self.execution.model = model.with_uri(uri)
+        return Trained(
+            model_uri=uri,
+            metrics=model.meta["metrics"],
+            segment_names=model.meta["segment_names"],
+            stability=model.meta["stability"],
+            inputs=inputs,
+            schema=model.schema.to_dict() | {
                 "columns": schema_rows(model.schema, model.transform)},
-            "warnings": model.meta.get("warnings", []),
-            "selection": model.meta.get("selection"),
-            "data": model.meta["data"] | {"files": files},
-            "engine": cfg.engine,
-        }
+            warnings=model.meta["warnings"],
+            selection=model.meta["selection"],
+            data=model.meta["data"] | {"files": files},
+            engine=cfg.engine,
+        )
 
     def _previous_model(self) -> Model | None:
         """The group's latest version, whose segment ids the new model keeps."""
@@ -365,10 +380,10 @@ class _Runner:
             return str(exc)
         return None
 
-    def register(self, trained: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+    def register(self, trained: Trained, created: CreatedModel) -> Registered:
         cfg = self.cfg
         group = registry.group_name(cfg.project_name)
-        data = trained["data"]
+        data = trained.data
         lineage = {
             "execution_id": self.execution.id,
             "trained_by_execution": self.execution.steps["Train"].cached_from or self.execution.id,
@@ -376,53 +391,37 @@ class _Runner:
             "data_sha256": data["sha256"],
             "rows": data["rows"],
             "parameters": self.execution.parameters,
-            "metrics": trained["metrics"],
-            "code_version": created["inference_code_version"],
-            "engine": trained["engine"],
-            "model_name": created["model_name"],
-            "segment_names": trained.get("segment_names"),
-            "stability": trained.get("stability"),
-            "schema": trained.get("schema"),
-            "warnings": trained.get("warnings", []),
+            "metrics": trained.metrics,
+            "code_version": created.inference_code_version.to_json(),
+            "engine": trained.engine,
+            "model_name": created.model_name,
+            "segment_names": trained.segment_names,
+            "stability": trained.stability,
+            "schema": trained.schema,
+            "warnings": trained.warnings,
         }
         status = registry.ApprovalStatus.PENDING
         version = registry.register(
             self.store,
             group,
             execution_id=self.execution.id,
-            artifact_uri=trained["model_uri"],
+            artifact_uri=trained.model_uri,
             lineage=lineage,
             status=status,
             user=registry.current_user(),
         )
-        return {
-            "group": group,
-            "version": version,
-            "approval_status": status.value,
-            "ref": f"{group}/{version}",
-        }
+        return Registered(group=group, version=version, approval_status=status.value)
 
-    def deploy(self, rec: StepRecord, registered: dict[str, Any]) -> dict[str, Any]:
+    def deploy(self, rec: StepRecord, registered: Registered) -> Deployed | None:
         cfg = self.cfg
-        if cfg.deploy.require_approval:
-            pkg = registry.package(self.store, registered["group"], registered["version"])
-            if pkg.approval_status != registry.ApprovalStatus.APPROVED:
-                rec.status = StepStatus.SKIPPED
-                rec.reason = (
-                    f"deploy.require_approval: {pkg.ref} is "
-                    f"{pkg.approval_status.value}; `custseg models approve "
-                    f"{pkg.version}` deploys it"
-                )
-                self._note(f"DeployEndpoint: skipped ({rec.reason})")
-                return {}
-        deployment = endpoint_store.create_or_update(
-            self.store,
-            project=cfg.project_name,
-            environment=cfg.environment,
-            group=registered["group"],
-            version=registered["version"],
-            artifact_uri=self.execution.model_uri or "",
-            execution_id=self.execution.id,
-        )
+        pkg = registry.package(self.store, registered.group, registered.version)
+        if cfg.deploy.require_approval and pkg.approval_status != registry.ApprovalStatus.APPROVED:
+            rec.status = StepStatus.SKIPPED
+            rec.reason = (
+                f"deploy.require_approval: {pkg.ref} is {pkg.approval_status.value}; "
+                f"`custseg models approve {pkg.version}` deploys it"
+            )
+            self._note(f"DeployEndpoint: skipped ({rec.reason})")
+            return None
         self.reporter.stage("Deploying endpoint", 0.0)
-        return deployment.to_dict() | endpoints.make_live(self.store, cfg, deployment)
+        return endpoints.deploy_version(self.store, cfg, pkg)

@@ -1,7 +1,8 @@
 """The bodies of the pipeline's steps, and what decides whether a step can be cached.
 
-`pipeline` runs these in order and records them; they take the config and the previous
-steps' outputs and return values. Only `data` and `model` (called from here) touch files.
+`runner` runs these in order and records them; they take the config and the previous
+steps' outputs and return values. Only `io/data` and `artifact/storage` (called from
+here) touch files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from custseg import __version__
-from custseg.artifact.model import Model, save_model
+from custseg.artifact.scorer import Model
+from custseg.artifact.storage import save_model
 from custseg.config import Config
 from custseg.core.diagnostics import run_warnings
 from custseg.core.matching import agreement, centroid_matrix, match_ids
@@ -30,11 +32,11 @@ from custseg.core.schema import infer_schema
 from custseg.core.train import Clustering, TrainResult, train
 from custseg.errors import ConfigError, CustsegError
 from custseg.io.data import read_data
+from custseg.pipeline.records import CodeVersion, TrainInputs
 from custseg.store.database import now
 
 __all__ = [
     "Reporter",
-    "cache_code",
     "cache_key",
     "code_version",
     "diff",
@@ -75,22 +77,29 @@ class Reporter(Protocol):
     def note(self, message: str) -> None: ...
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # src/custseg
+
+
+def source_files() -> list[Path]:
+    """custseg's own source files, every package included."""
+    return sorted(PACKAGE.rglob("*.py"))
+
+
 @functools.cache
 def source_sha256() -> str:
     """The hash of custseg's own source files: what the Train cache keys on, so that an
     edited (even uncommitted) custseg never serves a model the old code trained."""
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
+    for path in source_files():
+        digest.update(path.relative_to(PACKAGE).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 @functools.cache
-def code_version() -> dict[str, Any]:
+def code_version() -> CodeVersion:
     """The package version and source hash, and the git commit when run from a checkout."""
-    root = Path(__file__).resolve().parents[2]
+    root = PACKAGE.parents[1]  # the checkout, when custseg runs from one
     commit = None
     if (root / ".git").exists():
         try:
@@ -100,13 +109,7 @@ def code_version() -> dict[str, Any]:
             ).stdout.strip() or None
         except (OSError, subprocess.SubprocessError):
             commit = None
-    return {"package": __version__, "source_sha256": source_sha256(), "git_commit": commit}
-
-
-def cache_code(code: dict[str, Any]) -> dict[str, Any]:
-    """The part of the code version the Train cache depends on (not the git commit, which
-    moves with every commit, even one that does not touch custseg's source)."""
-    return {"package": code["package"], "source_sha256": code["source_sha256"]}
+    return CodeVersion(__version__, source_sha256(), commit)
 
 
 def training_parameters(cfg: Config) -> dict[str, Any]:
@@ -130,26 +133,23 @@ def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str
     return out
 
 
-def rerun_reason(previous: dict[str, Any] | None, inputs: dict[str, Any], no_cache: bool) -> str:
+def rerun_reason(before: TrainInputs | None, inputs: TrainInputs, no_cache: bool) -> str:
     """Why Train ran instead of coming from cache, compared with the last successful run."""
     if no_cache:
         return "--no-cache"
-    if previous is None:
+    if before is None:
         return "no earlier successful run"
-    before = previous.get("inputs") or {}
     reasons = []
-    if before.get("data_sha256") != inputs["data_sha256"]:
+    if before.data_sha256 != inputs.data_sha256:
         reasons.append(
-            f"data content changed (sha256 {str(before.get('data_sha256'))[:12]} -> "
-            f"{inputs['data_sha256'][:12]})"
+            f"data content changed (sha256 {before.data_sha256[:12]} -> "
+            f"{inputs.data_sha256[:12]})"
         )
-    changed = diff(before.get("parameters") or {}, inputs["parameters"])
+    changed = diff(before.parameters, inputs.parameters)
     if changed:
         reasons.append("parameters changed: " + ", ".join(changed))
-    if before.get("code") != inputs["code"]:
-        reasons.append(
-            "code version changed: " + ", ".join(diff(before.get("code") or {}, inputs["code"]))
-        )
+    if before.code != inputs.code:
+        reasons.append("code version changed: " + ", ".join(diff(before.code, inputs.code)))
     return "; ".join(reasons) or "the cached artifact is missing"
 
 
@@ -284,7 +284,7 @@ def train_step(
         },
         "timings": {"read": t_read, "features": t_features, **result.timings},
         "versions": _versions(),
-        "code_version": code_version(),
+        "code_version": code_version().to_json(),
     }
     return Model(
         schema=schema,

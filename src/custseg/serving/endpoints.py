@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from custseg.artifact.model import Model, load_model
+from custseg.artifact.scorer import Model
+from custseg.artifact.storage import load_model
 from custseg.errors import CustsegError, DeployError
 from custseg.store.database import Store, now
 from custseg.store.endpoints import (

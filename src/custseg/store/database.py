@@ -1,20 +1,18 @@
 """The store: a SQLite file (pipelines, executions, steps, registry, endpoints) beside an
-artifact location (a local folder or an `s3://` prefix).
+artifact location (a local folder or an `s3://` prefix). This module owns the file:
+connections, transactions, migrations; the tables are read and written by
+`executions`, `registry`, `endpoints` and `servers`.
 
 Safe for several processes at once: WAL journal, a busy timeout, and every write in a
 `BEGIN IMMEDIATE` transaction (so two writers queue instead of failing with "database is
 locked"). The schema has a version (`PRAGMA user_version`) and forward migrations.
 
-Executions record the pid and host that run them; a run killed without a chance to
-record its end (SIGKILL, power loss) is marked Failed (interrupted) by the next command
-that opens the store.
+Opening a store marks executions whose process died as interrupted (see `executions`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -22,12 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from custseg.errors import StoreError
 from custseg.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "Store", "now", "process_alive", "store_paths"]
+__all__ = ["SCHEMA_VERSION", "Store", "now", "process_alive", "process_start", "store_paths"]
 
 DB_FILE = "custseg.db"
 BUSY_TIMEOUT_MS = 60_000
@@ -38,7 +35,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The kernel's start time of a process, to tell a live pid from a reused one."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
@@ -55,7 +52,7 @@ def process_alive(pid: int, started: str | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    return started is None or _process_start(pid) in (None, started)
+    return started is None or process_start(pid) in (None, started)
 
 
 def redact(url: str) -> str:
@@ -102,7 +99,9 @@ class Store:
             raise StoreError(f"cannot create the store folder {folder}: {exc}") from exc
         store = cls(folder=folder, artifacts=artifacts or str(folder / "artifacts"), db_path=db)
         store._migrate()
-        store.reap_interrupted()
+        from custseg.store.executions import reap_interrupted
+
+        reap_interrupted(store)
         return store
 
     @classmethod
@@ -206,197 +205,3 @@ class Store:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-
-    # -- pipelines -----------------------------------------------------------------------
-    def latest_pipeline(self, name: str) -> tuple[int, dict[str, Any], str] | None:
-        with self.read() as conn:
-            row = conn.execute(
-                "SELECT version, definition, definition_sha256 FROM pipelines WHERE name = ? "
-                "ORDER BY version DESC LIMIT 1",
-                (name,),
-            ).fetchone()
-        if row is None:
-            return None
-        return int(row["version"]), json.loads(row["definition"]), str(row["definition_sha256"])
-
-    def upsert_pipeline(
-        self, name: str, definition: dict[str, Any], sha256: str
-    ) -> tuple[int, bool]:
-        """Store `definition` as a new version unless the latest is identical."""
-        with self.write() as conn:
-            row = conn.execute(
-                "SELECT version, definition_sha256 FROM pipelines WHERE name = ? "
-                "ORDER BY version DESC LIMIT 1",
-                (name,),
-            ).fetchone()
-            if row is not None and row["definition_sha256"] == sha256:
-                return int(row["version"]), False
-            version = 1 if row is None else int(row["version"]) + 1
-            conn.execute(
-                "INSERT INTO pipelines (name, version, definition, definition_sha256, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (name, version, json.dumps(definition, sort_keys=True), sha256, now()),
-            )
-            return version, True
-
-    # -- executions ----------------------------------------------------------------------
-    def create_execution(
-        self,
-        execution_id: str,
-        pipeline: tuple[str, int],
-        parameters: dict[str, Any],
-        steps: list[str],
-        user: str,
-    ) -> None:
-        pid = os.getpid()
-        with self.write() as conn:
-            conn.execute(
-                "INSERT INTO executions (id, pipeline_name, pipeline_version, status, parameters,"
-                " started_at, host, pid, pid_start, user) VALUES (?, ?, ?, 'Executing', ?, ?, ?,"
-                " ?, ?, ?)",
-                (
-                    execution_id,
-                    pipeline[0],
-                    pipeline[1],
-                    json.dumps(parameters),
-                    now(),
-                    socket.gethostname(),
-                    pid,
-                    _process_start(pid),
-                    user,
-                ),
-            )
-            conn.executemany(
-                "INSERT INTO steps (execution_id, position, name, status) "
-                "VALUES (?, ?, ?, 'Pending')",
-                [(execution_id, i, name) for i, name in enumerate(steps)],
-            )
-
-    def update_step(self, execution_id: str, name: str, **fields: Any) -> None:
-        allowed = {
-            "status",
-            "started_at",
-            "ended_at",
-            "seconds",
-            "error",
-            "outputs",
-            "cache_key",
-            "cached_from",
-            "reason",
-        }
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"unknown step fields {sorted(unknown)}")
-        if "outputs" in fields:
-            fields["outputs"] = json.dumps(fields["outputs"])
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.write() as conn:
-            conn.execute(
-                f"UPDATE steps SET {sets} WHERE execution_id = ? AND name = ?",
-                (*fields.values(), execution_id, name),
-            )
-
-    def finish_execution(
-        self, execution_id: str, status: str, error: str | None = None, pending_to: str = "Skipped"
-    ) -> None:
-        with self.write() as conn:
-            conn.execute(
-                "UPDATE executions SET status = ?, ended_at = ?, error = ? WHERE id = ?",
-                (status, now(), error, execution_id),
-            )
-            conn.execute(
-                "UPDATE steps SET status = ? WHERE execution_id = ? AND status = 'Pending'",
-                (pending_to, execution_id),
-            )
-
-    def reap_interrupted(self) -> list[str]:
-        """Mark executions whose process died without finishing as Failed (interrupted)."""
-        host = socket.gethostname()
-        with self.read() as conn:
-            rows = conn.execute(
-                "SELECT id, pid, pid_start FROM executions WHERE status = 'Executing' AND host = ?",
-                (host,),
-            ).fetchall()
-        dead = [r["id"] for r in rows if not process_alive(int(r["pid"]), r["pid_start"])]
-        for execution_id in dead:
-            with self.write() as conn:
-                conn.execute(
-                    "UPDATE executions SET status = 'Failed', ended_at = ?, error = ? "
-                    "WHERE id = ? AND status = 'Executing'",
-                    (
-                        now(),
-                        "interrupted: the process running it ended without finishing",
-                        execution_id,
-                    ),
-                )
-                conn.execute(
-                    "UPDATE steps SET status = 'Failed', error = 'interrupted', ended_at = ? "
-                    "WHERE execution_id = ? AND status = 'Executing'",
-                    (now(), execution_id),
-                )
-                conn.execute(
-                    "UPDATE steps SET status = 'Skipped' WHERE execution_id = ? AND "
-                    "status = 'Pending'",
-                    (execution_id,),
-                )
-        return dead
-
-    def execution(self, execution_id: str) -> dict[str, Any]:
-        with self.read() as conn:
-            row = conn.execute("SELECT * FROM executions WHERE id = ?", (execution_id,)).fetchone()
-            if row is None:
-                matches = conn.execute(
-                    "SELECT id FROM executions WHERE id LIKE ? LIMIT 2", (f"{execution_id}%",)
-                ).fetchall()
-                if len(matches) != 1:
-                    raise StoreError(
-                        f"no execution {execution_id!r} in {self.db_path} "
-                        f"(see `custseg executions list`)"
-                    )
-                row = conn.execute(
-                    "SELECT * FROM executions WHERE id = ?", (matches[0]["id"],)
-                ).fetchone()
-            steps = conn.execute(
-                "SELECT * FROM steps WHERE execution_id = ? ORDER BY position", (row["id"],)
-            ).fetchall()
-        out = dict(row)
-        out["parameters"] = json.loads(out["parameters"])
-        out["steps"] = [{**dict(s), "outputs": json.loads(s["outputs"])} for s in steps]
-        for s in out["steps"]:
-            s.pop("execution_id")
-        return out
-
-    def executions(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self.read() as conn:
-            rows = conn.execute(
-                "SELECT id FROM executions ORDER BY started_at DESC LIMIT ?", (limit,)
-            ).fetchall()
-        return [self.execution(r["id"]) for r in rows]
-
-    def cached_step(self, name: str, cache_key: str) -> dict[str, Any] | None:
-        """The latest successful run of step `name` with this cache key."""
-        with self.read() as conn:
-            row = conn.execute(
-                "SELECT s.execution_id, s.outputs, s.cached_from FROM steps s JOIN executions e "
-                "ON e.id = s.execution_id WHERE s.name = ? AND s.cache_key = ? AND s.status IN "
-                "('Succeeded', 'Cached') ORDER BY e.started_at DESC LIMIT 1",
-                (name, cache_key),
-            ).fetchone()
-        if row is None:
-            return None
-        return {
-            "execution_id": row["cached_from"] or row["execution_id"],
-            "outputs": json.loads(row["outputs"]),
-        }
-
-    def last_successful_step(self, pipeline: str, name: str) -> dict[str, Any] | None:
-        with self.read() as conn:
-            row = conn.execute(
-                "SELECT s.execution_id, s.outputs FROM steps s JOIN executions e ON "
-                "e.id = s.execution_id WHERE e.pipeline_name = ? AND s.name = ? AND s.status IN "
-                "('Succeeded', 'Cached') ORDER BY e.started_at DESC LIMIT 1",
-                (pipeline, name),
-            ).fetchone()
-        if row is None:
-            return None
-        return {"execution_id": row["execution_id"], "outputs": json.loads(row["outputs"])}
