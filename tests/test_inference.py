@@ -218,7 +218,7 @@ def test_huge_values_never_give_a_null_distance(served: Project, body: Any) -> N
 
 
 def test_an_overflowing_distance_is_refused_by_record_number() -> None:
-    from custseg.serving.app import check_distances
+    from custseg.serving.scoring import check_distances
     from custseg.serving.wire import WireError
 
     check_distances([0.5, 1.0])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import os
 import sys
 import time
@@ -27,8 +26,9 @@ import orjson
 from custseg.errors import CustsegError
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
 from custseg.serving.metrics import Metrics, merged_metrics
+from custseg.serving.scoring import score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
-from custseg.serving.wire import WireError, parse_body, render
+from custseg.serving.wire import WireError
 from custseg.store.database import Store
 
 __all__ = ["App", "create_app"]
@@ -296,12 +296,15 @@ class App:
         try:
             body = await self._read_body(scope, receive)
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-            if len(body) > OFFLOAD_BYTES:  # a big batch: scored off the event loop, so that
-                # the worker keeps answering small requests meanwhile
-                labels, distances = await asyncio.to_thread(score_body, served.model, body,
-                                                            content_type)
+            accept = headers.get(b"accept", b"application/json").decode("latin-1")
+            if len(body) > OFFLOAD_BYTES:  # a big batch: scored in a thread and in pieces,
+                # so that the worker keeps answering small requests meanwhile
+                out, media, n = await asyncio.to_thread(
+                    score_response, served.model, body, content_type, served.segment_names,
+                    accept, chunked=True)
             else:
-                labels, distances = score_body(served.model, body, content_type)
+                out, media, n = score_response(served.model, body, content_type,
+                                               served.segment_names, accept)
         except WireError as exc:
             self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
             await self._error(send, exc.status, exc.message)
@@ -310,8 +313,6 @@ class App:
             self.metrics.observe(name, served.ref, 400, 0.0, 0)
             await self._error(send, 400, str(exc))
             return
-        accept = headers.get(b"accept", b"application/json").decode("latin-1")
-        out, media = render(labels, distances, served.segment_names, accept)
         await self._send(
             send,
             200,
@@ -322,29 +323,7 @@ class App:
                 (b"x-amzn-invoked-production-variant", served.config.encode()),
             ],
         )
-        self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, len(labels))
-
-
-def score_body(model: Any, body: bytes, content_type: str) -> tuple[list[int], list[float]]:
-    """Parse a request body and score its records: cluster ids and distances."""
-    records = parse_body(body, content_type, model.input_columns)
-    if len(records) == 1:  # the common case: plain Python, no numpy per call
-        label, distance = model.score_record(records[0])
-        labels, distances = [label], [distance]
-    else:
-        scored = model.score_encoded(model.encode_records(records))
-        labels, distances = scored[0].tolist(), scored[1].tolist()
-    check_distances(distances)
-    return labels, distances
-
-
-def check_distances(distances: list[float]) -> None:
-    """A distance that overflowed (values near 1e200 in a model without clipping) would
-    be sent as null: the record is refused instead, by number."""
-    for i, d in enumerate(distances):
-        if not math.isfinite(d):
-            raise WireError(400, f"record {i}: its values are too large to score (the "
-                                 f"distance to the nearest centroid overflows)")
+        self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, n)
 
 
 def create_app() -> App:

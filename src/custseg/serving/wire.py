@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["WireError", "parse_body", "render"]
+__all__ = ["WireError", "as_records", "parse_body", "render"]
 
 JSON_TYPES = ("application/json", "application/jsonlines", "")
 CSV_TYPES = ("text/csv",)
@@ -56,12 +56,12 @@ def _records_from_split(split: Any) -> list[Mapping[str, Any]]:
     return out
 
 
-def _as_records(payload: Any, columns: Sequence[str], wrapped: bool = False
+def as_records(payload: Any, columns: Sequence[str], wrapped: bool = False
                 ) -> list[Mapping[str, Any]]:
     if isinstance(payload, Mapping):
         for key in ("instances", "dataframe_records", "inputs"):
             if key in payload and not wrapped:  # one level of wrapping, no deeper
-                return _as_records(payload[key], columns, wrapped=True)
+                return as_records(payload[key], columns, wrapped=True)
         if "dataframe_split" in payload:
             return _records_from_split(payload["dataframe_split"])
         return [payload]
@@ -134,7 +134,7 @@ def parse_body(body: bytes, content_type: str, columns: Sequence[str]) -> list[M
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise WireError(400, f"malformed JSON: {exc}") from None
-    records = _as_records(payload, columns)
+    records = as_records(payload, columns)
     if not records:
         raise WireError(400, "no records in the request")
     return records

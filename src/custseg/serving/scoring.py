@@ -1,0 +1,128 @@
+"""A request body in, the response body out: parse, score, check and render.
+
+Small bodies are scored in one go on the event loop. A big batch is scored in a thread,
+and in pieces of about `CHUNK_BYTES`: a JSON list of records is cut at record
+boundaries, and each piece is parsed, encoded, scored and rendered in turn. Parsing
+6 MB of JSON in one call would hold the GIL for about 30 ms, and every one-record
+request of the worker would wait behind it; a piece holds it for well under a
+millisecond, and Python hands the GIL to the event loop between pieces.
+
+Cutting is only an optimisation: a cut that falls inside a string leaves a piece that is
+not valid JSON (its string never ends), and any piece that does not parse, or holds a
+bad record, sends the whole body through the one-go path, whose error names the record
+by its index in the whole request.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from custseg.errors import CustsegError
+from custseg.serving.wire import WireError, as_records, parse_body, render
+
+__all__ = ["CHUNK_BYTES", "check_distances", "record_chunks", "score_body", "score_response"]
+
+CHUNK_BYTES = 128 * 1024
+_WRAPPED = re.compile(rb'\A\s*\{\s*"(?:instances|dataframe_records|inputs)"\s*:\s*\[')
+_WRAPPED_END = re.compile(rb"\]\s*\}\s*\Z")
+_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+
+
+def score_body(model: Any, body: bytes, content_type: str) -> tuple[list[int], list[float]]:
+    """Parse a request body and score its records: cluster ids and distances."""
+    records = parse_body(body, content_type, model.input_columns)
+    if len(records) == 1:  # the common case: plain Python, no numpy per call
+        label, distance = model.score_record(records[0])
+        labels, distances = [label], [distance]
+    else:
+        scored = model.score_encoded(model.encode_records(records))
+        labels, distances = scored[0].tolist(), scored[1].tolist()
+    check_distances(distances)
+    return labels, distances
+
+
+def check_distances(distances: Sequence[float]) -> None:
+    """A distance that overflowed (values near 1e200 in a model without clipping) would
+    be sent as null: the record is refused instead, by number."""
+    for i, d in enumerate(distances):
+        if not math.isfinite(d):
+            raise WireError(400, f"record {i}: its values are too large to score (the "
+                                 f"distance to the nearest centroid overflows)")
+
+
+def record_chunks(body: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes] | None:
+    """A JSON list of record objects (bare, or wrapped in `instances`,
+    `dataframe_records` or `inputs`) cut at record boundaries into JSON arrays of about
+    `chunk_bytes` each; None for any other shape, or a body too small to cut."""
+    wrapped = _WRAPPED.match(body)
+    if wrapped is not None:
+        end = _WRAPPED_END.search(body)
+        if end is None:
+            return None
+        start, stop = wrapped.end(), end.start()
+    else:
+        stripped = body.strip()
+        if not (stripped.startswith(b"[") and stripped.endswith(b"]")):
+            return None
+        offset = body.index(b"[")
+        start, stop = offset + 1, offset + len(stripped) - 1
+    if stop - start <= chunk_bytes:
+        return None
+    chunks, begin = [], start
+    while True:
+        cut = _BOUNDARY.search(body, begin + chunk_bytes, stop)
+        if cut is None:
+            chunks.append(b"[" + body[begin:stop] + b"]")
+            return chunks
+        chunks.append(b"[" + body[begin:cut.start() + 1] + b"]")
+        begin = cut.end() - 1  # the next record's "{"
+
+
+def _render_part(labels: list[int], distances: list[float], names: Sequence[str],
+                 csv: bool) -> bytes:
+    out, _ = render(labels, distances, names, "text/csv" if csv else "application/json")
+    if csv:
+        return out[out.index(b"\n") + 1:]  # the lines without the header
+    return out[len(b'{"predictions":['):-2]  # the predictions without the brackets
+
+
+def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bool
+                  ) -> tuple[bytes, str, int] | None:
+    """The response for a body cut into chunks, or None when a chunk is not a valid
+    list of good records (the caller then scores the whole body at once)."""
+    parts, n = [], 0
+    try:
+        for chunk in chunks:
+            records = as_records(orjson.loads(chunk), model.input_columns)
+            labels, distances = model.score_encoded(model.encode_records(records))
+            labels, distances = labels.tolist(), distances.tolist()
+            check_distances(distances)
+            parts.append(_render_part(labels, distances, names, csv))
+            n += len(labels)
+    except (orjson.JSONDecodeError, WireError, CustsegError):
+        return None
+    if csv:
+        return b"cluster,segment,distance\n" + b"".join(parts), "text/csv", n
+    return b'{"predictions":[' + b",".join(parts) + b"]}", "application/json", n
+
+
+def score_response(model: Any, body: bytes, content_type: str, names: Sequence[str],
+                   accept: str, *, chunked: bool = False) -> tuple[bytes, str, int]:
+    """The response body, its media type and the number of records scored. With
+    `chunked`, a JSON list of records is scored piece by piece (see the module's doc).
+    Raises WireError or CustsegError for a request that cannot be scored."""
+    csv = "text/csv" in accept.lower()
+    if chunked and content_type.split(";", 1)[0].strip().lower() in ("application/json", ""):
+        chunks = record_chunks(body)
+        if chunks is not None:
+            done = _score_chunks(model, chunks, names, csv)
+            if done is not None:
+                return done
+    labels, distances = score_body(model, body, content_type)
+    out, media = render(labels, distances, names, accept)
+    return out, media, len(labels)
