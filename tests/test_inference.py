@@ -287,6 +287,26 @@ def test_ping_endpoints_metrics_and_docs(served: Project) -> None:
     assert status == 200 and ENDPOINT.encode() in page
 
 
+def test_the_openapi_document_is_the_route_table_and_every_route_answers(
+        served: Project) -> None:
+    """Generated from the table the app dispatches on: each documented route answers its
+    method (never 404/405), and the other methods get 405."""
+    from custseg.serving.routes import ROUTES
+
+    spec = json.loads(request("GET", served.url + "/openapi.json")[2])
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert {(r.method, r.path) for r in ROUTES} <= documented
+    assert ("POST", f"/endpoints/{ENDPOINT}/invocations") in documented  # the live one
+    for method, path in sorted(documented):
+        url = served.url + path.replace("{name}", ENDPOINT)
+        body = json.dumps(RECORD).encode() if method == "POST" else None
+        status = request(method, url, body, {"Content-Type": "application/json"})[0]
+        assert status == 200, (method, path, status)
+        other = "GET" if method == "POST" else "POST"
+        assert request(other, url, b"{}")[0] == 405, (other, path)
+    assert request("GET", served.url + "/nowhere")[0] == 404
+
+
 # -- boto3 -----------------------------------------------------------------------------------
 
 @pytest.fixture()

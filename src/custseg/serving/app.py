@@ -26,6 +26,7 @@ import orjson
 from custseg.errors import CustsegError
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
 from custseg.serving.metrics import Metrics, merged_metrics
+from custseg.serving.routes import ROUTES, resolve
 from custseg.serving.scoring import score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
 from custseg.serving.wire import WireError
@@ -65,6 +66,13 @@ class App:
         self._task: asyncio.Task[None] | None = None
         key = settings.api_key()
         self._api_key = key.encode() if key else None
+        # what answers each route of the table that is not an invocation
+        self._pages: dict[str, Callable[..., Awaitable[None]]] = {
+            "ping": self._ping, "endpoints": self._endpoints, "endpoint": self._endpoint,
+            "metrics": self._metrics, "openapi": self._openapi, "docs": self._docs}
+        unanswered = {r.handler for r in ROUTES if not r.records} - set(self._pages)
+        if unanswered:
+            raise RuntimeError(f"routes without a handler: {sorted(unanswered)}")
 
     def _live_models(self) -> dict[str, Any]:
         return {name: served.model for name, served in self.table.live.items()}
@@ -139,39 +147,37 @@ class App:
         if kind != "http":
             return
         method, path = scope["method"], scope["path"]
-        if path.endswith("/invocations"):
-            if method != "POST":
-                await self._error(send, 405, "invocations take POST")
-                return
-            await self._invoke(scope, receive, send, path)
-        elif method != "GET":
-            await self._error(send, 405, f"{method} {path} is not supported")
-        elif path == "/ping":
-            await self._ping(send)
-        elif (path.startswith("/endpoints") or path == "/metrics") and not self._authorised(
-                dict(scope["headers"])):
-            # they name endpoints, versions and worker pids: behind the key, when one is set
+        route, found, status = resolve(method, path)
+        if route is None:
+            if status == 405:
+                await self._error(send, 405, f"{method} {path} is not supported")
+            else:
+                await self._error(send, 404, f"no route {path} (see /docs)")
+        elif route.records:
+            await self._invoke(scope, receive, send, found.get("name"))
+        elif route.keyed and not self._authorised(dict(scope["headers"])):
             await self._error(send, 401, "missing or wrong API key")
-        elif path == "/endpoints":
-            await self._json(
-                send, 200, {"endpoints": [self._describe(s) for s in self.table.live.values()]}
-            )
-        elif path.startswith("/endpoints/"):
-            await self._endpoint(send, path.removeprefix("/endpoints/"))
-        elif path == "/metrics":  # every worker's counters, whichever worker answers
-            body = merged_metrics(self.metrics, self._metrics_dir).render()
-            await self._send(send, 200, body, "text/plain; version=0.0.4")
-        elif path == "/openapi.json":
-            from custseg.serving.openapi import spec_for
-
-            await self._json(send, 200, spec_for(self._live_models()))
-        elif path in ("/docs", "/"):
-            from custseg.serving.openapi import docs_html
-
-            body = docs_html(self._live_models()).encode()
-            await self._send(send, 200, body, "text/html; charset=utf-8")
         else:
-            await self._error(send, 404, f"no route {path} (see /docs)")
+            await self._pages[route.handler](send, **found)
+
+    async def _endpoints(self, send: Send) -> None:
+        await self._json(
+            send, 200, {"endpoints": [self._describe(s) for s in self.table.live.values()]})
+
+    async def _metrics(self, send: Send) -> None:  # every worker's counters, whichever answers
+        body = merged_metrics(self.metrics, self._metrics_dir).render()
+        await self._send(send, 200, body, "text/plain; version=0.0.4")
+
+    async def _openapi(self, send: Send) -> None:
+        from custseg.serving.openapi import spec_for
+
+        await self._json(send, 200, spec_for(self._live_models()))
+
+    async def _docs(self, send: Send) -> None:
+        from custseg.serving.openapi import docs_html
+
+        body = docs_html(self._live_models()).encode()
+        await self._send(send, 200, body, "text/html; charset=utf-8")
 
     async def _ping(self, send: Send) -> None:
         if not self.table.live:
@@ -249,23 +255,25 @@ class App:
                     offered = value
         return offered is not None and hmac.compare_digest(offered, self._api_key)
 
-    async def _invoke(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send, name: str | None
+                      ) -> None:
         try:
-            await self._invoke_checked(scope, receive, send, path)
+            await self._invoke_checked(scope, receive, send, name)
         except Exception as exc:  # a bug must not surface as a bare 500 or kill the worker
             print(f"custseg: invocation failed: {type(exc).__name__}: {exc}", flush=True)
             await self._error(send, 500, f"internal error ({type(exc).__name__}); see the "
                                          f"server log")
 
-    async def _invoke_checked(self, scope: Scope, receive: Receive, send: Send, path: str
-                              ) -> None:
+    async def _invoke_checked(self, scope: Scope, receive: Receive, send: Send,
+                              name: str | None) -> None:
+        """Score a request on endpoint `name` (None: the single endpoint)."""
         started = time.perf_counter()
         headers = dict(scope["headers"])
         if not self._authorised(headers):
             await self._error(send, 401, "missing or wrong API key (send X-Api-Key, "
                                          "Authorization: Bearer, or CustomAttributes api_key=)")
             return
-        if path == "/invocations":
+        if name is None:
             live = list(self.table.live)
             if len(live) != 1:
                 message = (
@@ -277,11 +285,9 @@ class App:
                 await self._error(send, 503 if not live else 400, message)
                 return
             name = live[0]
-        else:
-            name = path.removeprefix("/endpoints/").removesuffix("/invocations")
-            if not ENDPOINT_NAME.match(name):
-                await self._error(send, 400, f"invalid endpoint name {name!r}")
-                return
+        elif not ENDPOINT_NAME.match(name):
+            await self._error(send, 400, f"invalid endpoint name {name!r}")
+            return
         served = self.table.get(name)  # held for the whole request: a switch cannot tear it
         if served is None:
             status = 503 if name in self.table.failed else 404

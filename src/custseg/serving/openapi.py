@@ -1,9 +1,10 @@
 """The endpoint server's OpenAPI description, and a self-contained docs page.
 
-`SPEC` describes the routes; `spec_for(models)` adds, per live endpoint, its own
-invocation path whose record schema and example come from the model's input schema
-(numeric, date and categorical columns, the categories it knows), so that a client
-generator or a reader sees the fields this endpoint really takes.
+`SPEC` is generated from the server's route table (`serving/routes`), the one the app
+dispatches on. `spec_for(models)` adds, per live endpoint, its own invocation path
+whose record schema and example come from the model's input schema (numeric, date and
+categorical columns, the categories it knows), so that a client generator or a reader
+sees the fields this endpoint really takes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from typing import Any
 
 from custseg import __version__
+from custseg.serving.routes import ROUTES, Route
 
 __all__ = ["SPEC", "docs_html", "example_record", "spec_for"]
 
@@ -20,43 +22,6 @@ _RECORD = {
     "type": "object",
     "additionalProperties": True,
     "example": {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"},
-}
-_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "oneOf": [
-                    _RECORD,
-                    {"type": "array", "items": _RECORD},
-                    {
-                        "type": "object",
-                        "properties": {"instances": {"type": "array", "items": _RECORD}},
-                    },
-                    {
-                        "type": "object",
-                        "properties": {"dataframe_records": {"type": "array", "items": _RECORD}},
-                    },
-                    {
-                        "type": "object",
-                        "properties": {
-                            "dataframe_split": {
-                                "type": "object",
-                                "properties": {
-                                    "columns": {"type": "array"},
-                                    "data": {"type": "array"},
-                                },
-                            }
-                        },
-                    },
-                ]
-            }
-        },
-        "text/csv": {
-            "schema": {"type": "string"},
-            "example": "Age,Income,Purchases,Gender\n30,50000,10,Male\n",
-        },
-    },
 }
 _PREDICTIONS = {
     "type": "object",
@@ -74,36 +39,65 @@ _PREDICTIONS = {
         }
     },
 }
-_ERROR = {
-    "description": "error",
-    "content": {
-        "application/json": {
-            "schema": {
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"message": {"type": "string"}, "ErrorCode": {"type": "string"}},
+}
+
+
+def _body(record: dict[str, Any]) -> dict[str, Any]:
+    """A records request body whose records look like `record`."""
+    records = {"type": "array", "items": record}
+    return {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [
+            record,
+            records,
+            {"type": "object", "properties": {"instances": records}},
+            {"type": "object", "properties": {"dataframe_records": records}},
+            {"type": "object", "properties": {"dataframe_split": {
                 "type": "object",
-                "properties": {"message": {"type": "string"}, "ErrorCode": {"type": "string"}},
-            }
-        }
-    },
-}
-_INVOKE = {
-    "requestBody": _BODY,
-    "responses": {
-        "200": {
-            "description": "one prediction per record; the model version is in the "
-            "X-Custseg-Model-Version header",
-            "content": {
+                "properties": {"columns": {"type": "array", "items": {"type": "string"}},
+                               "data": {"type": "array", "items": {"type": "array"}}}}}},
+        ]}},
+        "text/csv": {"schema": {"type": "string"},
+                     "example": ",".join(record.get("example", {})) + "\n"},
+    }}
+
+
+def _responses(route: Route) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, description in route.responses.items():
+        if status == "200" and route.records:
+            out[status] = {"description": description, "content": {
                 "application/json": {"schema": _PREDICTIONS},
-                "text/csv": {"schema": {"type": "string"}},
-            },
-        },
-        "400": _ERROR | {"description": "invalid input (field and reason)"},
-        "401": _ERROR | {"description": "API key missing or wrong"},
-        "404": _ERROR | {"description": "unknown endpoint"},
-        "413": _ERROR | {"description": "body over the size limit"},
-        "415": _ERROR | {"description": "unsupported media type"},
-        "503": _ERROR | {"description": "no model loaded yet"},
-    },
-}
+                "text/csv": {"schema": {"type": "string"}}}}
+        elif status == "200":
+            out[status] = {"description": description}
+        else:
+            out[status] = {"description": description,
+                           "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    return out
+
+
+def _operation(route: Route, record: dict[str, Any] = _RECORD, summary: str | None = None
+               ) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary or route.summary, "responses": _responses(route)}
+    if route.parameters:
+        op["parameters"] = [{"name": p, "in": "path", "required": True,
+                             "schema": {"type": "string"}} for p in route.parameters]
+    if route.records:
+        op["requestBody"] = _body(record)
+    if route.keyed:
+        op["security"] = [{"apiKey": []}, {}]  # required when the server has a key
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return paths
+
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -112,53 +106,9 @@ SPEC: dict[str, Any] = {
         "version": __version__,
         "description": "Customer segmentation endpoints (SageMaker runtime compatible).",
     },
-    "paths": {
-        "/ping": {
-            "get": {
-                "summary": "Health: 200 when every endpoint has a model",
-                "responses": {"200": {"description": "healthy"}, "503": _ERROR},
-            }
-        },
-        "/invocations": {"post": {"summary": "Score records on the single endpoint", **_INVOKE}},
-        "/endpoints/{name}/invocations": {
-            "post": {
-                "summary": "Score records on an endpoint (the SageMaker runtime path)",
-                "parameters": [
-                    {
-                        "name": "name",
-                        "in": "path",
-                        "required": True,
-                        "schema": {
-                            "type": "string",
-                            "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
-                        },
-                    }
-                ],
-                **_INVOKE,
-            }
-        },
-        "/endpoints": {
-            "get": {
-                "summary": "Endpoints served and their model versions",
-                "responses": {"200": {"description": "endpoints"}},
-            }
-        },
-        "/endpoints/{name}": {
-            "get": {
-                "summary": "An endpoint: status, config, model version, history",
-                "parameters": [
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {"200": {"description": "the endpoint"}, "404": _ERROR},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics, summed over the server's workers",
-                "responses": {"200": {"description": "text exposition format"}},
-            }
-        },
-    },
+    "paths": _paths(),
+    "components": {"securitySchemes": {
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}}},
 }
 
 
@@ -193,18 +143,11 @@ def example_record(model: Any) -> dict[str, Any]:
 def spec_for(models: dict[str, Any]) -> dict[str, Any]:
     """`SPEC` plus one invocation path per live endpoint, with its model's fields."""
     paths = dict(SPEC["paths"])
+    invoke = next(r for r in ROUTES if r.path == "/endpoints/{name}/invocations")
     for name, model in sorted(models.items()):
-        record = _record_schema(model)
-        body = {"required": True, "content": {
-            "application/json": {"schema": {"oneOf": [
-                record, {"type": "array", "items": record},
-                {"type": "object", "properties": {"instances": {"type": "array",
-                                                                "items": record}}}]}},
-            "text/csv": {"schema": {"type": "string"}},
-        }}
-        paths[f"/endpoints/{name}/invocations"] = {"post": {
-            "summary": f"Score records on endpoint {name}",
-            **{**_INVOKE, "requestBody": body}}}
+        op = _operation(invoke, _record_schema(model), f"Score records on endpoint {name}")
+        op.pop("parameters")
+        paths[invoke.path.replace("{name}", name)] = {"post": op}
     return {**SPEC, "paths": paths}
 
 
