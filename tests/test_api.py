@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,14 @@ def test_load_config_run_load_model_predict(config_file: Path) -> None:
     assert meta["data"]["rows"] == 3000 and len(meta["data"]["sha256"]) == 64
     assert meta["parameters"]["n_clusters"] == 4
     assert meta["versions"]["custseg"] == custseg.__version__
+    # the run wrote its segment report, from Python as from the CLI
+    assert execution.report is not None
+    report = Path(execution.report)
+    assert report.parent == config_file.parent / "store" / "reports"
+    assert execution.id in report.name and "<svg" in report.read_text(encoding="utf-8")
+    names = execution.segment_names or []
+    page = report.read_text(encoding="utf-8")
+    assert len(names) == 4 and all(html.escape(n) in page for n in names)
 
 
 def test_failed_run_raises_a_custseg_error_with_the_execution(config_file: Path) -> None:

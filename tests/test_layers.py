@@ -41,6 +41,16 @@ def test_core_imports_no_io_layer_and_no_io_module(path: Path) -> None:
     assert bad == [], f"core/{path.name} imports {bad}"
 
 
+@pytest.mark.parametrize("path", _modules("engines"), ids=lambda p: p.name)
+def test_engines_know_nothing_of_the_store_the_server_or_the_pipeline(path: Path) -> None:
+    """An engine turns the config into a model; recording, serving and deploying it are
+    the pipeline's business, whatever the engine."""
+    bad = sorted(m for m in _imports(path) if m.startswith(
+        ("custseg.store", "custseg.serving", "custseg.cli", "custseg.pipeline",
+         "custseg.report")))
+    assert bad == [], f"engines/{path.name} imports {bad}"
+
+
 def test_only_the_config_and_the_server_settings_read_the_environment() -> None:
     readers = set()
     for path in PACKAGE.rglob("*.py"):

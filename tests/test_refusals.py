@@ -22,6 +22,37 @@ def test_an_engine_that_cannot_run_is_refused_before_any_work(
     assert not project.store.exists()  # no store, no execution recorded as if it had run
 
 
+@pytest.mark.parametrize(("target", "says"), [
+    ("sagemaker", "--target 'sagemaker' is not available in custseg"),
+    ("azure", "--target 'azure': expected one of local, sagemaker"),
+])
+@pytest.mark.parametrize("command", [("run",), ("deploy",)])
+def test_a_target_that_cannot_run_the_pipeline_is_refused_before_any_work(
+        store_project: Callable[..., StoreProject], command: tuple[str, ...], target: str,
+        says: str) -> None:
+    project = store_project()
+    result = project.cli(*command, "--target", target)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in " ".join(result.stderr.split())
+    assert not project.store.exists()
+
+
+def test_an_engine_needing_a_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Once an engine is built but its library is not installed: an install hint."""
+    import custseg.engines as engines
+    from custseg.config import Config
+    from custseg.errors import ConfigError
+
+    monkeypatch.setattr(engines, "BUILT", ("local", "spark"))
+    monkeypatch.setattr(engines, "REQUIRES", {"local": None,
+                                              "spark": ("no_such_module_xyz", "spark")})
+    cfg = Config.model_validate({"data_uri": "x.csv", "engine": "spark"})
+    with pytest.raises(ConfigError, match=r"uv sync --extra spark"):
+        engines.engine_for(cfg)
+
+
 @pytest.mark.parametrize("url", [
     "postgresql://analyst:s3cret-pw@db.example.com:5432/custseg",
     "mysql://root:s3cret-pw@localhost/custseg",

@@ -184,6 +184,10 @@ def _print_examples(
     )
 
 
+TargetOpt = Annotated[str, typer.Option(
+    "--target", help="Where the pipeline runs: local, or sagemaker (not in this version).")]
+
+
 @app.command()
 def run(
     config: ConfigOpt = DEFAULT_CONFIG,
@@ -197,17 +201,19 @@ def run(
         bool, typer.Option("--no-cache", help="Retrain even when a cached result matches.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON.")] = False,
+    target: TargetOpt = "local",
 ) -> None:
     """Run the pipeline: Train -> CreateModel -> RegisterModel and DeployEndpoint."""
     from custseg.config import load_config
-    from custseg.pipeline.runner import run as run_pipeline
+    from custseg.pipeline.targets import target_for
 
     try:
+        where = target_for(target)
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
         console = err_console()
         with _RichReporter(console) as reporter:
-            execution = run_pipeline(cfg, reporter, no_cache=no_cache, base=base)
+            execution = where.run(cfg, reporter, no_cache=no_cache, base=base)
     except CustsegError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
@@ -216,51 +222,27 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    from custseg.store.database import store_paths
-
-    try:
-        report_path = write_report(
-            store_paths(cfg.store_location)[0],
-            execution.model_uri or "",
-            f"Segments of execution {execution.id}",
-            f"pipeline {cfg.project_name} v{execution.pipeline_version}",
-            None,
-            cfg.s3.endpoint_url,
-        )
-        if as_json:
-            typer.echo(
-                json.dumps(_execution_json(execution) | {"report": str(report_path)}, indent=2)
-            )
-        else:
-            _print_summary(execution, cfg.s3.endpoint_url, cfg.endpoint.api_key_env)
-            typer.echo(f"Report: {report_path}")
-    except CustsegError as exc:
-        raise fail(exc) from None
-    except OSError as exc:
-        raise fail(
-            CustsegError(
-                f"the run succeeded ({execution.id}), but writing its report failed: {exc}"
-            )
-        ) from None
+    if as_json:
+        typer.echo(json.dumps(_execution_json(execution), indent=2))
+    else:
+        _print_summary(execution, cfg.s3.endpoint_url, cfg.endpoint.api_key_env)
+        typer.echo(f"Report: {execution.report}")
 
 
 @app.command()
 def deploy(
     config: ConfigOpt = DEFAULT_CONFIG,
-    target: Annotated[
-        str, typer.Option("--target", help="Where the pipeline runs: local (sagemaker later).")
-    ] = "local",
+    target: TargetOpt = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Validate the config and upsert the pipeline definition (a new version when changed)."""
     from custseg.config import load_config
-    from custseg.pipeline.runner import deploy as deploy_pipeline
+    from custseg.pipeline.targets import target_for
 
     try:
-        if target != "local":
-            raise ConfigError(f"--target {target!r} is not available yet (expected: local)")
+        where = target_for(target)
         cfg = load_config(config)
-        version, created, changes = deploy_pipeline(cfg)
+        version, created, changes = where.deploy(cfg)
     except CustsegError as exc:
         raise fail(exc) from None
     if as_json:
@@ -296,6 +278,7 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
         "parameters": execution.parameters,
         "notes": execution.notes,
         "warnings": execution.warnings,
+        "report": execution.report,
         "steps": {
             n: {
                 "status": s.status.value,
@@ -310,35 +293,6 @@ def _execution_json(execution: Execution) -> dict[str, Any]:
             for n, s in execution.steps.items()
         },
     }
-
-
-def write_report(
-    store_folder: Path,
-    model_uri: str,
-    title: str,
-    subtitle: str,
-    output: Path | None,
-    s3_endpoint_url: str | None = None,
-    profiles_csv: Path | None = None,
-) -> Path:
-    """Render a model's report into `output` (default: <store>/reports/<name>.html), and
-    its segment profiles as CSV into `profiles_csv` when given."""
-    from custseg.artifact.storage import load_model
-    from custseg.core.preprocessing import schema_rows
-    from custseg.report import profiles_csv as profiles_text
-    from custseg.report import render_report
-
-    model = load_model(model_uri, s3_endpoint_url=s3_endpoint_url)
-    # the columns as model.json stores them: with each one's transform in words
-    columns = schema_rows(model.schema, model.transform)
-    meta = model.meta | {"schema": model.schema.to_dict() | {"columns": columns}}
-    path = output or store_folder / "reports" / f"{title.split()[-1].replace('/', '-')}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(meta, title=title, subtitle=subtitle), encoding="utf-8")
-    if profiles_csv is not None:
-        profiles_csv.parent.mkdir(parents=True, exist_ok=True)
-        profiles_csv.write_text(profiles_text(meta), encoding="utf-8", newline="")
-    return path
 
 
 @app.command()
@@ -356,7 +310,9 @@ def report(
     ] = None,
 ) -> None:
     """Write the segment report (self-contained HTML) of an execution or model version."""
+    from custseg.artifact.storage import load_model
     from custseg.errors import StoreError
+    from custseg.pipeline.report import default_path, write_report
     from custseg.store.executions import execution
     from custseg.store.registry import group_name, package, parse_ref
 
@@ -376,13 +332,11 @@ def report(
                 raise StoreError(f"execution {record.id} produced no model ({record.status})")
             title = f"Segments of execution {record.id}"
             subtitle = f"pipeline {record.pipeline_name} v{record.pipeline_version}"
-        path = write_report(
-            store.folder, uri, title, subtitle, output, cfg.s3.endpoint_url, profiles_csv
-        )
+        model = load_model(uri, s3_endpoint_url=cfg.s3.endpoint_url)
+        path = write_report(model, output or default_path(store.folder, title), title,
+                            subtitle, profiles_csv)
     except CustsegError as exc:
         raise fail(exc) from None
-    except OSError as exc:
-        raise fail(CustsegError(f"cannot write the report: {exc}")) from None
     typer.echo(f"Wrote {path}")
     if profiles_csv is not None:
         typer.echo(f"Wrote {profiles_csv}")

@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from custseg import __version__
 from custseg.artifact.scorer import Model
 from custseg.artifact.storage import load_model
 from custseg.config import Config
 from custseg.core.preprocessing import schema_rows
-from custseg.errors import ConfigError, CustsegError, ModelError
+from custseg.engines import Engine, Reporter, TrainRequest, engine_for
+from custseg.errors import CustsegError, ModelError
 from custseg.io.data import fingerprint, returning_memory_pool
 from custseg.pipeline import deploy as endpoints
 from custseg.pipeline.records import (
@@ -37,14 +37,13 @@ from custseg.pipeline.records import (
     Trained,
     TrainInputs,
 )
+from custseg.pipeline.report import default_path, write_report
 from custseg.pipeline.steps import (
-    Reporter,
     cache_key,
     code_version,
     diff,
     rerun_reason,
     save_artifact,
-    train_step,
     training_parameters,
 )
 from custseg.store import executions as records
@@ -123,6 +122,7 @@ class Execution:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     model: Model | None = field(default=None, repr=False)
+    report: str | None = None  # the segment report's HTML file
 
 
 class _Silent:
@@ -160,18 +160,9 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def check_engine(cfg: Config) -> None:
-    """Refuse an engine this version cannot run, rather than train locally under its name
-    (the lineage would record an engine that never ran)."""
-    if cfg.engine != "local":
-        raise ConfigError(
-            f"engine: {cfg.engine!r} is not available in custseg {__version__}: only the "
-            f"local engine trains here (set engine: local)")
-
-
 def deploy(cfg: Config, store: Store | None = None) -> tuple[int, bool, list[str]]:
     """Upsert the definition: (version, whether it is new, what changed)."""
-    check_engine(cfg)
+    engine_for(cfg)  # refuses an engine that cannot run here
     store = store or open_store(cfg)
     new = definition(cfg)
     latest = records.latest_pipeline(store, cfg.project_name)
@@ -197,7 +188,7 @@ def run(
     `base` is the config as deployed (without this run's `-p` overrides): the definition
     is upserted from it when missing or stale.
     """
-    check_engine(cfg)
+    engine = engine_for(cfg)
     reporter = reporter or _Silent()
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
     pa.set_memory_pool(returning_memory_pool())
@@ -221,7 +212,7 @@ def run(
         list(STEPS),
         registry.current_user(),
     )
-    runner = _Runner(cfg, store, execution, reporter, no_cache)
+    runner = _Runner(cfg, store, execution, reporter, no_cache, engine)
     try:
         runner.run_all()
     except BaseException as exc:
@@ -238,17 +229,34 @@ def run(
         raise
     execution.status = StepStatus.SUCCEEDED
     records.finish_execution(store, execution.id, "Succeeded")
+    _write_report(cfg, store, execution, version)
     return execution
+
+
+def _write_report(cfg: Config, store: Store, execution: Execution, version: int) -> None:
+    """The segment report of a successful run, under the store's `reports/` folder."""
+    model = execution.model or load_model(execution.model_uri or "",
+                                          s3_endpoint_url=cfg.s3.endpoint_url)
+    title = f"Segments of execution {execution.id}"
+    try:
+        path = write_report(model, default_path(store.folder, title), title,
+                            f"pipeline {cfg.project_name} v{version}")
+    except CustsegError as exc:
+        exc.args = (f"the run succeeded ({execution.id}), but {exc}",)
+        exc.execution = execution  # type: ignore[attr-defined]
+        raise
+    execution.report = str(path)
 
 
 class _Runner:
     """Runs the steps of one execution in order, recording each in the store."""
 
     def __init__(
-        self, cfg: Config, store: Store, execution: Execution, reporter: Reporter, no_cache: bool
+        self, cfg: Config, store: Store, execution: Execution, reporter: Reporter,
+        no_cache: bool, engine: Engine,
     ) -> None:
         self.cfg, self.store, self.execution = cfg, store, execution
-        self.reporter, self.no_cache = reporter, no_cache
+        self.reporter, self.no_cache, self.engine = reporter, no_cache, engine
 
     def step(self, name: str, body: Callable[[StepRecord], Out]) -> Out:
         rec = self.execution.steps[name]
@@ -338,8 +346,9 @@ class _Runner:
             rec.reason = rerun_reason(
                 TrainInputs.lenient(previous.outputs.get("inputs")) if previous else None,
                 inputs, self.no_cache)
-        model = train_step(cfg, self.execution.id, self.reporter, data_sha256=data_sha,
-                           previous=self._previous_model())
+        request = TrainRequest(self.execution.id, data_sha, self._previous_model(),
+                               code_version().to_json())
+        model = self.engine.train(cfg, request, self.reporter)
         self.reporter.stage("Saving model", 0.0)
         uri = save_artifact(cfg, model, self.execution.id)
         self.execution.model = model.with_uri(uri)
@@ -354,7 +363,7 @@ class _Runner:
             warnings=model.meta["warnings"],
             selection=model.meta["selection"],
             data=model.meta["data"] | {"files": files},
-            engine=cfg.engine,
+            engine=self.engine.name,
         )
 
     def _previous_model(self) -> Model | None:
