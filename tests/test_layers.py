@@ -73,3 +73,11 @@ def _sql_outside_store() -> list[str]:
 
 def test_only_the_store_holds_sql() -> None:
     assert _sql_outside_store() == []
+
+
+def test_the_cli_has_one_error_handler() -> None:
+    """Commands let a CustsegError rise; `cli.main` alone turns it into one line on
+    stderr and the exit code of its branch of the exception tree."""
+    handlers = {p.relative_to(PACKAGE).as_posix(): p.read_text(encoding="utf-8").count(
+        "except CustsegError") for p in (PACKAGE / "cli").glob("*.py")}
+    assert {k: v for k, v in handlers.items() if v} == {"cli/commands.py": 1}

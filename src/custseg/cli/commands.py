@@ -16,7 +16,7 @@ import typer
 
 from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, err_console, fail, open_config_store
 from custseg.cli.schema import print_candidates, print_schema_lines, print_warnings
-from custseg.errors import ConfigError, CustsegError
+from custseg.errors import CustsegError
 from custseg.pipeline.records import Deployed, Registered, Trained
 
 if TYPE_CHECKING:
@@ -214,8 +214,6 @@ def run(
         console = err_console()
         with _RichReporter(console) as reporter:
             execution = where.run(cfg, reporter, no_cache=no_cache, base=base)
-    except CustsegError as exc:
-        raise fail(exc) from None
     except KeyboardInterrupt:
         err_console().print(
             "[bold red]error:[/] interrupted; the execution is recorded as Failed",
@@ -239,12 +237,9 @@ def deploy(
     from custseg.config import load_config
     from custseg.pipeline.targets import target_for
 
-    try:
-        where = target_for(target)
-        cfg = load_config(config)
-        version, created, changes = where.deploy(cfg)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    where = target_for(target)
+    cfg = load_config(config)
+    version, created, changes = where.deploy(cfg)
     if as_json:
         typer.echo(
             json.dumps(
@@ -316,27 +311,24 @@ def report(
     from custseg.store.executions import execution
     from custseg.store.registry import group_name, package, parse_ref
 
-    try:
-        cfg, store = open_config_store(config)
-        parsed = parse_ref(ref) or (
-            (group_name(cfg.project_name), int(ref)) if ref.isdigit() else None
-        )
-        if parsed is not None:
-            pkg = package(store, *parsed)
-            uri, title = pkg.artifact_uri, f"Segments of model {pkg.ref}"
-            subtitle = f"execution {pkg.execution_id}, {pkg.approval_status.value}"
-        else:
-            record = execution(store, ref)
-            uri = str(record.step("Train").outputs.get("model_uri") or "")
-            if not uri:
-                raise StoreError(f"execution {record.id} produced no model ({record.status})")
-            title = f"Segments of execution {record.id}"
-            subtitle = f"pipeline {record.pipeline_name} v{record.pipeline_version}"
-        model = load_model(uri, s3_endpoint_url=cfg.s3.endpoint_url)
-        path = write_report(model, output or default_path(store.folder, title), title,
-                            subtitle, profiles_csv)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    cfg, store = open_config_store(config)
+    parsed = parse_ref(ref) or (
+        (group_name(cfg.project_name), int(ref)) if ref.isdigit() else None
+    )
+    if parsed is not None:
+        pkg = package(store, *parsed)
+        uri, title = pkg.artifact_uri, f"Segments of model {pkg.ref}"
+        subtitle = f"execution {pkg.execution_id}, {pkg.approval_status.value}"
+    else:
+        record = execution(store, ref)
+        uri = str(record.step("Train").outputs.get("model_uri") or "")
+        if not uri:
+            raise StoreError(f"execution {record.id} produced no model ({record.status})")
+        title = f"Segments of execution {record.id}"
+        subtitle = f"pipeline {record.pipeline_name} v{record.pipeline_version}"
+    model = load_model(uri, s3_endpoint_url=cfg.s3.endpoint_url)
+    path = write_report(model, output or default_path(store.folder, title), title,
+                        subtitle, profiles_csv)
     typer.echo(f"Wrote {path}")
     if profiles_csv is not None:
         typer.echo(f"Wrote {profiles_csv}")
@@ -364,29 +356,26 @@ def predict(
     from custseg.io.predict import predict_file, rejects_path
     from custseg.store.registry import parse_ref
 
-    try:
-        cfg = load_config(config) if config.is_file() else None
-        endpoint_url = cfg.s3.endpoint_url if cfg else None
-        store = cfg.store_location if cfg and parse_ref(model) else None
-        loaded = custseg.load_model(model, store, s3_endpoint_url=endpoint_url)
-        if rejects is None:
-            rejects = rejects_path(output_uri)
-        size = _size(input_uri, endpoint_url)
-        from rich.progress import Progress
+    cfg = load_config(config) if config.is_file() else None
+    endpoint_url = cfg.s3.endpoint_url if cfg else None
+    store = cfg.store_location if cfg and parse_ref(model) else None
+    loaded = custseg.load_model(model, store, s3_endpoint_url=endpoint_url)
+    if rejects is None:
+        rejects = rejects_path(output_uri)
+    size = _size(input_uri, endpoint_url)
+    from rich.progress import Progress
 
-        with Progress(console=err_console(), transient=True) as bar:
-            task = bar.add_task("Scoring", total=size)
-            summary = predict_file(
-                loaded,
-                input_uri,
-                output_uri,
-                rejects_uri=rejects,
-                strict=strict,
-                s3_endpoint_url=endpoint_url,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-    except CustsegError as exc:
-        raise fail(exc) from None
+    with Progress(console=err_console(), transient=True) as bar:
+        task = bar.add_task("Scoring", total=size)
+        summary = predict_file(
+            loaded,
+            input_uri,
+            output_uri,
+            rejects_uri=rejects,
+            strict=strict,
+            s3_endpoint_url=endpoint_url,
+            progress=lambda done: bar.update(task, completed=done),
+        )
     typer.echo(f"Scored {summary.scored:,} of {summary.rows:,} rows into {summary.output}")
     if summary.rejects:
         typer.echo(f"Rejected {summary.rejected:,} rows (reasons in {summary.rejects})")
@@ -415,10 +404,7 @@ def sample(
     """Write realistic synthetic customers with known latent segments."""
     from custseg.io.sample_io import write_sample
 
-    try:
-        write_sample(output, rows=rows, segments=segments, seed=seed, console=err_console())
-    except CustsegError as exc:
-        raise fail(exc) from None
+    write_sample(output, rows=rows, segments=segments, seed=seed, console=err_console())
     typer.echo(f"Wrote {rows:,} customers in {segments} segments to {output}")
 
 
@@ -426,7 +412,7 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except ConfigError as exc:  # pragma: no cover - commands handle their own errors
+    except CustsegError as exc:  # the one handler: a user error is one line and its code
         raise SystemExit(fail(exc).exit_code) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

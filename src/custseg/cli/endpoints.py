@@ -69,33 +69,30 @@ def serve(
     from custseg.serving.settings import ServerSettings
     from custseg.store.database import Store
 
-    try:
-        if store is not None:
-            if restart:
-                raise ConfigError("--restart takes the settings from the config: use -c")
-            opened = Store.open(store, artifacts)
-            base = ServerSettings(store=str(opened.db_path), artifacts=opened.artifacts)
-        else:
-            cfg = load_config(config)
-            opened = Store.open(cfg.store_location, cfg.artifacts_location)
-            base = ServerSettings.from_config(cfg, str(opened.db_path), opened.artifacts)
-        given = {"host": host, "port": port, "workers": workers, "api_key_env": api_key_env,
-                 "s3_endpoint_url": s3_endpoint_url, "max_body": max_body}
-        settings = base.replace(**{k: v for k, v in given.items() if v is not None})
+    if store is not None:
         if restart:
-            from custseg.serving.server import start_background, stop
+            raise ConfigError("--restart takes the settings from the config: use -c")
+        opened = Store.open(store, artifacts)
+        base = ServerSettings(store=str(opened.db_path), artifacts=opened.artifacts)
+    else:
+        cfg = load_config(config)
+        opened = Store.open(cfg.store_location, cfg.artifacts_location)
+        base = ServerSettings.from_config(cfg, str(opened.db_path), opened.artifacts)
+    given = {"host": host, "port": port, "workers": workers, "api_key_env": api_key_env,
+             "s3_endpoint_url": s3_endpoint_url, "max_body": max_body}
+    settings = base.replace(**{k: v for k, v in given.items() if v is not None})
+    if restart:
+        from custseg.serving.server import start_background, stop
 
-            check_bind(settings.host, settings.api_key(), allow_unauthenticated)
-            stopped = stop(opened)
-            info = start_background(opened, settings)
-            typer.echo(f"{'Restarted' if stopped else 'Started'} the endpoint server "
-                       f"(pid {info.pid}) at {info.url}")
-            if info.note:
-                typer.echo(f"note: {info.note}")
-            return
-        run_server(opened, settings, allow_unauthenticated=allow_unauthenticated)
-    except CustsegError as exc:
-        raise fail(exc) from None
+        check_bind(settings.host, settings.api_key(), allow_unauthenticated)
+        stopped = stop(opened)
+        info = start_background(opened, settings)
+        typer.echo(f"{'Restarted' if stopped else 'Started'} the endpoint server "
+                   f"(pid {info.pid}) at {info.url}")
+        if info.note:
+            typer.echo(f"note: {info.note}")
+        return
+    run_server(opened, settings, allow_unauthenticated=allow_unauthenticated)
 
 
 @endpoints_app.command("list")
@@ -103,10 +100,7 @@ def endpoints_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False)
     """Endpoints of the store, with status, config and model version."""
     from custseg.store.endpoints import endpoint_records
 
-    try:
-        records = endpoint_records(_store(config))
-    except CustsegError as exc:
-        raise fail(exc) from None
+    records = endpoint_records(_store(config))
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
@@ -126,14 +120,11 @@ def endpoints_describe(
     from custseg.serving.server import running_server
     from custseg.store.endpoints import endpoint_record
 
-    try:
-        store = _store(config)
-        record = endpoint_record(store, name)
-        if record is None:
-            raise DeployError(f"no endpoint {name!r} (see `custseg endpoints list`)")
-        server = running_server(store)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    store = _store(config)
+    record = endpoint_record(store, name)
+    if record is None:
+        raise DeployError(f"no endpoint {name!r} (see `custseg endpoints list`)")
+    server = running_server(store)
     record["url"] = f"{server.url}/endpoints/{name}/invocations" if server else None
     if as_json:
         typer.echo(json.dumps(record, indent=2))
@@ -215,13 +206,10 @@ def endpoints_rollback(
     from custseg.serving.server import running_server
     from custseg.store.endpoints import rollback
 
-    try:
-        store = _store(config)
-        done = rollback(store, name)
-        if running_server(store) is not None:
-            wait_until_served(store, name, done.config)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    store = _store(config)
+    done = rollback(store, name)
+    if running_server(store) is not None:
+        wait_until_served(store, name, done.config)
     typer.echo(f"Endpoint {name}: {done.previous_config} -> {done.config}")
 
 
@@ -233,11 +221,8 @@ def endpoints_delete(
     from custseg.serving.server import stop
     from custseg.store.endpoints import delete, endpoint_records
 
-    try:
-        store = _store(config)
-        delete(store, name)
-        live = [r for r in endpoint_records(store) if r["status"] != "Deleted"]
-        stopped = stop(store) if not live else False
-    except CustsegError as exc:
-        raise fail(exc) from None
+    store = _store(config)
+    delete(store, name)
+    live = [r for r in endpoint_records(store) if r["status"] != "Deleted"]
+    stopped = stop(store) if not live else False
     typer.echo(f"Endpoint {name} deleted" + ("; the endpoint server stopped" if stopped else ""))

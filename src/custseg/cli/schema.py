@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, fail, print_table
-from custseg.errors import CustsegError
+from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, print_table
 
 __all__ = ["features_yaml", "print_candidates", "print_schema", "print_schema_lines",
            "print_warnings", "schema"]
@@ -103,19 +102,16 @@ def schema(
     from custseg.core.schema import infer_schema
     from custseg.io.data import read_data
 
-    try:
-        cfg = load_config(config)
-        f = cfg.features
-        declared = f.numeric is not None or f.categorical is not None
-        data = read_data(cfg.data_location, delimiter=cfg.csv.delimiter,
-                         s3_endpoint_url=cfg.s3.endpoint_url,
-                         include=[*(f.numeric or []), *(f.categorical or []), *f.dates,
-                                  *f.profile_only] if declared else None,
-                         exclude=f.ignore)
-        inferred = infer_schema(data.table, f, data.files[0], header=data.meta.get("header"))
-        transform, _ = fit_features(data.table, inferred, data.locate, f)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    cfg = load_config(config)
+    f = cfg.features
+    declared = f.numeric is not None or f.categorical is not None
+    data = read_data(cfg.data_location, delimiter=cfg.csv.delimiter,
+                     s3_endpoint_url=cfg.s3.endpoint_url,
+                     include=[*(f.numeric or []), *(f.categorical or []), *f.dates,
+                              *f.profile_only] if declared else None,
+                     exclude=f.ignore)
+    inferred = infer_schema(data.table, f, data.files[0], header=data.meta.get("header"))
+    transform, _ = fit_features(data.table, inferred, data.locate, f)
     rows = schema_rows(inferred, transform)
     if as_json:
         typer.echo(json.dumps({"columns": rows, "rows": data.table.num_rows}, indent=2))

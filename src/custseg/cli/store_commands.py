@@ -44,11 +44,8 @@ def executions_list(
     limit: Annotated[int, typer.Option(help="Most recent N.")] = 20,
 ) -> None:
     """Past executions, newest first."""
-    try:
-        _, store = open_config_store(config)
-        rows = executions(store, limit)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    _, store = open_config_store(config)
+    rows = executions(store, limit)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
@@ -74,11 +71,8 @@ def executions_describe(
     as_json: JsonOpt = False,
 ) -> None:
     """One execution: parameters, each step's status, timing, error, outputs and why it ran."""
-    try:
-        _, store = open_config_store(config)
-        record = execution(store, execution_id)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    _, store = open_config_store(config)
+    record = execution(store, execution_id)
     if as_json:
         typer.echo(json.dumps(record.to_dict(), indent=2))
         return
@@ -114,11 +108,8 @@ def executions_graph(
     """Draw the execution graph (steps coloured by status, with durations) as SVG."""
     from custseg.pipeline.graph import render_svg
 
-    try:
-        _, store = open_config_store(config)
-        record = execution(store, execution_id)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    _, store = open_config_store(config)
+    record = execution(store, execution_id)
     path = output or Path(f"execution-{record.id}.svg")
     try:
         path.write_text(render_svg(record), encoding="utf-8")
@@ -148,11 +139,8 @@ def models_list(
     """Every version in the model group."""
     from custseg.store.registry import packages
 
-    try:
-        cfg, store = open_config_store(config)
-        found = packages(store, _group(cfg, group))
-    except CustsegError as exc:
-        raise fail(exc) from None
+    cfg, store = open_config_store(config)
+    found = packages(store, _group(cfg, group))
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in found], indent=2))
         return
@@ -182,11 +170,8 @@ def models_describe(
     """A model version with its lineage and approval history."""
     from custseg.store.registry import package
 
-    try:
-        cfg, store = open_config_store(config)
-        pkg = package(store, _group(cfg, group), version)
-    except CustsegError as exc:
-        raise fail(exc) from None
+    cfg, store = open_config_store(config)
+    pkg = package(store, _group(cfg, group), version)
     if as_json:
         lin = pkg.lineage
         typer.echo(json.dumps(pkg.to_dict() | {"schema": lin.get("schema"),
@@ -231,21 +216,18 @@ def _set_status(
     from custseg.pipeline.deploy import review
     from custseg.store.registry import ApprovalStatus, current_user
 
-    try:
-        cfg, store = open_config_store(config)
-        pkg, live = review(store, cfg, _group(cfg, group), version, ApprovalStatus(to),
-                           by=by or current_user(), comment=comment)
+    cfg, store = open_config_store(config)
+    pkg, live = review(store, cfg, _group(cfg, group), version, ApprovalStatus(to),
+                       by=by or current_user(), comment=comment)
+    typer.echo(
+        f"Model {pkg.ref}: {pkg.history[-1]['from_status']} -> "
+        f"{pkg.approval_status.value} (by {pkg.history[-1]['by']})"
+    )
+    if live is not None:
         typer.echo(
-            f"Model {pkg.ref}: {pkg.history[-1]['from_status']} -> "
-            f"{pkg.approval_status.value} (by {pkg.history[-1]['by']})"
+            f"Endpoint: {live.endpoint_name} -> {live.endpoint_config_name} ({live.action}, "
+            f"{live.status}{', ' + live.url if live.url else ''})"
         )
-        if live is not None:
-            typer.echo(
-                f"Endpoint: {live.endpoint_name} -> {live.endpoint_config_name} ({live.action}, "
-                f"{live.status}{', ' + live.url if live.url else ''})"
-            )
-    except CustsegError as exc:
-        raise fail(exc) from None
 
 
 CommentOpt = Annotated[str | None, typer.Option("--comment", help="Why (kept in the audit).")]
