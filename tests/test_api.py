@@ -73,3 +73,21 @@ def test_importing_custseg_loads_no_heavy_or_optional_library() -> None:
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("n_components", [1, 3])
+def test_a_run_and_a_retrain_load_no_heavy_library(config_file: Path, n_components: int
+                                                   ) -> None:
+    """pandas (0.15 s), scipy.optimize (0.3 s) and scikit-learn cost more than a whole
+    fit at a million rows: training, stable ids and the report stay on numpy/Arrow."""
+    config_file.write_text(config_file.read_text() + f"n_components: {n_components}\n"
+                           "endpoint: {autostart: false}\n")
+    code = ("import sys, custseg; cfg = custseg.load_config(sys.argv[1]); "
+            "first = custseg.run(cfg); again = custseg.run(cfg, no_cache=True); "
+            "assert again.steps['Train'].outputs.stability is not None; "
+            "heavy = {'sklearn', 'pandas', 'scipy', 'matplotlib'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code, str(config_file)], capture_output=True,
+                         text=True, check=False, cwd=config_file.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

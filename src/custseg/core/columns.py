@@ -15,16 +15,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custseg.core.schema import NUMBER
 from custseg.errors import DataError
 
 __all__ = [
+    "NUMBER",
     "Locate",
     "arrow_median",
     "category_codes",
     "category_strings",
     "date_column_days",
     "date_days",
+    "integers",
     "numeric_column",
     "present_mask",
     "require_values",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 Locate = Callable[[int], str]
+# text that reads as a number (what a numeric column's text cells must look like)
+NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -64,6 +67,25 @@ def present_mask(chunk: pa.Array) -> np.ndarray | None:
     bits = np.frombuffer(chunk.buffers()[0], dtype=np.uint8)
     unpacked = np.unpackbits(bits, bitorder="little", count=chunk.offset + len(chunk))
     return unpacked[chunk.offset :].astype(bool)
+
+
+def arrow_indices(index: np.ndarray) -> pa.Array:
+    """Row numbers as an Arrow int64 array for `take`, built on numpy's buffer:
+    `pa.array(index)` would import pandas."""
+    data = np.ascontiguousarray(index, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
+
+
+def integers(arr: pa.Array) -> np.ndarray:
+    """An integer Arrow array without nulls as a numpy int64 array, read from its buffer
+    (as `to_numpy`)."""
+    t = arr.type
+    if not pa.types.is_integer(t) or arr.null_count:
+        raise TypeError(f"expected integers without nulls, found {t}")
+    kind = "u" if pa.types.is_unsigned_integer(t) else "i"
+    dtype = np.dtype(f"{kind}{t.bit_width // 8}")
+    raw = np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))
+    return raw[arr.offset:].astype(np.int64)
 
 
 def to_numpy(col: pa.ChunkedArray, dtype: type[np.generic], missing: float | int) -> np.ndarray:

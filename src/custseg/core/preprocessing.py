@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 
 from custseg.config import Features
 from custseg.core.columns import (
+    NUMBER,
     Locate,
     category_codes,
     category_strings,
@@ -48,7 +49,7 @@ from custseg.core.columns import (
     numeric_column,
     require_values,
 )
-from custseg.core.schema import NUMBER, Schema
+from custseg.core.schema import Schema
 from custseg.errors import DataError
 
 __all__ = [

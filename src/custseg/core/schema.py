@@ -38,12 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from custseg.config import Features
+from custseg.core.columns import NUMBER, arrow_indices, integers
 from custseg.errors import DataError
 
 __all__ = [
     "DATE_FORMATS",
     "NEAR_CONSTANT",
-    "NUMBER",
     "Column",
     "Role",
     "Schema",
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 Role = Literal["numeric", "categorical", "date", "ignored", "profile_only"]
-NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 NEAR_CONSTANT = 0.99  # one value on this share of rows or more: ignored when inferred
 DATE_SHARE = 0.95  # share of values that must parse for a text column to be a date
 DATE_FORMATS = (
@@ -179,12 +178,12 @@ def _sample(col: pa.ChunkedArray) -> pa.Array:
     if len(values) <= _SAMPLE:
         return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     step = len(values) // _SAMPLE  # an even spread: rows are not assumed shuffled
-    return values.take(pa.array(np.arange(0, step * _SAMPLE, step)))
+    return values.take(arrow_indices(np.arange(0, step * _SAMPLE, step)))
 
 
 def _top_share(col: pa.ChunkedArray, present: int) -> tuple[Any, float]:
     counts = pc.value_counts(col.drop_null())
-    freq = np.asarray(counts.field("counts").to_numpy(zero_copy_only=False))
+    freq = integers(counts.field("counts"))
     top = int(np.argmax(freq))
     return counts.field("values")[top].as_py(), float(freq[top]) / max(present, 1)
 
@@ -205,7 +204,7 @@ def _parse_date(values: pa.Array) -> str | None:
 
 def _integer_role(name: str, values: pa.Array, distinct: int, max_levels: int
                   ) -> tuple[Role, str]:
-    levels = np.sort(np.asarray(pc.unique(values).to_numpy(zero_copy_only=False)))
+    levels = np.sort(integers(pc.unique(values)))
     if distinct == 2 and set(levels.tolist()) == {0, 1}:
         return "numeric", "binary 0/1"
     gaps = np.diff(levels)
