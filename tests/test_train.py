@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from custseg.config import Features
@@ -128,3 +129,40 @@ def test_one_dimensional_lloyd_reaches_the_general_fixed_point(seed: int) -> Non
     labels = line.labels(fast.bounds)
     order = np.argsort(general.centers[:, 0])
     np.testing.assert_array_equal(np.argsort(order)[general.labels], labels)
+
+
+def test_a_large_sweep_scores_candidates_on_a_sample_and_the_chosen_k_on_all_rows(
+        ) -> None:
+    """Above SCORE_SAMPLE rows (several dimensions): every candidate is fitted on the
+    seeding sample and scored on a seeded 200,000-row sample, and says so; the chosen
+    one is refined by Lloyd on all rows and every figure of its row is exact."""
+    from sklearn.metrics import calinski_harabasz_score
+
+    from custseg.core import metrics
+    from custseg.core.train import SCORE_SAMPLE
+
+    rng = np.random.default_rng(0)
+    n = SCORE_SAMPLE + 50_000
+    truth = rng.integers(0, 4, n)
+    corners = np.array([[0.0, 0.0], [9.0, 0.0], [0.0, 9.0], [9.0, 9.0]])
+    x = corners[truth] + rng.normal(size=(n, 2))
+    table = pa.table({"a": x[:, 0], "b": x[:, 1]})
+    transform, enc = fit_features(table, infer_schema(table, Features()),
+                                  features=Features(transform="none"))
+    result = train(enc, transform, k_candidates=[2, 3, 4, 5], n_components=2,
+                   min_share=0.02, min_stability=0.8, tolerance=0.0)
+    chosen = result.chosen
+    assert chosen.k == 4 and chosen.scored_rows is None
+    others = [c for c in result.candidates if c.k != chosen.k]
+    assert all(c.scored_rows == SCORE_SAMPLE and sum(c.sizes) == SCORE_SAMPLE for c in others)
+    z = project(enc, transform, result.projection)
+    labels = result.clustering.labels
+    assert sum(chosen.sizes) == n and chosen.sizes == np.bincount(labels).tolist()
+    assert chosen.inertia == pytest.approx(
+        metrics.inertia(z, labels, result.clustering.centers), rel=1e-9)
+    assert chosen.calinski_harabasz == pytest.approx(calinski_harabasz_score(z, labels),
+                                                     rel=1e-9)
+    # the refined centres are Lloyd's fixed point on all rows: each is its cluster's mean
+    means, _ = metrics.cluster_means(z, labels, 4)
+    assert np.allclose(result.clustering.centers, means, atol=1e-3)
+    assert result.sentence.startswith("k=4 ")

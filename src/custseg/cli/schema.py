@@ -56,6 +56,10 @@ def print_candidates(candidates: list[dict[str, Any]], chosen: int, sentence: st
                    f"{'-' if stab is None else f'{stab:.2f}':>10}{note}")
     if sentence:
         typer.echo(sentence)
+    from custseg.report.sections import scored_note
+
+    if scored_note(candidates):
+        typer.echo(scored_note(candidates))
 
 
 def print_warnings(warnings: list[str]) -> None:

@@ -25,6 +25,7 @@ from custseg.core.kmeans1d import LineFit, SortedLine
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
 _CHUNK = 1 << 19
+_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,10 @@ class KMeansFit:
     n_iter: int
 
 
-def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of each row, and the squared distance to it."""
+def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of each row, and the squared distance to it (`x_sq`: the rows'
+    squared norms, when the caller has them)."""
     n, k = len(x), len(centers)
     labels = np.empty(n, dtype=np.int32)
     d2min = np.empty(n)
@@ -51,14 +54,19 @@ def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             diff = xs - c[pos]
             d2min[s : s + _CHUNK] = diff * diff
         return labels, d2min
+    if x_sq is None:
+        x_sq = np.einsum("ij,ij->i", x, x)
     c_sq = (centers * centers).sum(axis=1)
-    for s in range(0, n, _CHUNK):
-        xs = x[s : s + _CHUNK]
-        d2 = c_sq[None, :] - 2.0 * (xs @ centers.T)
+    for s in range(0, n, _BLOCK):  # in place, in cache-sized blocks: 2x one-shot numpy
+        xs = x[s : s + _BLOCK]
+        d2 = xs @ centers.T
+        d2 *= -2.0
+        d2 += c_sq
         lab = d2.argmin(axis=1)
-        labels[s : s + _CHUNK] = lab
-        best = d2[np.arange(len(xs)), lab] + (xs * xs).sum(axis=1)
-        d2min[s : s + _CHUNK] = np.maximum(best, 0.0)
+        labels[s : s + _BLOCK] = lab
+        best = np.take_along_axis(d2, lab[:, None], axis=1)[:, 0]
+        best += x_sq[s : s + _BLOCK]
+        np.maximum(best, 0.0, out=d2min[s : s + _BLOCK])
     del k
     return labels, d2min
 
@@ -71,13 +79,26 @@ def _means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return sums, counts
 
 
-def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ seeding (as scikit-learn): each step keeps the best of several draws."""
+def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Squared distances (len(points), n) from each of `points` (rows of x) to every row."""
+    d = points @ x.T
+    d *= -2.0
+    d += x_sq
+    d += np.einsum("ij,ij->i", points, points)[:, None]
+    return np.asarray(np.maximum(d, 0.0, out=d))
+
+
+def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator,
+                    x_sq: np.ndarray | None = None) -> np.ndarray:
+    """Greedy k-means++ seeding (as scikit-learn): each step keeps the best of several
+    draws. `x_sq`: the rows' squared norms, when the caller has them."""
     n = len(x)
     trials = 2 + int(math.log(k))
+    if x_sq is None:
+        x_sq = np.einsum("ij,ij->i", x, x)
     centers = np.empty((k, x.shape[1]))
     centers[0] = x[rng.integers(n)]
-    closest = ((x - centers[0]) ** 2).sum(axis=1)
+    closest = _sq_dist_to(x, x_sq, centers[:1])[0]
     pot = closest.sum()
     for c in range(1, k):
         if pot <= 0:
@@ -85,7 +106,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
             break
         draws = np.searchsorted(np.cumsum(closest), rng.random(trials) * pot)
         draws = np.minimum(draws, n - 1)
-        cand_d = ((x[None, :, :] - x[draws][:, None, :]) ** 2).sum(axis=2)  # (trials, n)
+        cand_d = _sq_dist_to(x, x_sq, x[draws])  # (trials, n)
         np.minimum(cand_d, closest[None, :], out=cand_d)
         pots = cand_d.sum(axis=1)
         best = int(pots.argmin())
@@ -94,13 +115,20 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
 
 def lloyd(
-    x: np.ndarray, centers: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4
+    x: np.ndarray, centers: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4,
+    x_sq: np.ndarray | None = None, variance: float | None = None,
 ) -> KMeansFit:
-    """Lloyd iterations from `centers` until the squared centre shift is below tolerance."""
+    """Lloyd iterations from `centers` until the squared centre shift is below `tol` x the
+    mean feature variance (`x_sq`, `variance`: the rows' squared norms and that mean
+    variance, when the caller has them from an earlier fit on the same rows)."""
     k = len(centers)
-    tol_abs = tol * float(np.mean(np.var(x, axis=0))) if len(x) > 1 else 0.0
+    if variance is None:
+        variance = float(np.mean(np.var(x, axis=0))) if len(x) > 1 else 0.0
+    tol_abs = tol * variance
     centers = centers.copy()
-    labels, d2 = assign(x, centers)
+    if x_sq is None and x.shape[1] > 1:
+        x_sq = np.einsum("ij,ij->i", x, x)
+    labels, d2 = assign(x, centers, x_sq)
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
@@ -114,7 +142,7 @@ def lloyd(
             new[empty] = x[far]
         shift = float(((new - centers) ** 2).sum())
         centers = new
-        new_labels, d2 = assign(x, centers)
+        new_labels, d2 = assign(x, centers, x_sq)
         unchanged = np.array_equal(new_labels, labels)
         labels = new_labels
         if unchanged or shift <= tol_abs:
@@ -142,6 +170,10 @@ class Prepared:
         else:
             self.sample = self.x[np.sort(rng.choice(n, init_sample, replace=False))]
         self.one_dim = self.x.shape[1] == 1
+        # what every seeding and Lloyd run on the sample needs, computed once
+        self.sample_sq = np.einsum("ij,ij->i", self.sample, self.sample)
+        self.sample_variance = (float(np.mean(np.var(self.sample, axis=0)))
+                                if len(self.sample) > 1 else 0.0)
         # sorting all rows (O(n log n) once) pays off only over several fits (a k sweep)
         self.sort_all = sort_all
         self._lines: dict[str, SortedLine] = {}
@@ -184,8 +216,12 @@ def fit(
     n_init: int = 10,
     random_state: int = 0,
     init_sample: int = 50_000,
+    refine: bool = True,
 ) -> KMeansFit:
-    """Best of `n_init` k-means++ + Lloyd runs (on a sample when large), refined on all rows."""
+    """Best of `n_init` k-means++ + Lloyd runs (on a sample when large), refined on all
+    rows. With `refine=False` the fit on the sample is returned as it is (the candidates
+    of a sweep; the chosen one is refined afterwards); in one dimension every fit is
+    refined, as that costs O(k log n) a step."""
     data = (
         x
         if isinstance(x, Prepared)
@@ -196,10 +232,13 @@ def fit(
         return _fit_1d(data, k, n_init, rng)
     best: KMeansFit | None = None
     for _ in range(n_init):
-        run = lloyd(data.sample, kmeans_plusplus(data.sample, k, rng))
+        run = lloyd(data.sample, kmeans_plusplus(data.sample, k, rng, data.sample_sq),
+                    x_sq=data.sample_sq, variance=data.sample_variance)
         if best is None or run.inertia < best.inertia:
             best = run
     assert best is not None
     if not data.sampled:
+        return best
+    if not refine:  # the sample's fit: its labels and inertia are the sample's
         return best
     return lloyd(data.x, best.centers)

@@ -41,7 +41,7 @@ __all__ = [
 
 FEATURE_SILHOUETTE_SAMPLE = 3_000
 STABILITY_FITS = 3
-STABILITY_ROWS = 20_000
+STABILITY_ROWS = 10_000
 _CHUNK = 1 << 18
 
 
@@ -68,9 +68,10 @@ def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
     return (together - expected) / (best - expected)
 
 
-def stability(z: np.ndarray, labels: np.ndarray, k: int, *, random_state: int = 0,
+def stability(z: np.ndarray, centers: np.ndarray, k: int, *, random_state: int = 0,
               n_init: int = 3) -> float:
-    """Mean ARI between refits on seeded subsamples and the full fit (see module)."""
+    """Mean ARI between refits on seeded subsamples and the fit whose centres are given
+    (see module); only the subsampled rows are assigned to them."""
     n = len(z)
     m = min(int(0.8 * n), STABILITY_ROWS)
     if m < 2 * k:
@@ -80,7 +81,7 @@ def stability(z: np.ndarray, labels: np.ndarray, k: int, *, random_state: int = 
     for b in range(STABILITY_FITS):
         index = np.sort(rng.choice(n, m, replace=False))
         fit = kmeans.fit(z[index], k, n_init=n_init, random_state=random_state + 1000 * (b + 1))
-        scores.append(adjusted_rand(fit.labels, labels[index]))
+        scores.append(adjusted_rand(fit.labels, kmeans.assign(z[index], centers)[0]))
     return float(np.mean(scores))
 
 
@@ -229,5 +230,5 @@ def feature_space_metrics(enc: Encoded, transform: FeatureTransform, labels: np.
     else:
         dense = enc.take(sample_index).dense(transform)
         sil = metrics.sampled_silhouette(
-            metrics.silhouette_values(dense, labels[sample_index], k), n)
+            metrics.silhouette_values(dense, labels[sample_index], k, sampled=True), n)
     return {"silhouette": sil.to_dict(), "calinski_harabasz": ch, "davies_bouldin": db}

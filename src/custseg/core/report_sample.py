@@ -43,7 +43,8 @@ def report_sample(enc: Encoded, transform: FeatureTransform, projection: Project
     variance = singular**2
     explained = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
     lab = labels[index]
-    sil = metrics.silhouette_values(project(sample, transform, projection), lab, k)
+    sil = metrics.silhouette_values(project(sample, transform, projection), lab, k,
+                                    sampled=True)  # shown to 4 decimals
     return {"rows": len(index), "of": n, "labels": lab.tolist(),
             "silhouette": np.round(sil, 4).tolist(), "xy": np.round(xy, 4).tolist(),
             "axes": _axes(vt, explained, transform.feature_names)}

@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 AUTO_VARIANCE = 0.9  # n_components: auto keeps the components explaining 90% of variance
-INIT_SAMPLE = 50_000
+INIT_SAMPLE = 10_000  # rows the k-means++ starts run on, before the refinement on all rows
+SCORE_SAMPLE = 200_000  # rows a sweep's candidates are scored on (the chosen k: all rows)
 _CHUNK = 1 << 20
 Progress = Callable[[str, float], None]
 
@@ -85,6 +86,7 @@ class Candidate:
     stability: float | None = None
     eligible: bool = True
     note: str = ""
+    scored_rows: int | None = None  # inertia, CH, DB, sizes on this many rows (None: all)
 
     @property
     def min_share(self) -> float:
@@ -101,6 +103,7 @@ class Candidate:
             "sizes": self.sizes,
             "min_share": self.min_share,
             "stability": self.stability,
+            "scored_rows": self.scored_rows,
             "eligible": self.eligible,
             "note": self.note,
         }
@@ -269,15 +272,22 @@ def fit_kmeans(
     n_init: int = 10,
     init_sample: int = INIT_SAMPLE,
     prepared: kmeans.Prepared | None = None,
+    refine: bool = True,
 ) -> Clustering:
     """KMeans with k clusters (see `custseg.core.kmeans`); clusters numbered by decreasing size.
 
-    `prepared` shares the seeding sample and sorted data between the fits of a sweep.
+    `prepared` shares the seeding sample and sorted data between the fits of a sweep;
+    `refine=False` keeps the sample's centres (see `kmeans.fit`).
     """
     if prepared is None:
         _check_distinct(z, k)
         prepared = kmeans.Prepared(z, init_sample=init_sample, random_state=random_state)
-    result = kmeans.fit(prepared, k, n_init=n_init, random_state=random_state)
+    result = kmeans.fit(prepared, k, n_init=n_init, random_state=random_state, refine=refine)
+    return _by_size(result, k)
+
+
+def _by_size(result: kmeans.KMeansFit, k: int) -> Clustering:
+    """A fit as a Clustering, its clusters numbered by decreasing size."""
     sizes = np.bincount(result.labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")
     relabel = np.empty(k, dtype=np.int32)
@@ -303,19 +313,82 @@ def _feasible(z: np.ndarray, k_candidates: list[int]) -> list[int]:
     return feasible
 
 
-def _candidate(
-    z: np.ndarray, c: Clustering, sample_size: int, random_state: int, index: np.ndarray | None
-) -> Candidate:
-    sil = metrics.silhouette(z, c.labels, c.k, sample_size, random_state, index=index)
-    summary = metrics.cluster_means(z, c.labels, c.k)
+def _silhouette(values: np.ndarray, n: int) -> metrics.Silhouette:
+    if len(values) == n:
+        return metrics.Silhouette(float(values.mean()), True, n, n, None)
+    return metrics.sampled_silhouette(values, n)
+
+
+def _score(zs: np.ndarray, labels: np.ndarray, k: int, inertia: float,
+           silhouette: metrics.Silhouette, stability: float | None, n: int) -> Candidate:
+    """A candidate's row from its labels on the rows `zs` (all n rows, or a sample)."""
+    summary = metrics.cluster_means(zs, labels, k)
     return Candidate(
-        k=c.k,
-        inertia=c.inertia,
-        silhouette=sil,
-        calinski_harabasz=metrics.calinski_harabasz(z, c.labels, c.k, summary),
-        davies_bouldin=metrics.davies_bouldin(z, c.labels, c.k, summary),
-        sizes=[int(s) for s in summary[1]],
-    )
+        k=k, inertia=inertia, silhouette=silhouette,
+        calinski_harabasz=metrics.calinski_harabasz(zs, labels, k, summary),
+        davies_bouldin=metrics.davies_bouldin(zs, labels, k, summary),
+        sizes=[int(v) for v in summary[1]], stability=stability,
+        scored_rows=None if len(zs) == n else len(zs))
+
+
+def _scored_in_full(z: np.ndarray, silhouette_x: np.ndarray, index: np.ndarray | None,
+                    clustering: Clustering, stability: float | None,
+                    known: Candidate | None = None,
+                    known_labels: np.ndarray | None = None) -> Candidate:
+    """The row of a clustering fitted on all rows: every figure exact, but a silhouette
+    sampled above the silhouette sample size. `known`: the same k's row from the sweep,
+    whose silhouette is kept when its labels on the silhouette rows (`known_labels`)
+    are the refined fit's (the refinement usually moves none of those rows)."""
+    labels = clustering.labels
+    at = labels if index is None else labels[index]
+    if known is not None and known_labels is not None and np.array_equal(at, known_labels):
+        silhouette = known.silhouette
+    else:
+        (values,) = metrics.silhouettes(silhouette_x, [(at, clustering.k)],
+                                        sampled=index is not None)
+        silhouette = _silhouette(values, len(z))
+    return _score(z, labels, clustering.k, clustering.inertia, silhouette, stability, len(z))
+
+
+def _sweep(z: np.ndarray, prepared: kmeans.Prepared, ks: list[int], silhouette_x: np.ndarray,
+           index: np.ndarray | None, random_state: int, n_init: int,
+           timings: dict[str, float], progress: Progress
+           ) -> tuple[list[Candidate], list[np.ndarray], list[np.ndarray]]:
+    """Every candidate k of a sweep: its centres (fitted on the seeding sample; in one
+    dimension on all rows, which is as cheap), scored on a seeded sample of at most
+    `SCORE_SAMPLE` rows, its stability, and its silhouette (all candidates in one pass).
+    Only the chosen one is then fitted and scored on all rows (see `train`)."""
+    import time
+
+    n = len(z)
+    rows = (None if n <= SCORE_SAMPLE else np.sort(
+        np.random.default_rng([random_state, 13]).choice(n, SCORE_SAMPLE, replace=False)))
+    zs = z if rows is None else z[rows]
+    partial, centres, sample_labels = [], [], []
+    for i, k in enumerate(ks):
+        progress(f"KMeans k={k}", i / len(ks))
+        t = time.perf_counter()
+        fitted = kmeans.fit(prepared, k, n_init=n_init, random_state=random_state,
+                            refine=prepared.one_dim)
+        labels, d2 = kmeans.assign(zs, fitted.centers)
+        order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
+        c = fitted.centers[order]  # clusters numbered by decreasing size, as fit_kmeans does
+        labels = np.argsort(order).astype(np.int32)[labels]
+        timings[f"kmeans_k{k}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stability = quality.stability(z, c, k, random_state=random_state,
+                                      n_init=min(n_init, 3))
+        partial.append(_score(zs, labels, k, float(d2.sum()) * n / len(zs),
+                              metrics.Silhouette(0.0, True, 0, 0, None), stability, n))
+        sample_labels.append(kmeans.assign(silhouette_x, c)[0])
+        centres.append(c)
+        timings[f"metrics_k{k}"] = time.perf_counter() - t
+    t = time.perf_counter()  # the silhouettes of all candidates in one pass
+    values = metrics.silhouettes(silhouette_x, list(zip(sample_labels, ks, strict=True)),
+                                 sampled=index is not None)
+    timings["silhouettes"] = time.perf_counter() - t
+    return [replace(c, silhouette=_silhouette(v, n))
+            for c, v in zip(partial, values, strict=True)], centres, sample_labels
 
 
 def train(
@@ -345,34 +418,53 @@ def train(
     timings["pca"] = time.perf_counter() - t0
     index = metrics.silhouette_sample_index(len(z), silhouette_sample_size, random_state)
     k_candidates = _feasible(z, k_candidates)
-    prepared = kmeans.Prepared(
-        z, init_sample=INIT_SAMPLE, random_state=random_state, sort_all=len(k_candidates) > 1
-    )
-    candidates: list[Candidate] = []
-    kept: dict[int, Clustering] = {}  # the clusterings that can still be chosen
-    for i, k in enumerate(k_candidates):
-        progress(f"KMeans k={k}", i / len(k_candidates))
+    sweep = len(k_candidates) > 1
+    prepared = kmeans.Prepared(z, init_sample=INIT_SAMPLE, random_state=random_state,
+                               sort_all=sweep)
+    silhouette_x = z if index is None else z[index]
+
+    def choose(candidates: list[Candidate]) -> quality.Choice:
+        return quality.choose_k(
+            [c.k for c in candidates], [c.score(metric) for c in candidates],
+            [c.min_share for c in candidates], [c.stability or 0.0 for c in candidates],
+            metric=metric, min_share=min_share, min_stability=min_stability,
+            tolerance=tolerance, shown=[abs(c.score(metric)) for c in candidates])
+
+    if not sweep:  # one k: fitted and scored on all rows
+        k = k_candidates[0]
         t = time.perf_counter()
-        clustering = fit_kmeans(z, k, random_state=random_state, n_init=n_init, prepared=prepared)
+        clustering = fit_kmeans(z, k, random_state=random_state, n_init=n_init,
+                                prepared=prepared)
         timings[f"kmeans_k{k}"] = time.perf_counter() - t
         t = time.perf_counter()
-        cand = _candidate(z, clustering, silhouette_sample_size, random_state, index)
-        stable = quality.stability(z, clustering.labels, k, random_state=random_state,
-                                   n_init=min(n_init, 3))
-        cand = replace(cand, stability=stable)
+        candidates = [_scored_in_full(z, silhouette_x, index, clustering, quality.stability(
+            z, clustering.centers, k, random_state=random_state, n_init=min(n_init, 3)))]
         timings[f"metrics_k{k}"] = time.perf_counter() - t
-        candidates.append(cand)
-        kept[k] = clustering
-        kept = _prune(kept, candidates, metric, min_share, min_stability, tolerance)
-    choice = quality.choose_k(
-        [c.k for c in candidates], [c.score(metric) for c in candidates],
-        [c.min_share for c in candidates], [c.stability or 0.0 for c in candidates],
-        metric=metric, min_share=min_share, min_stability=min_stability, tolerance=tolerance,
-        shown=[abs(c.score(metric)) for c in candidates])
+        choice = choose(candidates)
+    else:
+        candidates, centres, sample_labels = _sweep(
+            z, prepared, k_candidates, silhouette_x, index, random_state, n_init, timings,
+            progress)
+        choice = choose(candidates)
+        # the chosen k fitted on all rows (its sample centres refined) and scored again
+        t = time.perf_counter()
+        k = k_candidates[choice.index]
+        if prepared.one_dim:
+            clustering = fit_kmeans(z, k, random_state=random_state, n_init=n_init,
+                                    prepared=prepared)
+        else:
+            clustering = _by_size(kmeans.lloyd(z, centres[choice.index]), k)
+        known = candidates[choice.index]
+        candidates[choice.index] = _scored_in_full(
+            z, silhouette_x, index, clustering, known.stability, known,
+            sample_labels[choice.index])
+        again = choose(candidates)
+        if again.index == choice.index:  # the sentence quotes the figures of the full fit
+            choice = again
+        timings[f"refine_k{k}"] = time.perf_counter() - t
     candidates = [replace(c, eligible=ok, note=note) for c, ok, note in
                   zip(candidates, choice.eligible, choice.notes, strict=True)]
     chosen = candidates[choice.index]
-    clustering = kept[chosen.k]
     t = time.perf_counter()
     # the feature space has more dimensions than PCA's: its silhouette is sampled sooner
     fs_index = metrics.silhouette_sample_index(
@@ -391,18 +483,3 @@ def train(
         warnings=choice.warnings,
         feature_space=feature_space,
     )
-
-
-def _prune(kept: dict[int, Clustering], candidates: list[Candidate], metric: str,
-           min_share: float, min_stability: float, tolerance: float) -> dict[int, Clustering]:
-    """Drop the clusterings that can no longer be chosen (labels are n ints each): keep
-    the best-scoring one (the fallback) and the eligible ones within the tolerance of
-    the best eligible score so far."""
-    score = {c.k: c.score(metric) for c in candidates}
-    ok = [c.k for c in candidates
-          if c.min_share >= min_share and (c.stability or 0.0) >= min_stability]
-    keep = {max(score, key=lambda k: score[k])}
-    if ok:
-        best = max(score[k] for k in ok)
-        keep |= {k for k in ok if score[k] >= best - tolerance * abs(best)}
-    return {k: c for k, c in kept.items() if k in keep}

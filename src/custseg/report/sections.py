@@ -7,7 +7,7 @@ from typing import Any
 
 from custseg.report.base import e, fmt, pct
 
-__all__ = ["candidates", "columns", "features", "quality", "run", "warnings"]
+__all__ = ["candidates", "columns", "features", "quality", "run", "scored_note", "warnings"]
 
 FEATURES_OPEN = 40  # longer column tables start folded
 
@@ -111,7 +111,22 @@ def candidates(meta: dict[str, Any]) -> str:
                     f"<td class='text'>{sizes}</td></tr>")
     sentence = (meta.get("selection") or {}).get("sentence")
     note = f"<p class='sentence' id='selection'>{e(sentence)}</p>" if sentence else ""
-    return head + "".join(rows) + "</table>" + note
+    return head + "".join(rows) + "</table>" + note + _scored_note(cands)
+
+
+def scored_note(cands: list[dict[str, Any]]) -> str:
+    """What a sweep's candidate rows were computed on, when not all rows."""
+    rows = {int(c["scored_rows"]) for c in cands if c.get("scored_rows")}
+    if not rows:
+        return ""
+    return (f"k other than the chosen one: centres fitted on the seeding sample, inertia "
+            f"(scaled to all rows), Calinski-Harabasz, Davies-Bouldin and sizes on a seeded "
+            f"sample of {max(rows):,} rows; the chosen k is refitted and scored on all rows")
+
+
+def _scored_note(cands: list[dict[str, Any]]) -> str:
+    text = scored_note(cands)
+    return f"<p class='note' id='scored-rows'>{e(text)}</p>" if text else ""
 
 
 def columns(meta: dict[str, Any]) -> list[dict[str, Any]]:
