@@ -122,3 +122,24 @@ def test_a_truncated_big_batch_is_a_json_error(model: Model) -> None:
         score_response(model, body, "application/json", NAMES, "application/json",
                        chunked=True)
     assert caught.value.status == 400
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(max_size=12), min_size=1, max_size=6),
+       data=st.data())
+def test_the_json_answer_is_byte_for_byte_orjsons(names: list[str], data: st.DataObject
+                                                  ) -> None:
+    """The predictions are assembled from per-cluster heads and one dump of the
+    distances (serving/wire): the bytes orjson writes for the dicts, whatever the names
+    (quotes, escapes, unicode) and the distances."""
+    from custseg.serving.wire import render
+
+    n = data.draw(st.integers(1, 50))
+    labels = data.draw(st.lists(st.integers(0, len(names) - 1), min_size=n, max_size=n))
+    distances = data.draw(st.lists(st.floats(0, 1e300, allow_nan=False), min_size=n,
+                                   max_size=n))
+    body, media = render(labels, distances, names, "application/json")
+    assert media == "application/json"
+    assert body == orjson.dumps({"predictions": [
+        {"cluster": c, "segment": names[c], "distance": d}
+        for c, d in zip(labels, distances, strict=True)]})
