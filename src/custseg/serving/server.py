@@ -25,6 +25,7 @@ from typing import Any
 
 from custseg.errors import DeployError
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
+from custseg.serving.workers import reuseport_available, run_workers
 from custseg.store.database import Store, process_alive
 from custseg.store.servers import forget_server, record_server, server_rows
 
@@ -123,21 +124,22 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
     os.environ[SETTINGS_ENV] = str(settings_file)  # the workers' pointer to it
     record_server(store, pid=os.getpid(), host=host, port=port, workers=settings.workers,
                   settings=settings.record())
+    options: dict[str, Any] = {
+        "app": "custseg.serving.app:create_app",
+        "factory": True,
+        "loop": "uvloop",
+        "http": TimedHttpToolsProtocol,  # httptools, with request timeouts
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 10,
+        "limit_concurrency": 512,  # beyond: 503 at once rather than unbounded memory
+    }
     try:
-        uvicorn.run(
-            "custseg.serving.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=settings.workers,
-            loop="uvloop",
-            http=TimedHttpToolsProtocol,  # httptools, with a header timeout
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=10,
-            limit_concurrency=512,  # beyond: 503 at once rather than unbounded memory
-        )
+        if settings.workers > 1 and reuseport_available():  # a socket per worker
+            run_workers(host, port, settings.workers, options)
+        else:
+            uvicorn.run(host=host, port=port, workers=settings.workers, **options)
     finally:
         forget_server(store, os.getpid())
         with contextlib.suppress(OSError):
