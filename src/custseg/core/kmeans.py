@@ -122,12 +122,12 @@ def lloyd(
     mean feature variance (`x_sq`, `variance`: the rows' squared norms and that mean
     variance, when the caller has them from an earlier fit on the same rows)."""
     k = len(centers)
-    if variance is None:
-        variance = float(np.mean(np.var(x, axis=0))) if len(x) > 1 else 0.0
-    tol_abs = tol * variance
-    centers = centers.copy()
     if x_sq is None and x.shape[1] > 1:
         x_sq = np.einsum("ij,ij->i", x, x)
+    if variance is None:
+        variance = mean_variance(x, x_sq)
+    tol_abs = tol * variance
+    centers = centers.copy()
     labels, d2 = assign(x, centers, x_sq)
     n_iter = 0
     while n_iter < max_iter:
@@ -148,6 +148,17 @@ def lloyd(
         if unchanged or shift <= tol_abs:
             break
     return KMeansFit(centers=centers, labels=labels, inertia=float(d2.sum()), n_iter=n_iter)
+
+
+def mean_variance(x: np.ndarray, x_sq: np.ndarray | None = None) -> float:
+    """The mean of the columns' variances, from the rows' squared norms (one pass over
+    the rows instead of numpy's var, which copies them: 0.7 s at 10M rows x 3)."""
+    n, p = x.shape
+    if n < 2:
+        return 0.0
+    mean = x.mean(axis=0)
+    total = float(x_sq.sum()) if x_sq is not None else float(np.einsum("ij,ij->", x, x))
+    return float(max(total / n - float(mean @ mean), 0.0) / p)
 
 
 class Prepared:
@@ -172,8 +183,7 @@ class Prepared:
         self.one_dim = self.x.shape[1] == 1
         # what every seeding and Lloyd run on the sample needs, computed once
         self.sample_sq = np.einsum("ij,ij->i", self.sample, self.sample)
-        self.sample_variance = (float(np.mean(np.var(self.sample, axis=0)))
-                                if len(self.sample) > 1 else 0.0)
+        self.sample_variance = mean_variance(self.sample, self.sample_sq)
         # sorting all rows (O(n log n) once) pays off only over several fits (a k sweep)
         self.sort_all = sort_all
         self._lines: dict[str, SortedLine] = {}
