@@ -453,7 +453,7 @@ def train(
             clustering = fit_kmeans(z, k, random_state=random_state, n_init=n_init,
                                     prepared=prepared)
         else:
-            clustering = _by_size(kmeans.lloyd(z, centres[choice.index]), k)
+            clustering = _by_size(prepared.refine(centres[choice.index]), k)
         known = candidates[choice.index]
         candidates[choice.index] = _scored_in_full(
             z, silhouette_x, index, clustering, known.stability, known,
