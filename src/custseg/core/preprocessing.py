@@ -287,6 +287,16 @@ def category_key(value: Any) -> str | None:
     return str(value)
 
 
+def _only_zero_one(values: np.ndarray) -> bool:
+    """Whether every value is 0 or 1 (a flag), looking at every row only when a spread
+    sample of them is."""
+    step = max(1, len(values) // _SAMPLE)
+    sample = values[::step]
+    if not ((sample == 0) | (sample == 1)).all():
+        return False
+    return bool(((values == 0) | (values == 1)).all())
+
+
 def _skew(x: np.ndarray) -> float:
     sd = float(x.std())
     if sd == 0.0:
@@ -360,10 +370,11 @@ def fit_features(
         if newest is not None:
             reference[name] = newest
         missing = np.isnan(values)
-        present = values[~missing]
-        if ((present == 0) | (present == 1)).all():
+        present = values[~missing]  # a copy: the median may reorder it in place
+        if _only_zero_one(present):
             flags.append(name)
-        median = float(np.median(present))
+        median = float(np.median(present, overwrite_input=True))
+        del present
         np.copyto(values, median, where=missing)
         mode = features.transforms.get(name, features.transform)
         function, scale, lo, hi = _plan_numeric(values, mode)
@@ -379,9 +390,10 @@ def fit_features(
                 f"column {name!r} is constant (every row is {median:g}): it cannot separate "
                 f"segments; drop it with features.ignore"
             )
-        values -= mean
-        values /= std
-        num[:, j] = values
+        column = num[:, j]  # contiguous (column-major): written once, in place
+        np.subtract(values, mean, out=column)
+        column /= std
+        del values
         medians.append(median)
         means.append(mean)
         scales.append(std)
