@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "Silhouette",
+    "calinski_and_davies",
     "calinski_harabasz",
     "cluster_means",
     "davies_bouldin",
@@ -81,26 +82,45 @@ def inertia(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
 Summary = tuple[np.ndarray, np.ndarray]  # cluster means and sizes, from cluster_means
 
 
+def _spread(x: np.ndarray, labels: np.ndarray, k: int, means: np.ndarray
+            ) -> tuple[float, np.ndarray]:
+    """In one pass over the rows: the sum of squared distances to their cluster's mean,
+    and each cluster's sum of (plain) distances."""
+    total, dist_sum = 0.0, np.zeros(k)
+    for s in range(0, len(x), _ROW_CHUNK):
+        lab = labels[s : s + _ROW_CHUNK]
+        d2 = _row_sq_dist(x[s : s + _ROW_CHUNK], lab, means)
+        total += float(d2.sum())
+        dist_sum += np.bincount(lab, weights=np.sqrt(d2), minlength=k)
+    return total, dist_sum
+
+
 def calinski_harabasz(
     x: np.ndarray, labels: np.ndarray, k: int, summary: Summary | None = None
 ) -> float:
-    means, sizes = summary or cluster_means(x, labels, k)
-    overall = x.mean(axis=0)
-    extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
-    intra = inertia(x, labels, means)
-    n = len(x)
-    return 1.0 if intra == 0.0 else extra * (n - k) / (intra * (k - 1))
+    return calinski_and_davies(x, labels, k, summary)[0]
 
 
 def davies_bouldin(
     x: np.ndarray, labels: np.ndarray, k: int, summary: Summary | None = None
 ) -> float:
+    return calinski_and_davies(x, labels, k, summary)[1]
+
+
+def calinski_and_davies(
+    x: np.ndarray, labels: np.ndarray, k: int, summary: Summary | None = None
+) -> tuple[float, float]:
+    """Calinski-Harabasz and Davies-Bouldin, exact, from one pass over the rows."""
     means, sizes = summary or cluster_means(x, labels, k)
-    dist_sum = np.zeros(k)
-    for s in range(0, len(x), _ROW_CHUNK):
-        lab = labels[s : s + _ROW_CHUNK]
-        d = np.sqrt(_row_sq_dist(x[s : s + _ROW_CHUNK], lab, means))
-        dist_sum += np.bincount(lab, weights=d, minlength=k)
+    intra_sq, dist_sum = _spread(x, labels, k, means)
+    overall = x.mean(axis=0)
+    extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
+    n = len(x)
+    ch = 1.0 if intra_sq == 0.0 else extra * (n - k) / (intra_sq * (k - 1))
+    return ch, _davies_bouldin(means, sizes, dist_sum)
+
+
+def _davies_bouldin(means: np.ndarray, sizes: np.ndarray, dist_sum: np.ndarray) -> float:
     intra = dist_sum / np.maximum(sizes, 1)
     centroid = np.sqrt(((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
     if np.allclose(intra, 0) or np.allclose(centroid, 0):

@@ -323,10 +323,9 @@ def _score(zs: np.ndarray, labels: np.ndarray, k: int, inertia: float,
            silhouette: metrics.Silhouette, stability: float | None, n: int) -> Candidate:
     """A candidate's row from its labels on the rows `zs` (all n rows, or a sample)."""
     summary = metrics.cluster_means(zs, labels, k)
+    ch, db = metrics.calinski_and_davies(zs, labels, k, summary)
     return Candidate(
-        k=k, inertia=inertia, silhouette=silhouette,
-        calinski_harabasz=metrics.calinski_harabasz(zs, labels, k, summary),
-        davies_bouldin=metrics.davies_bouldin(zs, labels, k, summary),
+        k=k, inertia=inertia, silhouette=silhouette, calinski_harabasz=ch, davies_bouldin=db,
         sizes=[int(v) for v in summary[1]], stability=stability,
         scored_rows=None if len(zs) == n else len(zs))
 
