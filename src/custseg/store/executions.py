@@ -231,14 +231,21 @@ def executions(store: Store, limit: int = 50) -> list[ExecutionRow]:
     return [execution(store, r["id"]) for r in rows]
 
 
-def cached_step(store: Store, name: str, cache_key: str) -> CachedStep | None:
-    """The latest successful run of step `name` with this cache key."""
+def _latest_success(store: Store, where: str, params: tuple[str, ...]) -> sqlite3.Row | None:
+    """The latest successful (or cached) step matching `where` (over steps s and their
+    executions e)."""
     with store.read() as conn:
-        row = conn.execute(
+        row: sqlite3.Row | None = conn.execute(
             "SELECT s.execution_id, s.outputs, s.cached_from FROM steps s JOIN executions e "
-            "ON e.id = s.execution_id WHERE s.name = ? AND s.cache_key = ? AND s.status IN "
-            "('Succeeded', 'Cached') ORDER BY e.started_at DESC LIMIT 1",
-            (name, cache_key)).fetchone()
+            f"ON e.id = s.execution_id WHERE {where} AND s.status IN ('Succeeded', 'Cached') "
+            "ORDER BY e.started_at DESC LIMIT 1", params).fetchone()
+    return row
+
+
+def cached_step(store: Store, name: str, cache_key: str) -> CachedStep | None:
+    """The latest successful run of step `name` with this cache key, named after the
+    execution that computed its outputs."""
+    row = _latest_success(store, "s.name = ? AND s.cache_key = ?", (name, cache_key))
     if row is None:
         return None
     return CachedStep(row["cached_from"] or row["execution_id"], json.loads(row["outputs"]))
@@ -246,12 +253,7 @@ def cached_step(store: Store, name: str, cache_key: str) -> CachedStep | None:
 
 def last_successful_step(store: Store, pipeline: str, name: str) -> CachedStep | None:
     """The latest successful (or cached) run of step `name` in `pipeline`."""
-    with store.read() as conn:
-        row = conn.execute(
-            "SELECT s.execution_id, s.outputs FROM steps s JOIN executions e ON "
-            "e.id = s.execution_id WHERE e.pipeline_name = ? AND s.name = ? AND s.status IN "
-            "('Succeeded', 'Cached') ORDER BY e.started_at DESC LIMIT 1",
-            (pipeline, name)).fetchone()
+    row = _latest_success(store, "e.pipeline_name = ? AND s.name = ?", (pipeline, name))
     if row is None:
         return None
     return CachedStep(row["execution_id"], json.loads(row["outputs"]))
