@@ -8,6 +8,7 @@ expected and what was found; unknown keys are errors (with a "did you mean" hint
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -104,8 +105,62 @@ class Tuning(_Section):
     n_init: int = Field(default=10, ge=1)
 
 
+# what Spark accepts as a master URL (checked before a JVM starts)
+SPARK_MASTER = re.compile(
+    r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]"
+    r"|spark://\S+|yarn|k8s://\S+)$")
+
+
 class SparkOptions(_Section):
+    """Where `engine: spark` trains. `master` is a Spark master URL; `remote` a Spark
+    Connect URL (`sc://HOST:15002`, Databricks Connect), instead of a master; `conf`
+    is passed to the SparkSession builder as is (`spark.executor.memory: 4g`, ...)."""
+
     master: str = "local[*]"
+    remote: str | None = None
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("master")
+    @classmethod
+    def _master_url(cls, v: str) -> str:
+        if not SPARK_MASTER.match(v):
+            raise ValueError(
+                "expected a Spark master URL: local, local[N], local[*], spark://HOST:PORT, "
+                f"yarn or k8s://https://HOST:PORT, found {v!r}")
+        return v
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("sc://"):
+            raise ValueError(f"expected a Spark Connect URL sc://HOST:PORT, found {v!r}")
+        return v
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_as_text(cls, v: Any) -> Any:
+        """Spark settings are text: YAML numbers and booleans are written as Spark reads
+        them (4 -> "4", true -> "true"); a key must be a Spark setting."""
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for key, value in v.items():
+            key = str(key)
+            if not key.startswith("spark."):
+                raise ValueError(f"expected Spark settings (spark.*), found key {key!r}")
+            if key in ("spark.master", "spark.remote"):
+                raise ValueError(f"found {key!r}: set it as spark: "
+                                 f"{{{key.removeprefix('spark.')}: ...}}, not in spark.conf")
+            if isinstance(value, dict | list) or value is None:
+                raise ValueError(f"expected a text value for {key!r}, found {value!r}")
+            out[key] = (str(value).lower() if isinstance(value, bool) else str(value))
+        return out
+
+    @model_validator(mode="after")
+    def _master_or_remote(self) -> SparkOptions:
+        if self.remote is not None and "master" in self.model_fields_set:
+            raise ValueError("set spark.master or spark.remote (Spark Connect), not both; found both")
+        return self
 
 
 class EndpointOptions(_Section):

@@ -25,6 +25,7 @@ __all__ = [
     "davies_bouldin",
     "inertia",
     "sampled_silhouette",
+    "scores_from_sums",
     "silhouette",
     "silhouette_sample_index",
     "silhouette_values",
@@ -113,9 +114,20 @@ def calinski_and_davies(
     """Calinski-Harabasz and Davies-Bouldin, exact, from one pass over the rows."""
     means, sizes = summary or cluster_means(x, labels, k)
     intra_sq, dist_sum = _spread(x, labels, k, means)
-    overall = x.mean(axis=0)
+    return scores_from_sums(means, sizes, intra_sq, dist_sum, overall=x.mean(axis=0))
+
+
+def scores_from_sums(means: np.ndarray, sizes: np.ndarray, intra_sq: float,
+                     dist_sum: np.ndarray, overall: np.ndarray | None = None
+                     ) -> tuple[float, float]:
+    """Calinski-Harabasz and Davies-Bouldin from cluster aggregates: each cluster's mean
+    and size, the total squared distance of rows to their cluster's mean, and each
+    cluster's sum of (plain) distances to its mean. What an engine that cannot hold the
+    rows (Spark) computes them from; `overall` defaults to the size-weighted mean."""
+    k, n = len(sizes), int(np.sum(sizes))
+    if overall is None:
+        overall = (sizes @ means) / max(n, 1)
     extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
-    n = len(x)
     ch = 1.0 if intra_sq == 0.0 else extra * (n - k) / (intra_sq * (k - 1))
     return ch, _davies_bouldin(means, sizes, dist_sum)
 

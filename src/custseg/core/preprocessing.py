@@ -60,10 +60,12 @@ __all__ = [
     "Encoded",
     "FeatureTransform",
     "category_key",
+    "category_weight",
     "date_days",
     "encode",
     "fit_features",
     "forward",
+    "plan_numeric",
     "schema_rows",
 ]
 
@@ -304,7 +306,7 @@ def _skew(x: np.ndarray) -> float:
     return float(np.mean(((x - x.mean()) / sd) ** 3))
 
 
-def _plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, float]:
+def plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, float]:
     """The function, log scale and clip bounds (raw units) for one imputed column."""
     if mode == "none":
         return "none", 1.0, -np.inf, np.inf
@@ -331,7 +333,7 @@ def _plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, flo
     return function, scale, float(bounds[0]), float(bounds[1])
 
 
-def _category_weight(freq: np.ndarray, weight: float) -> float:
+def category_weight(freq: np.ndarray, weight: float) -> float:
     p = freq / freq.sum()
     spread = 1.0 - float((p * p).sum())
     return min(1.0, math.sqrt(weight / spread)) if spread > 0 else 1.0
@@ -377,7 +379,7 @@ def fit_features(
         del present
         np.copyto(values, median, where=missing)
         mode = features.transforms.get(name, features.transform)
-        function, scale, lo, hi = _plan_numeric(values, mode)
+        function, scale, lo, hi = plan_numeric(values, mode)
         outside = (values < lo) | (values > hi)
         if outside.any():
             rows = np.flatnonzero(outside)
@@ -424,7 +426,7 @@ def fit_features(
         modes.append(mode_)
         categories.append(cats)
         plain = features.transforms.get(name, features.transform) == "none"
-        weights.append(1.0 if plain else _category_weight(
+        weights.append(1.0 if plain else category_weight(
             np.bincount(col_codes, minlength=len(cats)).astype(float),
             features.categorical_weight))
     transform = FeatureTransform(

@@ -30,6 +30,7 @@ __all__ = [
     "Clustering",
     "Projection",
     "TrainResult",
+    "choose_components",
     "fit_kmeans",
     "fit_pca",
     "project",
@@ -167,7 +168,7 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
     return gram * np.outer(w, w), sums * w
 
 
-def _choose_components(n_components: int | float | str, ratio: np.ndarray, d: int) -> int:
+def choose_components(n_components: int | float | str, ratio: np.ndarray, d: int) -> int:
     if isinstance(n_components, str):  # "auto"
         n_components = AUTO_VARIANCE
     if isinstance(n_components, float):
@@ -187,7 +188,7 @@ def fit_pca(
     """PCA of the feature matrix, from its d x d covariance."""
     n, d = enc.n, transform.n_features
     if isinstance(n_components, int) and n_components > d:
-        _choose_components(n_components, np.ones(d) / d, d)  # raises the clear error
+        choose_components(n_components, np.ones(d) / d, d)  # raises the clear error
     gram, sums = _gram(enc, transform)
     mean = sums / n
     cov = (gram - n * np.outer(mean, mean)) / max(n - 1, 1)
@@ -199,7 +200,7 @@ def fit_pca(
     vectors *= np.where(signs == 0, 1.0, signs)[:, None]
     total = float(values.sum())
     ratio = values / total if total > 0 else np.zeros(d)
-    p = _choose_components(n_components, ratio, d)
+    p = choose_components(n_components, ratio, d)
     rest = values[p:]
     return Projection(
         mean=mean,
