@@ -15,7 +15,7 @@ __all__ = ["Engine", "Reporter", "TrainRequest", "engine_for"]
 
 # engine -> (the module it needs, the extra that installs it); None: built in
 REQUIRES: dict[str, tuple[str, str] | None] = {"local": None, "spark": ("pyspark", "spark")}
-BUILT = ("local",)
+BUILT = ("local", "spark")
 
 
 def engine_for(cfg: Config) -> Engine:
@@ -23,13 +23,17 @@ def engine_for(cfg: Config) -> Engine:
     name = cfg.engine
     if name not in BUILT:
         raise ConfigError(
-            f"engine: {name!r} is not available in custseg {__version__}: only the local "
-            f"engine trains here (set engine: local)")
+            f"engine: {name!r} is not available in custseg {__version__}: engines are "
+            f"{', '.join(BUILT)}")
     needs = REQUIRES.get(name)
     if needs is not None and importlib.util.find_spec(needs[0]) is None:
         raise ConfigError(
             f"engine: {name!r} needs {needs[0]}, which is not installed: install the "
             f"{needs[1]!r} extra (uv sync --extra {needs[1]}), or set engine: local")
+    if name == "spark":
+        from custseg.engines.spark import SparkEngine
+
+        return SparkEngine(cfg.spark)
     from custseg.engines.local import LocalEngine
 
     return LocalEngine()

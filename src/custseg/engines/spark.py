@@ -1,0 +1,244 @@
+"""The Spark engine: Train on Apache Spark, from the data to the same fitted `Model`.
+
+The same config, schema inference, transforms, choice of k and artifact as the local
+engine (`engines/local`), with the heavy work on Spark and the driver holding at most
+`SAMPLE_ROWS` rows whatever the data's size:
+
+1. read CSV/Parquet as a DataFrame, bring a seeded sample to the driver and infer the
+   schema from it with the local `infer_schema` (`spark_data`);
+2. fit the `FeatureTransform` from Spark aggregates (`spark_features`);
+3. PCA, KMeans (k-means||) and the k sweep on Spark ML, scored over all rows
+   (`spark_fit`);
+4. on the driver's sample: silhouette, stability, profiles' medians and quartiles,
+   correlations, the report sample and the feature-space metrics, with the local
+   estimators; segment sizes and shares are exact (Spark).
+
+Lineage (`meta["engine_details"]`) records the Spark version and the master.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from custseg.artifact.scorer import Model
+from custseg.config import Config, SparkOptions
+from custseg.core import metrics, quality
+from custseg.core.diagnostics import run_warnings
+from custseg.core.profile_only import describe_profile_only, profile_only_columns
+from custseg.core.profiles import name_segments, numeric_correlations, profile_segments
+from custseg.core.report_sample import report_sample
+from custseg.core.schema import infer_schema
+from custseg.core.train import Clustering, TrainResult
+from custseg.engines.base import Reporter, TrainRequest
+from custseg.engines.local import (
+    _match,
+    _metrics,
+    _original_sd,
+    _previous_labels,
+    _relabel,
+    _versions,
+)
+from custseg.engines.spark_data import SAMPLE_ROWS, read_spark_data
+from custseg.engines.spark_features import feature_columns, fit_features_spark
+from custseg.engines.spark_fit import feature_means, fit_pca_spark, fit_sweep_spark, projected
+from custseg.engines.spark_session import open_session, spark_version
+from custseg.errors import ConfigError, CustsegError, DataError, TrainError
+from custseg.io.data import fingerprint, open_source
+
+__all__ = ["SparkEngine", "train_spark"]
+
+
+class SparkEngine:
+    """Trains on Spark (`spark.master`, or Spark Connect at `spark.remote`)."""
+
+    name = "spark"
+
+    def __init__(self, options: SparkOptions) -> None:
+        self.options = options
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "spark_version": spark_version(),
+                "master": self.options.master if self.options.remote is None else None,
+                "remote": self.options.remote}
+
+    def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
+        return train_spark(cfg, request, reporter)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def train_spark(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
+    """Train on Spark (see the module docstring). Spark's own failures become a
+    TrainError (a DataError for a malformed CSV row) with Spark's first line."""
+    handle = open_session(cfg.spark)
+    cached: list[Any] = []
+    try:
+        return _train(handle.session, handle.master, cfg, request, reporter, cached)
+    except CustsegError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("pyspark", "py4j"):
+            raise
+        line = _first_line(exc)
+        if "malformed" in line.lower():
+            raise DataError(f"cannot parse {cfg.data_location} as CSV on Spark: {line}"
+                            ) from exc
+        raise TrainError(f"Spark failed: {line}") from exc
+    finally:
+        for frame in cached:
+            with contextlib.suppress(Exception):  # the session may be gone: nothing to free
+                frame.unpersist()
+        handle.close()
+
+
+def _sha256(files: list[str], cfg: Config, text: bool) -> str:
+    """The data's content hash, as the local engine and the pipeline compute it."""
+    if text:
+        return fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)[1]
+    paths: list[str] = []
+    for f in files:  # a Parquet dataset may be a folder of part files
+        p = Path(f)
+        paths += sorted(str(x) for x in p.rglob("*") if x.is_file()) if p.is_dir() else [f]
+    digests = []
+    for uri in paths:
+        h = hashlib.sha256()
+        with open_source(uri, s3_endpoint_url=cfg.s3.endpoint_url) as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                h.update(block)
+        digests.append(h.hexdigest())
+    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()
+                                                                ).hexdigest()
+
+
+def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
+           reporter: Reporter, cached: list[Any]) -> Model:
+    from pyspark import StorageLevel
+
+    t0 = time.perf_counter()
+    rs = cfg.random_state
+    reporter.stage("Reading data (Spark)", 0.0)
+    data = read_spark_data(session, cfg)
+    data.frame = data.frame.persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(data.frame)
+    n = data.rows
+    reporter.note(f"Spark {spark_version()} on {master}: {n:,} rows; the driver holds a "
+                  f"sample of {data.sample.num_rows:,}")
+    t_read = time.perf_counter() - t0
+    reporter.stage("Feature engineering (Spark)", 0.0)
+    source = (data.files[0] if len(data.files) == 1
+              else f"{len(data.files)} files at {cfg.data_location}")
+    schema = infer_schema(data.sample, cfg.features, source, header=data.header)
+    fitted = fit_features_spark(data, schema, cfg.features)
+    transform, enc = fitted.transform, fitted.sample
+    described = profile_only_columns(data.sample, schema.profile_only)
+    old_labels = _previous_labels(request.previous, data.sample, rs)
+    centre = feature_means(transform, fitted.counts, n)
+    features = data.frame.select([e.alias(f"f{j}") for j, e in
+                                  enumerate(feature_columns(data, transform, centre))])
+    t_features = time.perf_counter() - t0 - t_read
+    reporter.stage("PCA (Spark)", 0.0)
+    t = time.perf_counter()
+    projection = fit_pca_spark(features, transform, fitted.counts, n, cfg.n_components)
+    z = projected(features, projection).persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(z)
+    z.count()
+    data.frame.unpersist()
+    timings = {"pca": time.perf_counter() - t}
+    fit = fit_sweep_spark(
+        z, enc, transform, projection, n=n, exact_sample=not data.sampled,
+        k_candidates=cfg.k_candidates, metric=cfg.tuning.metric, random_state=rs,
+        n_init=cfg.tuning.n_init, silhouette_sample_size=cfg.tuning.silhouette_sample_size,
+        min_share=cfg.tuning.min_share, min_stability=cfg.tuning.stability,
+        tolerance=cfg.tuning.tolerance, progress=lambda msg, frac: reporter.stage(msg, frac))
+    timings |= fit.timings
+    choice = fit.choice
+    candidates = [replace(c, eligible=ok, note=note) for c, ok, note in
+                  zip(fit.candidates, choice.eligible, choice.notes, strict=True)]
+    chosen = candidates[choice.index]
+    k = chosen.k
+    if cfg.segment_names is not None and len(cfg.segment_names) != k:
+        raise ConfigError(f"segment_names has {len(cfg.segment_names)} names, but the model "
+                          f"has {k} segments")
+    clustering = Clustering(k=k, centers=fit.centres[choice.index], labels=fit.sample_labels,
+                            inertia=chosen.inertia, n_iter=0)
+    labels = clustering.labels  # of the driver's sample rows
+    profiles = profile_segments(enc, transform, labels, k, rs)
+    for c, profile in enumerate(profiles):  # sizes and shares over all rows (Spark)
+        profile["size"], profile["share"] = chosen.sizes[c], chosen.sizes[c] / n
+        profile["sample_rows"] = enc.n
+    describe_profile_only(profiles, described, labels, k)
+    correlations = numeric_correlations(enc, transform, rs)
+    stability = None
+    previous = request.previous
+    if previous is not None and previous.meta.get("segments"):
+        ids, stability = _match(profiles, transform, previous, labels, old_labels,
+                                _original_sd(enc, transform, rs))
+        clustering, profiles = _relabel(clustering, profiles, ids)
+    sample = report_sample(enc, transform, projection, clustering.labels, k, rs) | {"of": n}
+    names = name_segments(profiles, cfg.segment_names, value_labels=cfg.value_labels,
+                          correlations=correlations)
+    for profile, name in zip(profiles, names, strict=True):
+        profile["name"] = name
+    t = time.perf_counter()
+    fs_index = metrics.silhouette_sample_index(
+        enc.n, min(cfg.tuning.silhouette_sample_size, quality.FEATURE_SILHOUETTE_SAMPLE), rs)
+    feature_space = quality.feature_space_metrics(enc, transform, clustering.labels, k,
+                                                  sample_index=fs_index)
+    if data.sampled:
+        feature_space["scored_rows"] = enc.n
+    timings["metrics_feature_space"] = time.perf_counter() - t
+    result = TrainResult(projection=projection, clustering=clustering, chosen=chosen,
+                         candidates=candidates, metric=cfg.tuning.metric, timings=timings,
+                         sentence=choice.sentence, warnings=choice.warnings,
+                         feature_space=feature_space)
+    warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg)
+    details = SparkEngine(cfg.spark).describe() | {"master": master, "driver_sample_rows":
+                                                   enc.n, "driver_sample_limit": SAMPLE_ROWS}
+    meta = {
+        "execution_id": request.execution_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "parameters": cfg.parameters(),
+        "engine": SparkEngine.name,
+        "engine_details": details,
+        "metrics": _metrics(result) | {
+            "cluster_sizes": [p["size"] for p in profiles],
+            "spark_silhouette_squared_euclidean": fit.spark_silhouette},
+        "candidates": [c.to_dict() for c in candidates],
+        "selection": {
+            "sentence": choice.sentence,
+            "metric": cfg.tuning.metric,
+            "swept": len(cfg.k_candidates) > 1,
+            "min_share": cfg.tuning.min_share,
+            "stability": cfg.tuning.stability,
+            "tolerance": cfg.tuning.tolerance,
+        },
+        "warnings": warnings,
+        "value_labels": cfg.value_labels,
+        "correlations": correlations,
+        "segments": profiles,
+        "segment_names": names,
+        "stability": stability,
+        "report_sample": sample,
+        "data": {
+            "uri": cfg.data_location,
+            "files": data.files,
+            "sha256": request.data_sha256 or _sha256(data.files, cfg, data.text),
+            "rows": n,
+            "delimiter": data.delimiter,
+            "missing": fitted.missing,
+        },
+        "timings": {"read": t_read, "features": t_features, **timings},
+        "versions": _versions() | {"pyspark": spark_version()},
+        "code_version": request.code_version,
+    }
+    return Model(schema=schema, transform=transform, projection=projection,
+                 centers=clustering.centers, meta=meta)

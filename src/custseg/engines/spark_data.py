@@ -1,0 +1,194 @@
+"""Reading the training data on Spark, and the driver's seeded sample of it.
+
+CSV (local files, folders, `.csv.gz`, `s3://` through `s3a://`) is read as text, the
+header and delimiter checked as the local reader does; the cells Arrow's CSV reader
+takes as missing (`NA`, `NULL`, empty...) are missing here too. Parquet is read typed.
+The driver holds at most `SAMPLE_ROWS` rows, whatever the data's size: a seeded
+sample that decides the schema (CSV text typed by Arrow's own CSV reader, so a column
+gets the type the local engine would give it) and what the local engine also decides
+on a sample (skew transforms, clip bounds, quantiles, silhouette, stability).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from custseg.config import Config
+from custseg.errors import ConfigError, DataError
+from custseg.io.data import (
+    decompressed_head,
+    detect_delimiter,
+    header_names,
+    list_sources,
+    open_source,
+)
+
+__all__ = ["NULL_MARKERS", "SAMPLE_ROWS", "SparkData", "column", "read_spark_data",
+           "spark_path"]
+
+SAMPLE_ROWS = 200_000  # rows brought to the driver, at most (the local engine's sample)
+NULL_MARKERS = tuple(pacsv.ConvertOptions().null_values)  # Arrow's missing-value cells
+PARQUET = ".parquet"
+
+
+@dataclass
+class SparkData:
+    """The data as a Spark DataFrame (`text`: every column is text, as read from CSV),
+    its size, and a typed seeded sample of at most SAMPLE_ROWS rows on the driver."""
+
+    frame: Any
+    files: list[str]
+    rows: int
+    text: bool
+    delimiter: str | None
+    header: list[str]
+    sample: pa.Table
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.sample.num_rows < self.rows)
+
+
+def column(name: str) -> Any:
+    """A column by name, whatever characters the name holds (dots, spaces)."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def spark_path(uri: str) -> str:
+    """Spark reads S3 through Hadoop's S3A connector."""
+    return "s3a://" + uri.removeprefix("s3://") if uri.startswith("s3://") else uri
+
+
+def _configure_s3(session: Any, cfg: Config) -> None:
+    """fs.s3a.* from `s3.endpoint_url` (unless spark.conf sets them), and a clear error
+    when the S3A connector (the hadoop-aws jar) is not on Spark's classpath."""
+    jvm = session.sparkContext._jvm
+    try:
+        jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem")
+    except Exception as exc:  # py4j raises its own error for a missing class
+        hadoop = jvm.org.apache.hadoop.util.VersionInfo.getVersion()
+        raise ConfigError(
+            f"reading {cfg.data_location} on Spark needs Hadoop's S3A connector, which is not "
+            f"on Spark's classpath: add the hadoop-aws jar matching Hadoop {hadoop} (e.g. "
+            f"spark.conf: {{spark.jars.packages: org.apache.hadoop:hadoop-aws:{hadoop}}}); "
+            "see docs/spark.md") from exc
+    hadoop_conf = session.sparkContext._jsc.hadoopConfiguration()
+    given = set(cfg.spark.conf)
+    settings = {"fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+                "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+    if cfg.s3.endpoint_url:
+        settings |= {"fs.s3a.endpoint": cfg.s3.endpoint_url,
+                     "fs.s3a.path.style.access": "true",
+                     "fs.s3a.connection.ssl.enabled":
+                         str(cfg.s3.endpoint_url.startswith("https")).lower()}
+    for key, value in settings.items():
+        if "spark.hadoop." + key not in given:
+            hadoop_conf.set(key, value)
+
+
+def _parquet_files(location: str) -> list[str] | None:
+    """The Parquet files (or dataset folder) at a local location; None when not Parquet."""
+    if location.startswith("s3://"):
+        return [location] if location.rstrip("/").lower().endswith(PARQUET) else None
+    path = Path(location)
+    if path.name.lower().endswith(PARQUET):
+        return [str(path)] if path.exists() else None
+    if path.is_dir():
+        found = sorted(str(f) for f in path.iterdir() if f.name.lower().endswith(PARQUET))
+        csv = any(f.name.lower().endswith((".csv", ".csv.gz", ".tsv", ".txt", ".tsv.gz",
+                                           ".txt.gz")) for f in path.iterdir())
+        return found if found and not csv else None
+    return None
+
+
+def _check_headers(files: list[str], cfg: Config) -> tuple[str, list[str]]:
+    """The delimiter and header, checked in every file as the local reader does."""
+    heads = []
+    for uri in files:
+        with open_source(uri, s3_endpoint_url=cfg.s3.endpoint_url) as f:
+            head = decompressed_head(f.read(65536), uri)
+        if not head.strip():
+            raise DataError(f"{uri} is empty (expected a header line and data rows)")
+        heads.append(head)
+    delimiter = cfg.csv.delimiter
+    if delimiter == "auto":
+        delimiter = detect_delimiter(heads[0])
+    headers = [header_names(head, delimiter) for head in heads]
+    first = headers[0]
+    if first is None:
+        raise DataError(f"{files[0]}: the header line is longer than 64 KiB")
+    for name in dict.fromkeys(first):
+        if first.count(name) > 1:
+            raise DataError(f"{files[0]}: column {name!r} appears {first.count(name)} times in "
+                            "the header; every column needs a unique name")
+    for uri, header in zip(files, headers, strict=True):
+        if header is not None and header != first:
+            raise DataError(f"{uri} has columns {header}, but {files[0]} has {first}: every "
+                            "file in a folder must share one header")
+    return delimiter, first
+
+
+def _typed(text: pa.Table) -> pa.Table:
+    """Text cells typed as Arrow's CSV reader types them (what the local engine reads)."""
+    if text.num_rows == 0:
+        return text
+    buffer = io.BytesIO()
+    pacsv.write_csv(text, buffer)
+    return pacsv.read_csv(io.BytesIO(buffer.getvalue()),
+                          convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+
+
+def _wanted(header: list[str], cfg: Config) -> list[str]:
+    f = cfg.features
+    if f.numeric is not None or f.categorical is not None:
+        keep = {*(f.numeric or []), *(f.categorical or []), *f.dates, *f.profile_only}
+        return [c for c in header if c in keep and c not in f.ignore]
+    return [c for c in header if c not in f.ignore]
+
+
+def read_spark_data(session: Any, cfg: Config) -> SparkData:
+    """The data at `cfg.data_location` as a DataFrame, with its seeded driver sample."""
+    from pyspark.sql import functions as F
+
+    location = cfg.data_location
+    if location.startswith("s3://"):
+        _configure_s3(session, cfg)
+    parquet = _parquet_files(location)
+    if parquet is not None:
+        files = parquet
+        frame = session.read.parquet(*[spark_path(f) for f in files])
+        header, delimiter, text = list(frame.columns), None, False
+    else:
+        files = list_sources(location, s3_endpoint_url=cfg.s3.endpoint_url)
+        delimiter, header = _check_headers(files, cfg)
+        frame = (session.read.option("header", True).option("sep", delimiter)
+                 .option("quote", '"').option("escape", '"').option("mode", "FAILFAST")
+                 .option("inferSchema", False).option("enforceSchema", False)
+                 .csv([spark_path(f) for f in files]))
+        text = True
+    keep = _wanted(header, cfg)
+    if text:  # the cells Arrow reads as missing
+        frame = frame.select([F.when(column(c).isin(*NULL_MARKERS), None)
+                              .otherwise(column(c)).alias(c) for c in keep])
+    else:
+        frame = frame.select([column(c) for c in keep])
+    rows = int(frame.count())
+    if rows == 0:
+        raise DataError(f"{files[0]} has a header but no data rows")
+    if rows <= SAMPLE_ROWS:  # in file order: the very rows the local engine reads
+        sample = frame.toArrow()
+    else:
+        sample = frame.sample(withReplacement=False, fraction=SAMPLE_ROWS / rows,
+                              seed=cfg.random_state).toArrow()
+    if text:
+        sample = _typed(sample)
+    return SparkData(frame=frame, files=files, rows=rows, text=text, delimiter=delimiter,
+                     header=header, sample=sample)

@@ -1,0 +1,289 @@
+"""The feature transform fitted on Spark: the local engine's `FeatureTransform`, learned
+from Spark aggregates over every row, and the Spark expressions that apply it.
+
+Over all rows (Spark): the checks (a numeric column's text that is not a number, an
+infinite value, a column with no values), each numeric column's median (approxQuantile,
+relative error `MEDIAN_ERROR`) and whether it holds only 0 and 1, the mean and standard
+deviation after the transform, and each categorical column's levels, counts and mode.
+On the driver's seeded sample, as the local engine decides them on its own sample of
+at most 200,000 rows: the skew transform, the log scale and the clip bounds
+(`preprocessing.plan_numeric`). The one-hot weights follow from the exact counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from custseg.config import Features
+from custseg.core.columns import numeric_column
+from custseg.core.preprocessing import (
+    Encoded,
+    FeatureTransform,
+    category_weight,
+    encode,
+    plan_numeric,
+)
+from custseg.core.schema import Schema
+from custseg.engines.spark_data import SparkData, column
+from custseg.errors import DataError
+
+__all__ = ["MEDIAN_ERROR", "FittedFeatures", "feature_columns", "fit_features_spark"]
+
+MEDIAN_ERROR = 1e-4  # approxQuantile's relative error (rank): 0.01% of the rows
+
+
+def _true_false() -> tuple[list[str], list[str]]:
+    import pyarrow.csv as pacsv
+
+    options = pacsv.ConvertOptions()
+    return list(options.true_values), list(options.false_values)
+
+
+@dataclass(frozen=True)
+class FittedFeatures:
+    """The transform, the rows, the missing count of each used column, and the driver
+    sample encoded (with the clipped rows' original values, as `fit_features` keeps)."""
+
+    transform: FeatureTransform
+    rows: int
+    missing: dict[str, int]
+    sample: Encoded
+    counts: list[np.ndarray]  # each categorical level's rows (missing ones in the mode)
+
+
+def _number(name: str, kind: pa.DataType, text: bool) -> Any:
+    """Column `name` as a double (null when missing; null also for text that is not a
+    number, which the checks find)."""
+    from pyspark.sql import functions as F
+
+    c = column(name)
+    if text and pa.types.is_boolean(kind):
+        true, false = _true_false()
+        return F.when(c.isin(*true), F.lit(1.0)).when(c.isin(*false), F.lit(0.0))
+    if text:
+        return F.trim(c).try_cast("double")
+    return c.cast("double")
+
+
+def _category(name: str, kind: pa.DataType, text: bool) -> Any:
+    """Column `name` as the text the local engine compares categories by (Arrow's cast
+    to string: 3 -> "3", 2.5 -> "2.5", true -> "true")."""
+    from pyspark.sql import functions as F
+
+    c = column(name)
+    if pa.types.is_boolean(kind):
+        if not text:
+            return F.when(c, F.lit("true")).when(~c, F.lit("false"))
+        true, false = _true_false()
+        return F.when(c.isin(*true), F.lit("true")).when(c.isin(*false), F.lit("false")
+                                                          ).otherwise(c)
+    if pa.types.is_integer(kind):
+        whole = (F.trim(c) if text else c).try_cast("bigint")
+        return F.when(whole.isNotNull(), whole.cast("string")).otherwise(c.cast("string"))
+    if pa.types.is_floating(kind):
+        x = (F.trim(c) if text else c).try_cast("double")
+        integral = (x == F.floor(x)) & (F.abs(x) < 1e15)
+        return (F.when(integral, x.cast("bigint").cast("string"))
+                .when(x.isNotNull(), x.cast("string")).otherwise(c.cast("string")))
+    return c.cast("string")
+
+
+def _forward(x: Any, function: str, scale: float) -> Any:
+    from pyspark.sql import functions as F
+
+    if function == "log1p":
+        return F.log1p(x / F.lit(scale))
+    if function == "signed_log":
+        return F.signum(x) * F.log1p(F.abs(x) / F.lit(scale))
+    return x
+
+
+def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
+                   ) -> tuple[dict[str, int], list[str]]:
+    """One pass: the present values and 0/1-only flag of each numeric column; a DataError
+    for text that is not a number, an infinite value, or a column with no values."""
+    from pyspark.sql import functions as F
+
+    aggs = []
+    for j, name in enumerate(schema.numeric):
+        x = _number(name, kinds[name], data.text)
+        aggs += [F.count(x).alias(f"present{j}"),
+                 F.count(F.when(column(name).isNotNull() & x.isNull(), 1)).alias(f"bad{j}"),
+                 F.count(F.when(F.abs(x) == float("inf"), 1)).alias(f"inf{j}"),
+                 F.count(F.when(~x.isin(0.0, 1.0), 1)).alias(f"other{j}")]
+    for j, name in enumerate(schema.categorical):
+        aggs.append(F.count(column(name)).alias(f"cat{j}"))
+    row = data.frame.agg(*aggs).first().asDict()
+    present, flags = {}, []
+    for j, name in enumerate(schema.numeric):
+        x = _number(name, kinds[name], data.text)
+        for kind, cond, expected in (
+                ("bad", column(name).isNotNull() & x.isNull(), "a number"),
+                ("inf", F.abs(x) == float("inf"), "a finite number")):
+            if row[f"{kind}{j}"]:
+                found = data.frame.filter(cond).select(
+                    F.input_file_name().alias("file"), column(name).alias("value")).first()
+                raise DataError(
+                    f"column {name!r} should be numeric, but {row[f'{kind}{j}']:,} rows hold "
+                    f"other values, e.g. {found['file'] or 'the data'} holds "
+                    f"{found['value']!r} (expected {expected})")
+        present[name] = int(row[f"present{j}"])
+        if present[name] and not row[f"other{j}"]:
+            flags.append(name)
+    for j, name in enumerate(schema.categorical):
+        present[name] = int(row[f"cat{j}"])
+    for name, count in present.items():
+        if count == 0:
+            raise DataError(f"column {name!r} has no values (all {data.rows} rows are "
+                            "missing); drop it with features.ignore")
+    return present, flags
+
+
+def _numeric(data: SparkData, schema: Schema, features: Features,
+             kinds: dict[str, pa.DataType]) -> tuple[list[float], list[tuple[str, float, float,
+                                                                                float]],
+                                                     list[float], list[float]]:
+    """Medians (all rows), plans (the sample), means and sds after the transform (all)."""
+    from pyspark.sql import functions as F
+
+    names = schema.numeric
+    if not names:
+        return [], [], [], []
+    numbers = data.frame.select([_number(c, kinds[c], data.text).alias(f"n{j}")
+                                 for j, c in enumerate(names)])
+    medians = [float(q[0]) for q in numbers.approxQuantile(
+        [f"n{j}" for j in range(len(names))], [0.5], MEDIAN_ERROR)]
+    plans = []
+    for name, median in zip(names, medians, strict=True):
+        values, _ = numeric_column(name, data.sample.column(name), _sample_row)
+        np.copyto(values, median, where=np.isnan(values))
+        plans.append(plan_numeric(values, features.transforms.get(name, features.transform)))
+    moments = []
+    for j, ((function, scale, lo, hi), median) in enumerate(zip(plans, medians, strict=True)):
+        x = F.coalesce(F.col(f"n{j}"), F.lit(median))
+        if np.isfinite(lo) or np.isfinite(hi):
+            x = F.least(F.greatest(x, F.lit(lo)), F.lit(hi))
+        v = _forward(x, function, scale)
+        moments += [F.avg(v).alias(f"mean{j}"), F.stddev_pop(v).alias(f"sd{j}")]
+    row = numbers.agg(*moments).first().asDict()
+    means = [float(row[f"mean{j}"]) for j in range(len(names))]
+    sds = [float(row[f"sd{j}"]) for j in range(len(names))]
+    for name, median, mean, sd in zip(names, medians, means, sds, strict=True):
+        if sd == 0.0 or sd < 1e-12 * max(1.0, abs(mean)):
+            raise DataError(f"column {name!r} is constant (every row is {median:g}): it cannot "
+                            "separate segments; drop it with features.ignore")
+    return medians, plans, means, sds
+
+
+def _sample_row(row: int) -> str:
+    return f"sampled row {row + 1}"
+
+
+def _levels(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
+            ) -> list[dict[str, int]]:
+    """Each categorical column's levels and counts (missing values not counted), in one
+    pass over the rows."""
+    from pyspark.sql import functions as F
+
+    names = schema.categorical
+    if not names:
+        return []
+    pairs = F.explode(F.array(*[
+        F.struct(F.lit(j).alias("j"), _category(c, kinds[c], data.text).alias("v"))
+        for j, c in enumerate(names)])).alias("p")
+    counts = (data.frame.select(pairs).select("p.j", "p.v").where(F.col("v").isNotNull())
+              .groupBy("j", "v").count().collect())
+    out: list[dict[str, int]] = [{} for _ in names]
+    for r in counts:
+        out[int(r["j"])][str(r["v"])] = int(r["count"])
+    return out
+
+
+def fit_features_spark(data: SparkData, schema: Schema, features: Features) -> FittedFeatures:
+    """The FeatureTransform of all rows (see the module docstring), and the sample
+    encoded with it."""
+    kinds = {name: data.sample.schema.field(name).type
+             for name in schema.numeric + schema.categorical}
+    if schema.dates:
+        raise DataError(
+            "engine: spark does not read date columns yet (" + ", ".join(schema.dates)
+            + "): list them in features.ignore, or train with engine: local")
+    present, flags = _check_numbers(data, schema, kinds)
+    medians, plans, means, sds = _numeric(data, schema, features, kinds)
+    modes, categories, weights, all_counts = [], [], [], []
+    for name, counts in zip(schema.categorical, _levels(data, schema, kinds), strict=True):
+        cats = sorted(counts)
+        if len(cats) < 2:
+            raise DataError(f"column {name!r} is constant (every row is {cats[0]!r}): it "
+                            "cannot separate segments; drop it with features.ignore")
+        top = max(counts.values())
+        mode = min(v for v, f in counts.items() if f == top)  # sklearn's rule, as local
+        freq = np.array([counts[c] for c in cats], dtype=float)
+        freq[cats.index(mode)] += data.rows - present[name]  # missing values take the mode
+        plain = features.transforms.get(name, features.transform) == "none"
+        modes.append(mode)
+        categories.append(cats)
+        all_counts.append(freq)
+        weights.append(1.0 if plain else category_weight(freq, features.categorical_weight))
+    transform = FeatureTransform(
+        numeric=list(schema.numeric),
+        medians=np.array(medians),
+        means=np.array(means),
+        scales=np.array(sds),
+        categorical=list(schema.categorical),
+        modes=modes,
+        categories=categories,
+        functions=[p[0] for p in plans],
+        log_scales=np.array([p[1] for p in plans]),
+        clip_low=np.array([p[2] for p in plans]),
+        clip_high=np.array([p[3] for p in plans]),
+        weights=np.array(weights),
+        flags=flags,
+    )
+    missing = {c: data.rows - present[c] for c in schema.numeric + schema.categorical}
+    return FittedFeatures(transform, data.rows, missing, _encode_sample(data.sample, transform),
+                          all_counts)
+
+
+def _encode_sample(sample: pa.Table, transform: FeatureTransform) -> Encoded:
+    """The sample encoded, keeping the clipped rows' original values (for profiles)."""
+    enc = encode(sample, transform, _sample_row)
+    clipped = {}
+    for j, name in enumerate(transform.numeric):
+        values, _ = numeric_column(name, sample.column(name), _sample_row)
+        np.copyto(values, transform.medians[j], where=np.isnan(values))
+        outside = (values < transform.clip_low[j]) | (values > transform.clip_high[j])
+        if outside.any():
+            rows = np.flatnonzero(outside)
+            clipped[j] = (rows, values[rows].copy())
+    return Encoded(num=enc.num, codes=enc.codes, clipped=clipped)
+
+
+def feature_columns(data: SparkData, transform: FeatureTransform, centre: np.ndarray
+                    ) -> list[Any]:
+    """The weighted one-hot feature matrix as Spark expressions, one per feature, minus
+    `centre` (the features' means): what PCA is fitted on and z is projected from."""
+    from pyspark.sql import functions as F
+
+    kinds = {name: data.sample.schema.field(name).type
+             for name in transform.numeric + transform.categorical}
+    out = []
+    for j, name in enumerate(transform.numeric):
+        x = F.coalesce(_number(name, kinds[name], data.text), F.lit(float(transform.medians[j])))
+        lo, hi = float(transform.clip_low[j]), float(transform.clip_high[j])
+        if np.isfinite(lo) or np.isfinite(hi):
+            x = F.least(F.greatest(x, F.lit(lo)), F.lit(hi))
+        v = _forward(x, transform.functions[j], float(transform.log_scales[j]))
+        out.append((v - F.lit(float(transform.means[j]))) / F.lit(float(transform.scales[j]))
+                   - F.lit(float(centre[j])))
+    for j, (name, off) in enumerate(zip(transform.categorical, transform.offsets, strict=True)):
+        text = F.coalesce(_category(name, kinds[name], data.text), F.lit(transform.modes[j]))
+        w = float(transform.weights[j])
+        for i, level in enumerate(transform.categories[j]):
+            out.append(F.when(text == F.lit(level), F.lit(w)).otherwise(F.lit(0.0))
+                       - F.lit(float(centre[off + i])))
+    return out
