@@ -13,11 +13,13 @@ from conftest import StoreProject
 @pytest.mark.parametrize("command", [("run",), ("deploy",)])
 def test_an_engine_that_cannot_run_is_refused_before_any_work(
         store_project: Callable[..., StoreProject], command: tuple[str, ...]) -> None:
+    """Spark without a JVM: a process whose PATH holds no java and no JAVA_HOME."""
     project = store_project(engine="spark")
-    result = project.cli(*command)
+    env = {"PATH": "/nonexistent", "JAVA_HOME": ""}
+    result = project.cli(*command, env=env)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert "engine: 'spark' is not available" in result.stderr
+    assert "engine: 'spark' needs Java 17" in result.stderr
     assert "set engine: local" in result.stderr
     assert not project.store.exists()  # no store, no execution recorded as if it had run
 

@@ -3,7 +3,7 @@ from Spark aggregates over every row, and the Spark expressions that apply it.
 
 Over all rows (Spark): the checks (a numeric column's text that is not a number, an
 infinite value, a column with no values), each numeric column's median (approxQuantile,
-relative error `MEDIAN_ERROR`) and whether it holds only 0 and 1, the mean and standard
+made exact in a second pass) and whether it holds only 0 and 1, the mean and standard
 deviation after the transform, and each categorical column's levels, counts and mode.
 On the driver's seeded sample, as the local engine decides them on its own sample of
 at most 200,000 rows: the skew transform, the log scale and the clip bounds
@@ -34,6 +34,7 @@ from custseg.errors import DataError
 __all__ = ["MEDIAN_ERROR", "FittedFeatures", "feature_columns", "fit_features_spark"]
 
 MEDIAN_ERROR = 1e-4  # approxQuantile's relative error (rank): 0.01% of the rows
+MEDIAN_WINDOW = 5e-4  # the ranks either side of the middle bracketed (5x the error)
 
 
 def _true_false() -> tuple[list[str], list[str]]:
@@ -155,8 +156,7 @@ def _numeric(data: SparkData, schema: Schema, features: Features,
         return [], [], [], []
     numbers = data.frame.select([_number(c, kinds[c], data.text).alias(f"n{j}")
                                  for j, c in enumerate(names)])
-    medians = [float(q[0]) for q in numbers.approxQuantile(
-        [f"n{j}" for j in range(len(names))], [0.5], MEDIAN_ERROR)]
+    medians = _medians(numbers, len(names))
     plans = []
     for name, median in zip(names, medians, strict=True):
         values, _ = numeric_column(name, data.sample.column(name), _sample_row)
@@ -177,6 +177,48 @@ def _numeric(data: SparkData, schema: Schema, features: Features,
             raise DataError(f"column {name!r} is constant (every row is {median:g}): it cannot "
                             "separate segments; drop it with features.ignore")
     return medians, plans, means, sds
+
+
+def _medians(numbers: Any, m: int) -> list[float]:
+    """The exact median of each column `n{j}` (numpy's: the midpoint of the two middle
+    values), in two passes and without the values on the driver: approxQuantile brackets
+    the middle ranks in [lo, hi] (`MEDIAN_WINDOW` of the rows either side of the middle,
+    against its rank error of `MEDIAN_ERROR`); the second pass counts the values below
+    lo, at lo and at hi, and brings only the values strictly between them."""
+    from pyspark.sql import functions as F
+
+    cols = [f"n{j}" for j in range(m)]
+    bounds = numbers.approxQuantile(cols, [0.5 - MEDIAN_WINDOW, 0.5 + MEDIAN_WINDOW],
+                                    MEDIAN_ERROR)
+    aggs = []
+    for j, (lo, hi) in enumerate(bounds):
+        x = F.col(f"n{j}")
+        aggs += [F.count(x).alias(f"present{j}"),
+                 F.count(F.when(x < F.lit(lo), 1)).alias(f"below{j}"),
+                 F.count(F.when(x == F.lit(lo), 1)).alias(f"at_lo{j}"),
+                 F.count(F.when((x == F.lit(hi)) & F.lit(hi != lo), 1)).alias(f"at_hi{j}"),
+                 F.collect_list(F.when((x > F.lit(lo)) & (x < F.lit(hi)), x)).alias(f"in{j}")]
+    row = numbers.agg(*aggs).first().asDict()
+    out = []
+    for j, (lo, hi) in enumerate(bounds):
+        inner = sorted(float(v) for v in row[f"in{j}"])
+        below, at_lo, at_hi = row[f"below{j}"], row[f"at_lo{j}"], row[f"at_hi{j}"]
+
+        def value(rank: int, lo: float = lo, hi: float = hi, inner: list[float] = inner,
+                  below: int = below, at_lo: int = at_lo, at_hi: int = at_hi) -> float:
+            rank -= below
+            if rank < 0:  # outside the bracket: approxQuantile's guarantee makes it rare
+                return lo
+            if rank < at_lo:
+                return lo
+            rank -= at_lo
+            if rank < len(inner):
+                return inner[rank]
+            return hi
+
+        n = int(row[f"present{j}"])
+        out.append((value((n - 1) // 2) + value(n // 2)) / 2)
+    return out
 
 
 def _sample_row(row: int) -> str:

@@ -1,0 +1,287 @@
+"""The Spark engine on real Spark (`local[2]`), differential against the local engine.
+
+One SparkSession for the whole test session (a JVM start costs ~6 s on this machine's 2
+cores); the data stays at tens of thousands of rows, but for the driver-memory test.
+Skipped when pyspark or java is missing, unless CUSTSEG_REQUIRE_SPARK=1 (CI), where
+that is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+import yaml
+
+from conftest import write_customers
+from custseg.config import config_from_dict
+from custseg.core.quality import adjusted_rand
+from custseg.core.sample import generate_customers
+from custseg.engines import engine_for, java
+from custseg.engines.base import TrainRequest
+from custseg.engines.local import train_local
+from custseg.errors import ConfigError, DataError
+
+CUSTSEG = Path(sys.executable).parent / "custseg"
+MASTER = "local[2]"
+RESULT_CAP_MB = 16  # spark.driver.maxResultSize of the test session (see the memory test)
+# the session's settings; a config naming the running session must agree with them
+SESSION_CONF = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
+                "spark.ui.showConsoleProgress": "false",
+                "spark.driver.maxResultSize": f"{RESULT_CAP_MB}m"}
+
+
+def _missing() -> str | None:
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (uv sync --extra spark)"
+    if java() is None:
+        return "java is not installed (no java on PATH or in JAVA_HOME)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("CUSTSEG_REQUIRE_SPARK") == "1":
+            pytest.fail(f"CUSTSEG_REQUIRE_SPARK=1, but {reason}")
+        pytest.skip(reason)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(MASTER).appName("custseg-tests")
+    for key, value in SESSION_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.notes: list[str] = []
+
+    def stage(self, name: str, fraction: float) -> None:
+        self.stages.append(name)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def _config(data: Path, **overrides: Any) -> Any:
+    return config_from_dict({"data_uri": str(data), "n_components": 2, "engine": "spark",
+                             "spark": {"master": MASTER}, "tuning": {"n_init": 2},
+                             **overrides})
+
+
+def _both(data: Path, **overrides: Any) -> tuple[Any, Any, Progress]:
+    cfg = _config(data, **overrides)
+    request = TrainRequest("test", None, None, {})
+    progress = Progress()
+    return engine_for(cfg).train(cfg, request, progress), train_local(cfg, request,
+                                                                      Progress()), progress
+
+
+# -- Spark == local ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("segments", "n_clusters"), [
+    (3, 3),
+    (4, {"min": 2, "max": 5}),
+])
+def test_spark_and_local_train_the_same_model(spark: Any, tmp_path: Path, segments: int,
+                                              n_clusters: Any) -> None:
+    """Same schema and transform (medians exact, the rest to 1e-9: Spark sums in another
+    order); the same k; ARI >= 0.99 on every row; metrics within the stated tolerances:
+    CH, DB and inertia 1e-4 relative (Spark's KMeans stops at its own tolerance), sizes
+    within 0.2% of the rows, silhouette 0.01 (the same estimator on the same rows)."""
+    data = write_customers(tmp_path / "customers.csv", rows=20_000, segments=segments,
+                           seed=segments)
+    on_spark, local, progress = _both(data, n_clusters=n_clusters)
+    assert on_spark.schema.to_dict() == local.schema.to_dict()
+    a, b = on_spark.transform, local.transform
+    assert (a.numeric, a.categorical, a.categories, a.modes, a.functions, a.flags) == (
+        b.numeric, b.categorical, b.categories, b.modes, b.functions, b.flags)
+    np.testing.assert_array_equal(a.medians, b.medians)  # exact, as numpy's
+    for name in ("means", "scales", "log_scales", "clip_low", "clip_high", "weights"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9,
+                                   err_msg=name)
+    assert on_spark.k == local.k
+    table = pacsv.read_csv(data)
+    assert adjusted_rand(on_spark.predict(table), local.predict(table)) >= 0.99
+    ms, ml = on_spark.meta["metrics"], local.meta["metrics"]
+    for name in ("calinski_harabasz", "davies_bouldin", "inertia"):
+        assert ms[name] == pytest.approx(ml[name], rel=1e-4), name
+    assert np.abs(np.subtract(ms["cluster_sizes"], ml["cluster_sizes"])).max() <= 0.002 * 20_000
+    assert ms["silhouette"]["value"] == pytest.approx(ml["silhouette"]["value"], abs=0.01)
+    assert ms["silhouette"]["n"] == 20_000
+    assert -1 <= ms["spark_silhouette_squared_euclidean"] <= 1
+    assert [c["k"] for c in on_spark.meta["candidates"]] == [
+        c["k"] for c in local.meta["candidates"]]
+    assert on_spark.meta["segment_names"] == local.meta["segment_names"]
+    assert on_spark.meta["engine"] == "spark"
+    details = on_spark.meta["engine_details"]
+    assert details["master"] == MASTER and details["spark_version"] == spark.version
+    assert on_spark.meta["versions"]["pyspark"] == spark.version
+    assert on_spark.meta["data"]["rows"] == 20_000
+    assert on_spark.meta["data"]["sha256"] == local.meta["data"]["sha256"]
+    assert "PCA (Spark)" in progress.stages
+
+
+def test_bad_values_are_named_as_the_local_engine_names_them(spark: Any, tmp_path: Path
+                                                            ) -> None:
+    data = tmp_path / "customers.csv"
+    table, _ = generate_customers(3000, 3, seed=5)
+    income = table.column("Income").cast(pa.string()).to_pylist()
+    income[2500] = "lots"  # far from the sample's start: found by the pass over every row
+    income[:3] = ["1e3", "2e3", "3e3"]  # still numbers
+    pacsv.write_csv(table.set_column(2, "Income", pa.array(income)), data)
+    cfg = _config(data, features={"numeric": ["Age", "Income", "Purchases"],
+                                  "categorical": ["Gender"]})
+    with pytest.raises(DataError, match=r"column 'Income' should be numeric.*'lots'"):
+        engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
+
+
+def test_a_constant_column_is_refused_with_the_local_engines_message(spark: Any,
+                                                                    tmp_path: Path) -> None:
+    data = tmp_path / "customers.csv"
+    table, _ = generate_customers(2000, 3, seed=6)
+    pacsv.write_csv(table.append_column("Plan", pa.array(["basic"] * 2000)), data)
+    cfg = _config(data, features={"numeric": ["Age", "Income"], "categorical": ["Plan"]})
+    request = TrainRequest("t", None, None, {})
+    with pytest.raises(DataError) as on_spark:
+        engine_for(cfg).train(cfg, request, Progress())
+    with pytest.raises(DataError) as local:
+        train_local(cfg, request, Progress())
+    assert str(on_spark.value) == str(local.value)
+
+
+# -- the driver never holds the data --------------------------------------------------------
+
+def test_the_driver_never_collects_the_data(spark: Any, tmp_path: Path) -> None:
+    """The session caps what the driver may receive (spark.driver.maxResultSize, 16 MB:
+    in local mode the executors share the driver's JVM, so this is the cap that shows
+    what crosses to the driver). 500,000 rows cannot be collected under it; the engine
+    trains on them holding a sample of at most 200,000 rows, and agrees with the local
+    engine (which reads them all)."""
+    data = write_customers(tmp_path / "customers.csv", rows=500_000, segments=3, seed=3)
+    with pytest.raises(Exception, match="maxResultSize"):
+        spark.read.option("header", True).csv(str(data)).toArrow()  # all of it: over the cap
+    cfg = _config(data, n_clusters=3, tuning={"n_init": 1})
+    request = TrainRequest("t", None, None, {})
+    model = engine_for(cfg).train(cfg, request, Progress())
+    assert model.meta["data"]["rows"] == 500_000
+    held = model.meta["engine_details"]["driver_sample_rows"]
+    assert 195_000 < held < 205_000
+    assert sum(model.meta["metrics"]["cluster_sizes"]) == 500_000
+    assert model.meta["metrics"]["silhouette"]["n"] == 500_000
+    table = pacsv.read_csv(data)
+    local = train_local(cfg, request, Progress())
+    np.testing.assert_array_equal(model.transform.medians, local.transform.medians)
+    assert adjusted_rand(model.predict(table), local.predict(table)) >= 0.99
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+def test_a_master_other_than_the_running_sessions_is_refused(spark: Any, tmp_path: Path
+                                                            ) -> None:
+    data = write_customers(tmp_path / "customers.csv", rows=500)
+    cfg = _config(data, spark={"master": "spark://127.0.0.1:7077"})
+    with pytest.raises(ConfigError, match=r"already running in this process on 'local\[2\]'"):
+        engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
+
+
+def test_a_static_spark_conf_the_running_session_lacks_is_refused(spark: Any,
+                                                                  tmp_path: Path) -> None:
+    data = write_customers(tmp_path / "customers.csv", rows=500)
+    cfg = _config(data, spark={"master": MASTER, "conf": {"spark.driver.maxResultSize": "1g"}})
+    with pytest.raises(ConfigError, match=r"spark.conf.spark.driver.maxResultSize is '1g'"):
+        engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
+
+
+@pytest.mark.parametrize(("override", "says"), [
+    ("spark.master=nonsense", "spark.master: expected a Spark master URL"),
+    ("spark.master=local[0]", "spark.master: expected a Spark master URL"),
+    ("spark.conf={executor.memory: 4g}", "spark.conf: expected Spark settings (spark.*)"),
+])
+def test_a_bad_spark_setting_is_a_one_line_config_error(tmp_path: Path, override: str,
+                                                        says: str) -> None:
+    data = write_customers(tmp_path / "customers.csv", rows=300)
+    config = tmp_path / "pipeline_config.yaml"
+    config.write_text(yaml.safe_dump({"data_uri": str(data), "store": str(tmp_path / "s"),
+                                      "engine": "spark"}))
+    result = subprocess.run([str(CUSTSEG), "run", "-c", str(config), "-p", override],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+# -- registered and served like a local model -----------------------------------------------
+
+def _post(url: str, payload: Any) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_a_spark_model_is_registered_and_served_like_its_sklearn_twin(spark: Any,
+                                                                     tmp_path: Path) -> None:
+    """`custseg run -p engine=spark` (its own JVM), then the real endpoint server: every
+    row's cluster equals the scikit-learn twin's."""
+    from test_inference import free_port, wait_for
+
+    data = write_customers(tmp_path / "customers.csv", rows=3000, segments=3, seed=9)
+    port = free_port()
+    config = tmp_path / "pipeline_config.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_uri": str(data), "store": str(tmp_path / "store"), "n_clusters": 3,
+        "tuning": {"n_init": 2},
+        "spark": {"master": MASTER, "conf": {"spark.sql.shuffle.partitions": 4}},
+        "endpoint": {"port": port, "workers": 1, "autostart": False}}))
+    run = subprocess.run([str(CUSTSEG), "run", "-c", str(config), "-p", "engine=spark",
+                          "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    execution = json.loads(run.stdout)
+    assert execution["status"] == "Succeeded"
+    described = subprocess.run([str(CUSTSEG), "models", "describe", "1", "-c", str(config),
+                                "--json"], capture_output=True, text=True, timeout=60,
+                               check=True)
+    assert json.loads(described.stdout)["lineage"]["engine"] == "spark"
+    import custseg
+
+    model = custseg.load_model(execution["model_uri"])
+    assert model.meta["engine_details"]["master"] == MASTER
+    server = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(config)], cwd=tmp_path,
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url)
+        table = pacsv.read_csv(data)
+        records = table.drop_columns(["CustomerID"]).to_pylist()
+        served = []
+        for s in range(0, len(records), 1000):
+            body = _post(f"{url}/endpoints/clustering-model-endpoint-dev/invocations",
+                         records[s:s + 1000])
+            served += [p["cluster"] for p in body["predictions"]]
+        twin = model.to_sklearn().predict(table.to_pandas())
+        np.testing.assert_array_equal(np.asarray(served), twin)
+        assert len(set(served)) == 3
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
