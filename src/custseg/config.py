@@ -159,7 +159,8 @@ class SparkOptions(_Section):
     @model_validator(mode="after")
     def _master_or_remote(self) -> SparkOptions:
         if self.remote is not None and "master" in self.model_fields_set:
-            raise ValueError("set spark.master or spark.remote (Spark Connect), not both; found both")
+            raise ValueError("set spark.master or spark.remote (Spark Connect), not both; "
+                             "found both")
         return self
 
 
