@@ -160,7 +160,12 @@ def read_spark_data(session: Any, cfg: Config) -> SparkData:
 
     location = cfg.data_location
     if location.startswith("s3://"):
-        _configure_s3(session, cfg)
+        if cfg.spark.remote is None:
+            _configure_s3(session, cfg)
+        elif cfg.s3.endpoint_url:  # the Spark Connect server reads S3 with its own settings
+            raise ConfigError(
+                "s3.endpoint_url cannot apply with spark.remote: the Spark Connect server "
+                "reads S3 with its own fs.s3a.* settings; configure them there")
     parquet = _parquet_files(location)
     if parquet is not None:
         files = parquet
