@@ -97,21 +97,43 @@ def _both(data: Path, **overrides: Any) -> tuple[Any, Any, Progress]:
 
 # -- Spark == local ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("segments", "n_clusters"), [
-    (3, 3),
-    (4, {"min": 2, "max": 5}),
+def _write_with_dates(path: Path, rows: int, segments: int, seed: int) -> Path:
+    """Customers plus two date columns that follow the segments: `LastVisit` as text
+    (`%d/%m/%Y`, some missing) and `Joined` as ISO dates (typed by the CSV reader)."""
+    table, truth = generate_customers(rows, segments, seed)
+    rng = np.random.default_rng(seed)
+    ago = np.rint(rng.normal(np.array([20, 300, 700, 120, 500])[truth], 15)).clip(0)
+    last = np.datetime64("2024-06-30") - ago.astype("timedelta64[D]")
+    text = [None if rng.random() < 0.01 else
+            f"{d.astype(object).day:02d}/{d.astype(object).month:02d}/{d.astype(object).year}"
+            for d in last]
+    joined = np.datetime64("2015-01-01") + rng.integers(0, 3000, rows).astype("timedelta64[D]")
+    table = table.append_column("LastVisit", pa.array(text, pa.string()))
+    table = table.append_column("Joined", pa.array(joined.astype(str).tolist()))
+    pacsv.write_csv(table, path)
+    return path
+
+
+@pytest.mark.parametrize(("segments", "n_clusters", "dates"), [
+    (3, 3, False),
+    (4, {"min": 2, "max": 5}, False),
+    (3, 3, True),
 ])
 def test_spark_and_local_train_the_same_model(spark: Any, tmp_path: Path, segments: int,
-                                              n_clusters: Any) -> None:
+                                              n_clusters: Any, dates: bool) -> None:
     """Same schema and transform (medians exact, the rest to 1e-9: Spark sums in another
     order); the same k; ARI >= 0.99 on every row; metrics within the stated tolerances:
     CH, DB and inertia 1e-4 relative (Spark's KMeans stops at its own tolerance), sizes
     within 0.2% of the rows, silhouette 0.01 (the same estimator on the same rows)."""
-    data = write_customers(tmp_path / "customers.csv", rows=20_000, segments=segments,
-                           seed=segments)
+    path = tmp_path / "customers.csv"
+    data = (_write_with_dates(path, 20_000, segments, seed=segments) if dates else
+            write_customers(path, rows=20_000, segments=segments, seed=segments))
     on_spark, local, progress = _both(data, n_clusters=n_clusters)
     assert on_spark.schema.to_dict() == local.schema.to_dict()
     a, b = on_spark.transform, local.transform
+    assert (a.dates, a.date_reference) == (b.dates, b.date_reference)
+    if dates:
+        assert a.dates == {"LastVisit": "%d/%m/%Y", "Joined": "iso"}
     assert (a.numeric, a.categorical, a.categories, a.modes, a.functions, a.flags) == (
         b.numeric, b.categorical, b.categories, b.modes, b.functions, b.flags)
     np.testing.assert_array_equal(a.medians, b.medians)  # exact, as numpy's
@@ -152,6 +174,25 @@ def test_bad_values_are_named_as_the_local_engine_names_them(spark: Any, tmp_pat
                                   "categorical": ["Gender"]})
     with pytest.raises(DataError, match=r"column 'Income' should be numeric.*'lots'"):
         engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
+
+
+def test_a_bad_date_is_named_as_the_local_engine_names_it(spark: Any, tmp_path: Path
+                                                          ) -> None:
+    data = _write_with_dates(tmp_path / "customers.csv", 3000, 3, seed=7)
+    table = pacsv.read_csv(data, convert_options=pacsv.ConvertOptions(
+        column_types={"LastVisit": pa.string(), "Joined": pa.string()}))
+    visits = table.column("LastVisit").to_pylist()
+    visits[2900] = "31/02/2024"  # no such day
+    pacsv.write_csv(table.set_column(5, "LastVisit", pa.array(visits)), data)
+    cfg = _config(data)
+    request = TrainRequest("t", None, None, {})
+    with pytest.raises(DataError) as local:
+        train_local(cfg, request, Progress())
+    with pytest.raises(DataError) as on_spark:
+        engine_for(cfg).train(cfg, request, Progress())
+    said = "column 'LastVisit' should be a date (%d/%m/%Y), but "
+    assert str(local.value).startswith(said) and str(on_spark.value).startswith(said)
+    assert str(on_spark.value).endswith("holds '31/02/2024'")
 
 
 def test_a_constant_column_is_refused_with_the_local_engines_message(spark: Any,

@@ -1,8 +1,9 @@
 """The feature transform fitted on Spark: the local engine's `FeatureTransform`, learned
 from Spark aggregates over every row, and the Spark expressions that apply it.
 
-Over all rows (Spark): the checks (a numeric column's text that is not a number, an
-infinite value, a column with no values), each numeric column's median (approxQuantile,
+Over all rows (Spark): each date column's newest date (a date column is days before
+it), the checks (a numeric column's text that is not a number, a date not in its
+format, an infinite value, a column with no values), each numeric column's median (approxQuantile,
 made exact in a second pass) and whether it holds only 0 and 1, the mean and standard
 deviation after the transform, and each categorical column's levels, counts and mode.
 On the driver's seeded sample, as the local engine decides them on its own sample of
@@ -19,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from custseg.config import Features
-from custseg.core.columns import numeric_column
+from custseg.core.columns import date_column_days, numeric_column
 from custseg.core.preprocessing import (
     Encoded,
     FeatureTransform,
@@ -31,7 +32,8 @@ from custseg.core.schema import Schema
 from custseg.engines.spark_data import SparkData, column
 from custseg.errors import DataError
 
-__all__ = ["MEDIAN_ERROR", "FittedFeatures", "feature_columns", "fit_features_spark"]
+__all__ = ["MEDIAN_ERROR", "FittedFeatures", "feature_columns", "fit_features_spark",
+           "java_pattern"]
 
 MEDIAN_ERROR = 1e-4  # approxQuantile's relative error (rank): 0.01% of the rows
 MEDIAN_WINDOW = 5e-4  # the ranks either side of the middle bracketed (5x the error)
@@ -56,12 +58,50 @@ class FittedFeatures:
     counts: list[np.ndarray]  # each categorical level's rows (missing ones in the mode)
 
 
-def _number(name: str, kind: pa.DataType, text: bool) -> Any:
-    """Column `name` as a double (null when missing; null also for text that is not a
-    number, which the checks find)."""
+Dates = dict[str, tuple[str, float]]  # date column -> (format, newest date in days)
+_JAVA = {"%Y": "yyyy", "%m": "M", "%d": "d", "%H": "H", "%M": "m", "%S": "s", "%b": "MMM"}
+
+
+def java_pattern(fmt: str) -> str:
+    """A `schema.DATE_FORMATS` strptime format as a Spark datetime pattern (one-letter
+    fields take one or two digits, as strptime does)."""
+    if fmt == "%Y%m%d":
+        return "yyyyMMdd"
+    out, i = "", 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            out += _JAVA[fmt[i:i + 2]]
+            i += 2
+        else:
+            out += f"'{fmt[i]}'" if fmt[i].isalpha() else fmt[i]
+            i += 1
+    return out
+
+
+def _days(name: str, kind: pa.DataType, text: bool, fmt: str) -> Any:
+    """Days since 1970-01-01 of a date column (null when missing or not a date), as
+    `columns.date_days` reads them; the session's time zone is UTC (see spark_session)."""
     from pyspark.sql import functions as F
 
     c = column(name)
+    if not text and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+        stamp = c.cast("timestamp")
+    elif fmt == "iso":
+        stamp = F.trim(c).try_cast("timestamp")
+    else:
+        stamp = F.try_to_timestamp(F.trim(c), F.lit(java_pattern(fmt)))
+    return F.unix_micros(stamp) / F.lit(86_400e6)
+
+
+def _number(name: str, kind: pa.DataType, text: bool, dates: Dates | None = None) -> Any:
+    """Column `name` as a double (null when missing; null also for text that is not a
+    number, which the checks find). A date column: days before its newest date."""
+    from pyspark.sql import functions as F
+
+    c = column(name)
+    if dates and name in dates:
+        fmt, newest = dates[name]
+        return F.lit(newest) - _days(name, kind, text, fmt)
     if text and pa.types.is_boolean(kind):
         true, false = _true_false()
         return F.when(c.isin(*true), F.lit(1.0)).when(c.isin(*false), F.lit(0.0))
@@ -103,15 +143,45 @@ def _forward(x: Any, function: str, scale: float) -> Any:
     return x
 
 
-def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
-                   ) -> tuple[dict[str, int], list[str]]:
+def _date_references(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
+                     ) -> Dates:
+    """One pass: each date column's newest date; a DataError for a value that is not a
+    date in the column's format, or a column with no dates."""
+    from pyspark.sql import functions as F
+
+    dates = schema.dates
+    if not dates:
+        return {}
+    aggs = []
+    for j, (name, fmt) in enumerate(dates.items()):
+        days = _days(name, kinds[name], data.text, fmt)
+        aggs += [F.max(days).alias(f"newest{j}"),
+                 F.count(F.when(column(name).isNotNull() & days.isNull(), 1)).alias(f"bad{j}")]
+    row = data.frame.agg(*aggs).first().asDict()
+    out: Dates = {}
+    for j, (name, fmt) in enumerate(dates.items()):
+        if row[f"bad{j}"]:
+            days = _days(name, kinds[name], data.text, fmt)
+            found = data.frame.filter(column(name).isNotNull() & days.isNull()).select(
+                F.input_file_name().alias("file"), column(name).alias("value")).first()
+            raise DataError(f"column {name!r} should be a date ({fmt}), but "
+                            f"{found['file'] or 'the data'} holds {found['value']!r}")
+        if row[f"newest{j}"] is None:
+            raise DataError(f"column {name!r} has no values (all {data.rows} rows are "
+                            "missing); drop it with features.ignore")
+        out[name] = (fmt, float(row[f"newest{j}"]))
+    return out
+
+
+def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType],
+                   dates: Dates) -> tuple[dict[str, int], list[str]]:
     """One pass: the present values and 0/1-only flag of each numeric column; a DataError
     for text that is not a number, an infinite value, or a column with no values."""
     from pyspark.sql import functions as F
 
     aggs = []
     for j, name in enumerate(schema.numeric):
-        x = _number(name, kinds[name], data.text)
+        x = _number(name, kinds[name], data.text, dates)
         aggs += [F.count(x).alias(f"present{j}"),
                  F.count(F.when(column(name).isNotNull() & x.isNull(), 1)).alias(f"bad{j}"),
                  F.count(F.when(F.abs(x) == float("inf"), 1)).alias(f"inf{j}"),
@@ -121,7 +191,7 @@ def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType
     row = data.frame.agg(*aggs).first().asDict()
     present, flags = {}, []
     for j, name in enumerate(schema.numeric):
-        x = _number(name, kinds[name], data.text)
+        x = _number(name, kinds[name], data.text, dates)
         for kind, cond, expected in (
                 ("bad", column(name).isNotNull() & x.isNull(), "a number"),
                 ("inf", F.abs(x) == float("inf"), "a finite number")):
@@ -144,22 +214,24 @@ def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType
     return present, flags
 
 
+Plan = tuple[str, float, float, float]  # function, log scale, clip bounds
+
+
 def _numeric(data: SparkData, schema: Schema, features: Features,
-             kinds: dict[str, pa.DataType]) -> tuple[list[float], list[tuple[str, float, float,
-                                                                                float]],
-                                                     list[float], list[float]]:
+             kinds: dict[str, pa.DataType], dates: Dates
+             ) -> tuple[list[float], list[Plan], list[float], list[float]]:
     """Medians (all rows), plans (the sample), means and sds after the transform (all)."""
     from pyspark.sql import functions as F
 
     names = schema.numeric
     if not names:
         return [], [], [], []
-    numbers = data.frame.select([_number(c, kinds[c], data.text).alias(f"n{j}")
+    numbers = data.frame.select([_number(c, kinds[c], data.text, dates).alias(f"n{j}")
                                  for j, c in enumerate(names)])
     medians = _medians(numbers, len(names))
     plans = []
     for name, median in zip(names, medians, strict=True):
-        values, _ = numeric_column(name, data.sample.column(name), _sample_row)
+        values = _sample_numbers(data.sample, name, dates)
         np.copyto(values, median, where=np.isnan(values))
         plans.append(plan_numeric(values, features.transforms.get(name, features.transform)))
     moments = []
@@ -225,6 +297,14 @@ def _sample_row(row: int) -> str:
     return f"sampled row {row + 1}"
 
 
+def _sample_numbers(sample: pa.Table, name: str, dates: Dates) -> np.ndarray:
+    """A numeric column of the driver's sample as the transform reads it (NaN missing)."""
+    if name in dates:
+        fmt, newest = dates[name]
+        return newest - date_column_days(name, sample.column(name), fmt, _sample_row)
+    return numeric_column(name, sample.column(name), _sample_row)[0]
+
+
 def _levels(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
             ) -> list[dict[str, int]]:
     """Each categorical column's levels and counts (missing values not counted), in one
@@ -250,12 +330,9 @@ def fit_features_spark(data: SparkData, schema: Schema, features: Features) -> F
     encoded with it."""
     kinds = {name: data.sample.schema.field(name).type
              for name in schema.numeric + schema.categorical}
-    if schema.dates:
-        raise DataError(
-            "engine: spark does not read date columns yet (" + ", ".join(schema.dates)
-            + "): list them in features.ignore, or train with engine: local")
-    present, flags = _check_numbers(data, schema, kinds)
-    medians, plans, means, sds = _numeric(data, schema, features, kinds)
+    dates = _date_references(data, schema, kinds)
+    present, flags = _check_numbers(data, schema, kinds, dates)
+    medians, plans, means, sds = _numeric(data, schema, features, kinds, dates)
     modes, categories, weights, all_counts = [], [], [], []
     for name, counts in zip(schema.categorical, _levels(data, schema, kinds), strict=True):
         cats = sorted(counts)
@@ -283,6 +360,8 @@ def fit_features_spark(data: SparkData, schema: Schema, features: Features) -> F
         log_scales=np.array([p[1] for p in plans]),
         clip_low=np.array([p[2] for p in plans]),
         clip_high=np.array([p[3] for p in plans]),
+        dates={c: fmt for c, (fmt, _) in dates.items()},
+        date_reference={c: newest for c, (_, newest) in dates.items()},
         weights=np.array(weights),
         flags=flags,
     )
@@ -295,8 +374,9 @@ def _encode_sample(sample: pa.Table, transform: FeatureTransform) -> Encoded:
     """The sample encoded, keeping the clipped rows' original values (for profiles)."""
     enc = encode(sample, transform, _sample_row)
     clipped = {}
+    dates = {c: (fmt, transform.date_reference[c]) for c, fmt in transform.dates.items()}
     for j, name in enumerate(transform.numeric):
-        values, _ = numeric_column(name, sample.column(name), _sample_row)
+        values = _sample_numbers(sample, name, dates)
         np.copyto(values, transform.medians[j], where=np.isnan(values))
         outside = (values < transform.clip_low[j]) | (values > transform.clip_high[j])
         if outside.any():
@@ -313,9 +393,11 @@ def feature_columns(data: SparkData, transform: FeatureTransform, centre: np.nda
 
     kinds = {name: data.sample.schema.field(name).type
              for name in transform.numeric + transform.categorical}
+    dates = {c: (fmt, transform.date_reference[c]) for c, fmt in transform.dates.items()}
     out = []
     for j, name in enumerate(transform.numeric):
-        x = F.coalesce(_number(name, kinds[name], data.text), F.lit(float(transform.medians[j])))
+        x = F.coalesce(_number(name, kinds[name], data.text, dates),
+                       F.lit(float(transform.medians[j])))
         lo, hi = float(transform.clip_low[j]), float(transform.clip_high[j])
         if np.isfinite(lo) or np.isfinite(hi):
             x = F.least(F.greatest(x, F.lit(lo)), F.lit(hi))

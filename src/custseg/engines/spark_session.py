@@ -8,7 +8,7 @@ cannot be changed at runtime; otherwise the config is refused rather than ignore
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from custseg.config import SparkOptions
@@ -24,17 +24,27 @@ DEFAULT_CONF = {
 }
 
 
+# of those, the ones a running session takes for the time of a training (then restored):
+# date columns are read as UTC, as the local engine reads them
+RUNTIME_DEFAULTS = {"spark.sql.session.timeZone": "UTC"}
+
+
 @dataclass
 class SparkHandle:
-    """A session and whether this engine started it (then it stops it when done)."""
+    """A session, whether this engine started it (then it stops it when done), and the
+    settings of a running session to restore when done."""
 
     session: Any
     owned: bool
     master: str
+    restore: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         if self.owned:
             self.session.stop()
+            return
+        for key, value in self.restore.items():
+            self.session.conf.set(key, value)
 
 
 def spark_version() -> str:
@@ -86,7 +96,14 @@ def open_session(options: SparkOptions) -> SparkHandle:
     spark_session = _import_pyspark()
     active = spark_session.getActiveSession()
     if active is not None:
-        return SparkHandle(active, owned=False, master=_check_running(active, options))
+        handle = SparkHandle(active, owned=False, master=_check_running(active, options))
+        for key, value in RUNTIME_DEFAULTS.items():
+            current = active.conf.get(key, None)
+            if key not in options.conf and current != value:
+                active.conf.set(key, value)
+                if current is not None:
+                    handle.restore[key] = current
+        return handle
     builder = spark_session.builder.appName("custseg")
     if options.remote is not None:
         builder = builder.remote(options.remote)
