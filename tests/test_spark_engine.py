@@ -232,6 +232,16 @@ def test_the_driver_never_collects_the_data(spark: Any, tmp_path: Path) -> None:
     local = train_local(cfg, request, Progress())
     np.testing.assert_array_equal(model.transform.medians, local.transform.medians)
     assert adjusted_rand(model.predict(table), local.predict(table)) >= 0.99
+    # segment sizes, means and shares over every row, not the sample's
+    by_size = sorted(local.meta["segments"], key=lambda p: -p["size"])
+    for ours, theirs in zip(model.meta["segments"], by_size, strict=True):
+        assert ours["exact_over_rows"] == 500_000
+        assert abs(ours["size"] - theirs["size"]) <= 0.002 * 500_000
+        for name in ("Age", "Income", "Purchases"):
+            assert ours["numeric"][name]["mean"] == pytest.approx(
+                theirs["numeric"][name]["mean"], rel=2e-3)
+        for level, share in theirs["categorical"]["Gender"].items():
+            assert ours["categorical"]["Gender"][level] == pytest.approx(share, abs=2e-3)
 
 
 # -- refusals -------------------------------------------------------------------------------

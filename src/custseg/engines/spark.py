@@ -11,7 +11,7 @@ engine (`engines/local`), with the heavy work on Spark and the driver holding at
    (`spark_fit`);
 4. on the driver's sample: silhouette, stability, profiles' medians and quartiles,
    correlations, the report sample and the feature-space metrics, with the local
-   estimators; segment sizes and shares are exact (Spark).
+   estimators; segment sizes, means and shares are exact (Spark, `spark_profiles`).
 
 Lineage (`meta["engine_details"]`) records the Spark version and the master.
 """
@@ -47,6 +47,7 @@ from custseg.engines.local import (
 from custseg.engines.spark_data import SAMPLE_ROWS, read_spark_data
 from custseg.engines.spark_features import feature_columns, fit_features_spark
 from custseg.engines.spark_fit import feature_means, fit_pca_spark, fit_sweep_spark, projected
+from custseg.engines.spark_profiles import exact_profiles, segment_sums
 from custseg.engines.spark_session import open_session, spark_version
 from custseg.errors import ConfigError, CustsegError, DataError, TrainError
 from custseg.io.data import fingerprint, open_source
@@ -151,7 +152,8 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
     z = projected(features, projection).persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(z)
     z.count()
-    data.frame.unpersist()
+    if not data.sampled:  # else read again for the exact profiles
+        data.frame.unpersist()
     timings = {"pca": time.perf_counter() - t}
     fit = fit_sweep_spark(
         z, enc, transform, projection, n=n, exact_sample=not data.sampled,
@@ -172,9 +174,11 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
                             inertia=chosen.inertia, n_iter=0)
     labels = clustering.labels  # of the driver's sample rows
     profiles = profile_segments(enc, transform, labels, k, rs)
-    for c, profile in enumerate(profiles):  # sizes and shares over all rows (Spark)
-        profile["size"], profile["share"] = chosen.sizes[c], chosen.sizes[c] / n
-        profile["sample_rows"] = enc.n
+    if data.sampled:  # sizes, means and shares over every row (Spark)
+        t = time.perf_counter()
+        exact_profiles(profiles, segment_sums(data, transform, projection, clustering.centers,
+                                              centre), transform)
+        timings["profiles"] = time.perf_counter() - t
     describe_profile_only(profiles, described, labels, k)
     correlations = numeric_correlations(enc, transform, rs)
     stability = None

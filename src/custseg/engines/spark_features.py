@@ -411,3 +411,24 @@ def feature_columns(data: SparkData, transform: FeatureTransform, centre: np.nda
             out.append(F.when(text == F.lit(level), F.lit(w)).otherwise(F.lit(0.0))
                        - F.lit(float(centre[off + i])))
     return out
+
+
+def original_columns(data: SparkData, transform: FeatureTransform) -> list[Any]:
+    """Each numeric column in original units, imputed and not clipped (what profiles
+    report), as Spark expressions."""
+    from pyspark.sql import functions as F
+
+    kinds = {name: data.sample.schema.field(name).type for name in transform.numeric}
+    dates = {c: (fmt, transform.date_reference[c]) for c, fmt in transform.dates.items()}
+    return [F.coalesce(_number(name, kinds[name], data.text, dates),
+                       F.lit(float(transform.medians[j])))
+            for j, name in enumerate(transform.numeric)]
+
+
+def level_columns(data: SparkData, transform: FeatureTransform) -> list[Any]:
+    """Each categorical column's level (missing values take the mode), as expressions."""
+    from pyspark.sql import functions as F
+
+    kinds = {name: data.sample.schema.field(name).type for name in transform.categorical}
+    return [F.coalesce(_category(name, kinds[name], data.text), F.lit(transform.modes[j]))
+            for j, name in enumerate(transform.categorical)]
