@@ -19,11 +19,9 @@ Lineage (`meta["engine_details"]`) records the Spark version and the master.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from custseg.artifact.scorer import Model
@@ -50,7 +48,7 @@ from custseg.engines.spark_fit import feature_means, fit_pca_spark, fit_sweep_sp
 from custseg.engines.spark_profiles import exact_profiles, segment_sums
 from custseg.engines.spark_session import open_session, spark_version
 from custseg.errors import ConfigError, CustsegError, DataError, TrainError
-from custseg.io.data import fingerprint, open_source
+from custseg.io.data import fingerprint
 
 __all__ = ["SparkEngine", "train_spark"]
 
@@ -101,23 +99,9 @@ def train_spark(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         handle.close()
 
 
-def _sha256(files: list[str], cfg: Config, text: bool) -> str:
-    """The data's content hash, as the local engine and the pipeline compute it."""
-    if text:
-        return fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)[1]
-    paths: list[str] = []
-    for f in files:  # a Parquet dataset may be a folder of part files
-        p = Path(f)
-        paths += sorted(str(x) for x in p.rglob("*") if x.is_file()) if p.is_dir() else [f]
-    digests = []
-    for uri in paths:
-        h = hashlib.sha256()
-        with open_source(uri, s3_endpoint_url=cfg.s3.endpoint_url) as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                h.update(block)
-        digests.append(h.hexdigest())
-    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()
-                                                                ).hexdigest()
+def _sha256(cfg: Config) -> str:
+    """The data's content hash, as the pipeline computes it (CSV or Parquet files)."""
+    return fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)[1]
 
 
 def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
@@ -235,7 +219,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
         "data": {
             "uri": cfg.data_location,
             "files": data.files,
-            "sha256": request.data_sha256 or _sha256(data.files, cfg, data.text),
+            "sha256": request.data_sha256 or _sha256(cfg),
             "rows": n,
             "delimiter": data.delimiter,
             "missing": fitted.missing,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ from custseg.io.data import (
     decompressed_head,
     detect_delimiter,
     header_names,
+    is_parquet,
     list_sources,
     open_source,
 )
@@ -34,7 +34,6 @@ __all__ = ["NULL_MARKERS", "SAMPLE_ROWS", "SparkData", "column", "read_spark_dat
 
 SAMPLE_ROWS = 200_000  # rows brought to the driver, at most (the local engine's sample)
 NULL_MARKERS = tuple(pacsv.ConvertOptions().null_values)  # Arrow's missing-value cells
-PARQUET = ".parquet"
 
 
 @dataclass
@@ -94,21 +93,6 @@ def _configure_s3(session: Any, cfg: Config) -> None:
             hadoop_conf.set(key, value)
 
 
-def _parquet_files(location: str) -> list[str] | None:
-    """The Parquet files (or dataset folder) at a local location; None when not Parquet."""
-    if location.startswith("s3://"):
-        return [location] if location.rstrip("/").lower().endswith(PARQUET) else None
-    path = Path(location)
-    if path.name.lower().endswith(PARQUET):
-        return [str(path)] if path.exists() else None
-    if path.is_dir():
-        found = sorted(str(f) for f in path.iterdir() if f.name.lower().endswith(PARQUET))
-        csv = any(f.name.lower().endswith((".csv", ".csv.gz", ".tsv", ".txt", ".tsv.gz",
-                                           ".txt.gz")) for f in path.iterdir())
-        return found if found and not csv else None
-    return None
-
-
 def _check_headers(files: list[str], cfg: Config) -> tuple[str, list[str]]:
     """The delimiter and header, checked in every file as the local reader does."""
     heads = []
@@ -166,13 +150,11 @@ def read_spark_data(session: Any, cfg: Config) -> SparkData:
             raise ConfigError(
                 "s3.endpoint_url cannot apply with spark.remote: the Spark Connect server "
                 "reads S3 with its own fs.s3a.* settings; configure them there")
-    parquet = _parquet_files(location)
-    if parquet is not None:
-        files = parquet
+    files = list_sources(location, s3_endpoint_url=cfg.s3.endpoint_url)
+    if all(is_parquet(f) for f in files):
         frame = session.read.parquet(*[spark_path(f) for f in files])
         header, delimiter, text = list(frame.columns), None, False
     else:
-        files = list_sources(location, s3_endpoint_url=cfg.s3.endpoint_url)
         delimiter, header = _check_headers(files, cfg)
         frame = (session.read.option("header", True).option("sep", delimiter)
                  .option("quote", '"').option("escape", '"').option("mode", "FAILFAST")

@@ -29,6 +29,7 @@ __all__ = [
     "detect_delimiter",
     "fingerprint",
     "header_names",
+    "is_parquet",
     "list_sources",
     "open_source",
     "publish",
@@ -40,6 +41,7 @@ __all__ = [
 from custseg.config import CSV_SUFFIXES
 
 DELIMITERS = ",;\t|"
+PARQUET_SUFFIX = ".parquet"
 _HASH_BLOCK = 1 << 20
 
 
@@ -105,8 +107,13 @@ def _is_csv(name: str) -> bool:
     return name.lower().endswith(CSV_SUFFIXES)
 
 
+def is_parquet(name: str) -> bool:
+    return name.lower().endswith(PARQUET_SUFFIX)
+
+
 def list_sources(location: str, *, s3_endpoint_url: str | None = None) -> list[str]:
-    """The files behind a location: itself, or the CSV files of a folder/prefix, sorted."""
+    """The files behind a location: itself, or the CSV files of a folder/prefix, sorted
+    (its Parquet files when it has no CSV: the Spark engine reads them)."""
     if location.startswith("s3://"):
         fs = s3_filesystem(s3_endpoint_url)
         path = location.removeprefix("s3://")
@@ -116,7 +123,8 @@ def list_sources(location: str, *, s3_endpoint_url: str | None = None) -> list[s
                 raise DataError(f"S3 bucket {bucket!r} not found (data location {location})")
             if fs.isfile(path):
                 return [location]
-            names = [n for n in fs.find(path.rstrip("/") + "/") if _is_csv(n)]
+            found = fs.find(path.rstrip("/") + "/")
+            names = [n for n in found if _is_csv(n)] or [n for n in found if is_parquet(n)]
         except DataError:
             raise
         except Exception as exc:
@@ -128,7 +136,8 @@ def list_sources(location: str, *, s3_endpoint_url: str | None = None) -> list[s
     if p.is_file():
         return [str(p)]
     if p.is_dir():
-        files = sorted(str(f) for f in p.iterdir() if f.is_file() and _is_csv(f.name))
+        files = sorted(str(f) for f in p.iterdir() if f.is_file() and _is_csv(f.name)) or sorted(
+            str(f) for f in p.iterdir() if f.is_file() and is_parquet(f.name))
         if not files:
             raise DataError(f"no CSV files (*.csv, *.csv.gz) in folder {p}")
         return files
@@ -314,6 +323,9 @@ def read_data(
     skipping an unused id column alone halves the parse time of a 10M-row file.
     """
     files = list_sources(location, s3_endpoint_url=s3_endpoint_url)
+    if any(is_parquet(f) for f in files):
+        raise DataError(f"{location} holds Parquet files: the local engine reads CSV; train "
+                        "them with engine: spark (uv sync --extra spark)")
     heads = [
         (uri, decompressed_head(raw, uri)) for uri, raw in _iter_heads(files, s3_endpoint_url)
     ]
