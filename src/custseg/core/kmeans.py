@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custseg.core.kmeans1d import LineFit, SortedLine
+from custseg.core.rowblocks import cluster_sums
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
@@ -70,14 +71,6 @@ def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
         np.maximum(best, 0.0, out=d2min[s : s + _BLOCK])
     del k
     return labels, d2min
-
-
-def _means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.bincount(labels, minlength=k)
-    sums = np.empty((k, x.shape[1]))
-    for j in range(x.shape[1]):
-        sums[:, j] = np.bincount(labels, weights=x[:, j], minlength=k)
-    return sums, counts
 
 
 def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -133,7 +126,7 @@ def lloyd(
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        sums, counts = _means(x, labels, k)
+        sums, counts, _ = cluster_sums(x, labels, k)
         new = centers.copy()
         filled = counts > 0
         new[filled] = sums[filled] / counts[filled, None]

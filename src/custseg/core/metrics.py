@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from custseg.core.rowblocks import cluster_sums
+
 __all__ = [
     "Silhouette",
     "calinski_and_davies",
@@ -57,10 +59,7 @@ class Silhouette:
 
 def cluster_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-cluster means and sizes (empty clusters get a zero mean)."""
-    sizes = np.bincount(labels, minlength=k)
-    sums = np.empty((k, x.shape[1]))
-    for j in range(x.shape[1]):
-        sums[:, j] = np.bincount(labels, weights=x[:, j], minlength=k)
+    sums, sizes, _ = cluster_sums(x, labels, k)
     return sums / np.maximum(sizes, 1)[:, None], sizes
 
 
