@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custseg.core.kmeans1d import LineFit, SortedLine
-from custseg.core.rowblocks import cluster_sums
+from custseg.core.rowblocks import cluster_sums, map_blocks
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
@@ -59,16 +59,19 @@ def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
     if x_sq is None:
         x_sq = np.einsum("ij,ij->i", x, x)
     c_sq = (centers * centers).sum(axis=1)
-    for s in range(0, n, _BLOCK):  # in place, in cache-sized blocks: 2x one-shot numpy
-        xs = x[s : s + _BLOCK]
-        d2 = xs @ centers.T
+    centers_t = np.ascontiguousarray(centers.T)
+
+    def work(s: int, e: int) -> None:  # in place, in cache-sized blocks: 2x one-shot numpy
+        d2 = x[s:e] @ centers_t
         d2 *= -2.0
         d2 += c_sq
         lab = d2.argmin(axis=1)
-        labels[s : s + _BLOCK] = lab
+        labels[s:e] = lab
         best = np.take_along_axis(d2, lab[:, None], axis=1)[:, 0]
-        best += x_sq[s : s + _BLOCK]
-        np.maximum(best, 0.0, out=d2min[s : s + _BLOCK])
+        best += x_sq[s:e]
+        np.maximum(best, 0.0, out=d2min[s:e])
+
+    map_blocks(work, n, _BLOCK)
     del k
     return labels, d2min
 

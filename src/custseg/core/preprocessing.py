@@ -188,16 +188,25 @@ class FeatureTransform:
         out /= self.scales[j]
         return out
 
-    def original(self, enc: Encoded, j: int) -> np.ndarray:
-        """Numeric column j of encoded training rows in original units (imputed, not
-        clipped: the clipped rows' values are kept aside by `fit_features`)."""
-        y = enc.num[:, j] * self.scales[j] + self.means[j]
-        raw = inverse(y, self.functions[j], float(self.log_scales[j]))
+    def unscale(self, scaled: np.ndarray, j: int) -> np.ndarray:
+        """Values of numeric feature j back in original units, as a new array (a clipped
+        value stays at its bound: see `original`)."""
+        return np.asarray(inverse(scaled * self.scales[j] + self.means[j], self.functions[j],
+                                  float(self.log_scales[j])))
+
+    def original(self, enc: Encoded, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Numeric column j of encoded training rows (all, or `rows`) in original units
+        (imputed, not clipped: the clipped rows' values are kept aside by `fit_features`)."""
+        raw = self.unscale(enc.num[:, j] if rows is None else enc.num[rows, j], j)
         if j in enc.clipped:
-            rows, values = enc.clipped[j]
-            raw = np.array(raw, copy=True)
-            raw[rows] = values
-        return np.asarray(raw)
+            clipped, values = enc.clipped[j]  # clipped: sorted row numbers
+            if rows is None:
+                raw[clipped] = values
+            elif len(clipped):
+                at = np.minimum(np.searchsorted(clipped, rows), len(clipped) - 1)
+                hit = clipped[at] == rows
+                raw[hit] = values[at[hit]]
+        return raw
 
     def describe(self, name: str) -> str:
         """The transform of one input column, in words (for the schema table)."""

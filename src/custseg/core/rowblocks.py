@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["BLOCK", "PARALLEL_ROWS", "blocks", "cluster_sums", "map_blocks"]
+__all__ = ["BLOCK", "PARALLEL_ROWS", "blocks", "cluster_sums", "indicator", "map_blocks"]
 
 BLOCK = 1 << 16  # rows: a block's temporaries stay in the CPU's cache
 PARALLEL_ROWS = 1 << 18  # below this, one thread is as fast

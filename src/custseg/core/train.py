@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from custseg.core import kmeans, metrics, quality
+from custseg.core import kmeans, metrics, quality, rowblocks
 from custseg.core.preprocessing import Encoded, FeatureTransform
 from custseg.errors import TrainError
 
@@ -39,7 +39,6 @@ __all__ = [
 AUTO_VARIANCE = 0.9  # n_components: auto keeps the components explaining 90% of variance
 INIT_SAMPLE = 10_000  # rows the k-means++ starts run on, before the refinement on all rows
 SCORE_SAMPLE = 200_000  # rows a sweep's candidates are scored on (the chosen k: all rows)
-_CHUNK = 1 << 20
 Progress = Callable[[str, float], None]
 
 
@@ -233,12 +232,16 @@ def project(enc: Encoded, transform: FeatureTransform, projection: Projection,
     if tables is None:
         tables = category_tables(transform, projection)
     z = np.empty((enc.n, w.shape[0]))
-    for s in range(0, enc.n, _CHUNK):
-        e = min(s + _CHUNK, enc.n)
-        block = enc.num[s:e] @ w[:, :a].T + bias
+    w_num = np.ascontiguousarray(w[:, :a].T)
+
+    def work(s: int, e: int) -> None:
+        block = z[s:e]
+        np.matmul(enc.num[s:e], w_num, out=block)
+        block += bias
         for j, table in enumerate(tables):
             block += table[enc.codes[s:e, j]]
-        z[s:e] = block
+
+    rowblocks.map_blocks(work, enc.n)
     return z
 
 

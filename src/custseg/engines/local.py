@@ -212,8 +212,7 @@ def _original_sd(encoded: Encoded, transform: FeatureTransform, random_state: in
     rng = np.random.default_rng([random_state, 31])
     index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
         rng.choice(n, AGREEMENT_SAMPLE, replace=False))
-    sample = encoded.take(index)
-    return [max(float(np.std(transform.original(sample, j))), 1e-12)
+    return [max(float(np.std(transform.original(encoded, j, index))), 1e-12)
             for j in range(len(transform.numeric))]
 
 
