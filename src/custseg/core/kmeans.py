@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custseg.core.kmeans1d import LineFit, SortedLine
-from custseg.core.rowblocks import cluster_sums, map_blocks
+from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
@@ -42,6 +42,25 @@ def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre of each row, and the squared distance to it (`x_sq`: the rows'
     squared norms, when the caller has them)."""
+    step = _assign_step(x, centers, x_sq, sums=False)
+    return step.labels, step.d2
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A Lloyd assignment: labels, squared distances, and (when asked) the per-cluster
+    sums and sizes of the rows as assigned, for the next centres."""
+
+    labels: np.ndarray
+    d2: np.ndarray
+    sums: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+
+def _assign_step(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None, *,
+                 sums: bool) -> _Step:
+    """Assign the rows to their nearest centres; with `sums`, also sum them per cluster
+    while each block is in the cache (the M step then needs no pass of its own)."""
     n, k = len(x), len(centers)
     labels = np.empty(n, dtype=np.int32)
     d2min = np.empty(n)
@@ -55,14 +74,19 @@ def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
             labels[s : s + _CHUNK] = order[pos]
             diff = xs - c[pos]
             d2min[s : s + _CHUNK] = diff * diff
-        return labels, d2min
+        if not sums:
+            return _Step(labels, d2min)
+        total, counts, _ = cluster_sums(x, labels, k)
+        return _Step(labels, d2min, total, counts)
     if x_sq is None:
         x_sq = np.einsum("ij,ij->i", x, x)
     c_sq = (centers * centers).sum(axis=1)
     centers_t = np.ascontiguousarray(centers.T)
+    p = x.shape[1]
 
-    def work(s: int, e: int) -> None:  # in place, in cache-sized blocks: 2x one-shot numpy
-        d2 = x[s:e] @ centers_t
+    def work(s: int, e: int) -> np.ndarray | None:  # in place, in cache-sized blocks
+        block = x[s:e]
+        d2 = block @ centers_t
         d2 *= -2.0
         d2 += c_sq
         lab = d2.argmin(axis=1)
@@ -70,10 +94,22 @@ def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
         best = np.take_along_axis(d2, lab[:, None], axis=1)[:, 0]
         best += x_sq[s:e]
         np.maximum(best, 0.0, out=d2min[s:e])
+        if not sums:
+            return None
+        one_hot = indicator(lab, k)
+        part = np.empty((k, p + 1))
+        part[:, :p] = one_hot.T @ block
+        part[:, p] = one_hot.sum(axis=0)
+        return part
 
-    map_blocks(work, n, _BLOCK)
-    del k
-    return labels, d2min
+    parts = map_blocks(work, n, _BLOCK)
+    if not sums:
+        return _Step(labels, d2min)
+    total = np.zeros((k, p + 1))
+    for part in parts:
+        assert part is not None
+        total += part
+    return _Step(labels, d2min, total[:, :p], np.rint(total[:, p]).astype(np.int64))
 
 
 def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -118,33 +154,32 @@ def lloyd(
     """Lloyd iterations from `centers` until the squared centre shift is below `tol` x the
     mean feature variance (`x_sq`, `variance`: the rows' squared norms and that mean
     variance, when the caller has them from an earlier fit on the same rows)."""
-    k = len(centers)
     if x_sq is None and x.shape[1] > 1:
         x_sq = np.einsum("ij,ij->i", x, x)
     if variance is None:
         variance = mean_variance(x, x_sq)
     tol_abs = tol * variance
     centers = centers.copy()
-    labels, d2 = assign(x, centers, x_sq)
+    step = _assign_step(x, centers, x_sq, sums=True)
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        sums, counts, _ = cluster_sums(x, labels, k)
+        assert step.sums is not None and step.counts is not None
         new = centers.copy()
-        filled = counts > 0
-        new[filled] = sums[filled] / counts[filled, None]
+        filled = step.counts > 0
+        new[filled] = step.sums[filled] / step.counts[filled, None]
         empty = np.flatnonzero(~filled)
         if len(empty):  # relocate empty clusters to the farthest points
-            far = np.argsort(d2)[::-1][: len(empty)]
+            far = np.argsort(step.d2)[::-1][: len(empty)]
             new[empty] = x[far]
         shift = float(((new - centers) ** 2).sum())
         centers = new
-        new_labels, d2 = assign(x, centers, x_sq)
-        unchanged = np.array_equal(new_labels, labels)
-        labels = new_labels
-        if unchanged or shift <= tol_abs:
+        last = step
+        step = _assign_step(x, centers, x_sq, sums=True)
+        if shift <= tol_abs or np.array_equal(step.labels, last.labels):
             break
-    return KMeansFit(centers=centers, labels=labels, inertia=float(d2.sum()), n_iter=n_iter)
+    return KMeansFit(centers=centers, labels=step.labels, inertia=float(step.d2.sum()),
+                     n_iter=n_iter)
 
 
 def mean_variance(x: np.ndarray, x_sq: np.ndarray | None = None) -> float:
