@@ -174,11 +174,24 @@ def _target_like(name: str) -> bool:
 
 
 def _sample(col: pa.ChunkedArray) -> pa.Array:
-    values = col.drop_null()
+    values = col.drop_null() if col.null_count else col  # drop_null copies every row
     if len(values) <= _SAMPLE:
         return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     step = len(values) // _SAMPLE  # an even spread: rows are not assumed shuffled
-    return values.take(arrow_indices(np.arange(0, step * _SAMPLE, step)))
+    return _take_spread(values, np.arange(0, step * _SAMPLE, step))
+
+
+def _take_spread(col: pa.ChunkedArray, index: np.ndarray) -> pa.Array:
+    """Rows `index` (sorted) of a chunked column, taken chunk by chunk: a take on the
+    whole column would first concatenate its chunks (a copy of every row)."""
+    ends = np.cumsum([len(chunk) for chunk in col.chunks])
+    cut = np.searchsorted(index, ends)
+    parts, start, first = [], 0, 0
+    for chunk, end, stop in zip(col.chunks, ends, cut, strict=True):
+        if stop > first:
+            parts.append(chunk.take(arrow_indices(index[first:stop] - start)))
+        start, first = int(end), int(stop)
+    return pa.concat_arrays(parts) if parts else pa.array([], col.type)
 
 
 def _top_share(col: pa.ChunkedArray, present: int) -> tuple[Any, float]:
