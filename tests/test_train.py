@@ -166,3 +166,27 @@ def test_a_large_sweep_scores_candidates_on_a_sample_and_the_chosen_k_on_all_row
     means, _ = metrics.cluster_means(z, labels, 4)
     assert np.allclose(result.clustering.centers, means, atol=1e-3)
     assert result.sentence.startswith("k=4 ")
+
+
+@pytest.mark.parametrize("components", [1, 2])
+def test_a_sweep_on_threads_equals_the_same_sweep_one_candidate_at_a_time(
+        monkeypatch: pytest.MonkeyPatch, components: int) -> None:
+    """The candidates of a sweep are fitted on threads, each seeded by its k alone: the
+    table, the choice and the model are the same as fitting them one after another."""
+    import custseg.core.train as train_module
+
+    table, _ = generate_customers(30_000, segments=3, seed=8)
+    transform, enc = fit_features(table, infer_schema(table, Features()))
+
+    def sweep() -> train_module.TrainResult:
+        return train(enc, transform, k_candidates=list(range(2, 8)), n_components=components,
+                     min_share=0.02, min_stability=0.5, tolerance=0.03)
+
+    monkeypatch.setattr(train_module, "SWEEP_THREADS", 2)
+    threaded = sweep()
+    monkeypatch.setattr(train_module, "SWEEP_THREADS", 1)
+    serial = sweep()
+    assert [c.to_dict() for c in threaded.candidates] == [
+        c.to_dict() for c in serial.candidates]
+    assert threaded.sentence == serial.sentence
+    np.testing.assert_array_equal(threaded.clustering.centers, serial.clustering.centers)

@@ -13,7 +13,9 @@ Pure computation: takes encoded features (see preprocessing) and returns values.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,6 +42,9 @@ AUTO_VARIANCE = 0.9  # n_components: auto keeps the components explaining 90% of
 INIT_SAMPLE = 10_000  # rows the k-means++ starts run on, before the refinement on all rows
 SCORE_SAMPLE = 200_000  # rows a sweep's candidates are scored on (the chosen k: all rows)
 Progress = Callable[[str, float], None]
+
+
+SWEEP_THREADS = os.cpu_count() or 1  # candidates of a k sweep fitted at once
 
 
 def _no_progress(_message: str, _fraction: float) -> None:
@@ -366,25 +371,35 @@ def _sweep(z: np.ndarray, prepared: kmeans.Prepared, ks: list[int], silhouette_x
     rows = (None if n <= SCORE_SAMPLE else np.sort(
         np.random.default_rng([random_state, 13]).choice(n, SCORE_SAMPLE, replace=False)))
     zs = z if rows is None else z[rows]
-    partial, centres, sample_labels = [], [], []
-    for i, k in enumerate(ks):
-        progress(f"KMeans k={k}", i / len(ks))
-        t = time.perf_counter()
+
+    def candidate(k: int) -> tuple[Candidate, np.ndarray, np.ndarray]:
         fitted = kmeans.fit(prepared, k, n_init=n_init, random_state=random_state,
                             refine=prepared.one_dim)
         labels, d2 = kmeans.assign(zs, fitted.centers)
         order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
         c = fitted.centers[order]  # clusters numbered by decreasing size, as fit_kmeans does
         labels = np.argsort(order).astype(np.int32)[labels]
-        timings[f"kmeans_k{k}"] = time.perf_counter() - t
-        t = time.perf_counter()
         stability = quality.stability(z, c, k, random_state=random_state,
                                       n_init=min(n_init, 3))
-        partial.append(_score(zs, labels, k, float(d2.sum()) * n / len(zs),
-                              metrics.Silhouette(0.0, True, 0, 0, None), stability, n))
-        sample_labels.append(kmeans.assign(silhouette_x, c)[0])
-        centres.append(c)
-        timings[f"metrics_k{k}"] = time.perf_counter() - t
+        row = _score(zs, labels, k, float(d2.sum()) * n / len(zs),
+                     metrics.Silhouette(0.0, True, 0, 0, None), stability, n)
+        return row, c, kmeans.assign(silhouette_x, c)[0]
+
+    t = time.perf_counter()
+    if prepared.one_dim:  # sorted once here, not by two threads at once
+        prepared.line("sample")
+        if prepared.sort_all:
+            prepared.line("all")
+    partial, centres, sample_labels = [], [], []
+    progress(f"KMeans k={ks[0]}..{ks[-1]}", 0.0)
+    # the candidates are independent: one per core (each fit is seeded by its k alone)
+    with ThreadPoolExecutor(max_workers=min(len(ks), SWEEP_THREADS)) as pool:
+        for i, (row, c, at) in enumerate(pool.map(candidate, ks)):
+            partial.append(row)
+            centres.append(c)
+            sample_labels.append(at)
+            progress(f"KMeans k={ks[0]}..{ks[-1]}", (i + 1) / len(ks))
+    timings["kmeans_sweep"] = time.perf_counter() - t
     t = time.perf_counter()  # the silhouettes of all candidates in one pass
     values = metrics.silhouettes(silhouette_x, list(zip(sample_labels, ks, strict=True)),
                                  sampled=index is not None)
