@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from custseg.config import Features
-from custseg.core.columns import NUMBER, arrow_indices, integers
+from custseg.core.columns import NUMBER, integers, take_sorted
 from custseg.errors import DataError
 
 __all__ = [
@@ -178,20 +178,7 @@ def _sample(col: pa.ChunkedArray) -> pa.Array:
     if len(values) <= _SAMPLE:
         return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     step = len(values) // _SAMPLE  # an even spread: rows are not assumed shuffled
-    return _take_spread(values, np.arange(0, step * _SAMPLE, step))
-
-
-def _take_spread(col: pa.ChunkedArray, index: np.ndarray) -> pa.Array:
-    """Rows `index` (sorted) of a chunked column, taken chunk by chunk: a take on the
-    whole column would first concatenate its chunks (a copy of every row)."""
-    ends = np.cumsum([len(chunk) for chunk in col.chunks])
-    cut = np.searchsorted(index, ends)
-    parts, start, first = [], 0, 0
-    for chunk, end, stop in zip(col.chunks, ends, cut, strict=True):
-        if stop > first:
-            parts.append(chunk.take(arrow_indices(index[first:stop] - start)))
-        start, first = int(end), int(stop)
-    return pa.concat_arrays(parts) if parts else pa.array([], col.type)
+    return take_sorted(values, np.arange(0, step * _SAMPLE, step))
 
 
 def _top_share(col: pa.ChunkedArray, present: int) -> tuple[Any, float]:

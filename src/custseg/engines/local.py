@@ -17,7 +17,7 @@ import numpy as np
 from custseg import __version__
 from custseg.artifact.scorer import Model
 from custseg.config import Config
-from custseg.core.columns import arrow_indices
+from custseg.core.columns import take_rows
 from custseg.core.diagnostics import run_warnings
 from custseg.core.matching import agreement, centroid_matrix, match_ids
 from custseg.core.preprocessing import Encoded, FeatureTransform, fit_features
@@ -197,7 +197,7 @@ def _previous_labels(previous: Model | None, table: Any, random_state: int
     index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
         rng.choice(n, AGREEMENT_SAMPLE, replace=False))
     try:
-        sample = table.take(arrow_indices(index)) if len(index) < n else table
+        sample = take_rows(table, index) if len(index) < n else table
         return index, previous.predict(sample)
     except CustsegError:
         return None  # e.g. a column it needs is gone: ids are matched on centroids only
