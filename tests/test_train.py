@@ -190,3 +190,28 @@ def test_a_sweep_on_threads_equals_the_same_sweep_one_candidate_at_a_time(
         c.to_dict() for c in serial.candidates]
     assert threaded.sentence == serial.sentence
     np.testing.assert_array_equal(threaded.clustering.centers, serial.clustering.centers)
+
+
+@pytest.mark.parametrize("rows", [2_000, 300_000])
+def test_the_gram_matrix_equals_the_dense_one_hot_products(rows: int) -> None:
+    """X^T X and the column sums of the weighted one-hot matrix, from one-hot row blocks
+    (few levels, on threads past PARALLEL_ROWS) and bincounts (many levels), unknown
+    codes included, equal the dense matrix's."""
+    from custseg.core.train import ONE_HOT_LEVELS, _gram
+
+    rng = np.random.default_rng(rows)
+    levels = [3, ONE_HOT_LEVELS + 8, 2, ONE_HOT_LEVELS + 20]
+    codes = np.column_stack([rng.integers(0, k, rows) for k in levels]).astype(np.int32)
+    codes[rng.random(rows) < 0.01, 0] = -1  # unknown categories: all zeros
+    codes[rng.random(rows) < 0.01, 1] = -1
+    num = np.asfortranarray(rng.normal(size=(rows, 2)))
+    transform = FeatureTransform(
+        numeric=["a", "b"], medians=np.zeros(2), means=np.zeros(2), scales=np.ones(2),
+        categorical=["c0", "c1", "c2", "c3"], modes=["0"] * 4,
+        categories=[[str(i) for i in range(k)] for k in levels],
+        weights=np.array([0.5, 1.0, 0.8, 0.3]))
+    enc = Encoded(num=num, codes=codes)
+    dense = enc.dense(transform)
+    gram, sums = _gram(enc, transform)
+    np.testing.assert_allclose(gram, dense.T @ dense, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(sums, dense.sum(axis=0), rtol=1e-10, atol=1e-8)

@@ -137,6 +137,9 @@ class TrainResult:
 # -- PCA -----------------------------------------------------------------------------------
 
 
+ONE_HOT_LEVELS = 32  # up to this many levels, a column's Gram blocks are block products
+
+
 def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.ndarray]:
     """X^T X and column sums of the full one-hot feature matrix, without building it."""
     a = enc.num.shape[1]
@@ -147,28 +150,71 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
     sums[:a] = enc.num.sum(axis=0)
     offsets = transform.offsets
     sizes = [len(c) for c in transform.categories]
-    for j, (off, kj) in enumerate(zip(offsets, sizes, strict=True)):
-        codes = enc.codes[:, j]
-        known = codes >= 0
-        all_known = bool(known.all())  # always so on training data: no copies then
-        cj = codes if all_known else codes[known]
-        counts = np.bincount(cj, minlength=kj).astype(np.float64)
-        sums[off : off + kj] = counts
-        gram[off : off + kj, off : off + kj] = np.diag(counts)
-        for i in range(a):
-            weights = enc.num[:, i] if all_known else enc.num[known, i]
-            block = np.bincount(cj, weights=weights, minlength=kj)
-            gram[i, off : off + kj] = block
-            gram[off : off + kj, i] = block
-        for j2 in range(j):
-            off2, k2 = offsets[j2], sizes[j2]
-            codes2 = enc.codes[:, j2]
-            both = known & (codes2 >= 0)
-            table = np.bincount(codes[both] * k2 + codes2[both], minlength=kj * k2).reshape(kj, k2)
-            gram[off : off + kj, off2 : off2 + k2] = table
-            gram[off2 : off2 + k2, off : off + kj] = table.T
+    # few levels: the numeric x category and category x category blocks as products of
+    # one-hot row blocks (on both cores); many: bincounts (no rows x levels matrix)
+    few = [j for j, kj in enumerate(sizes) if kj <= ONE_HOT_LEVELS]
+    if few:
+        gram += _one_hot_blocks(enc, offsets, sizes, few, d)
+    for j in (j for j in range(len(sizes)) if j not in few):
+        _bincount_blocks(enc, gram, offsets, sizes, j, few)
+    for off, kj in zip(offsets, sizes, strict=True):  # a level's count: its diagonal entry
+        sums[off : off + kj] = np.diag(gram)[off : off + kj]
     w = transform.feature_weights  # a one-hot feature is w_j, not 1, when set
     return gram * np.outer(w, w), sums * w
+
+
+def _one_hot_blocks(enc: Encoded, offsets: list[int], sizes: list[int], few: list[int],
+                    d: int) -> np.ndarray:
+    """The Gram entries of the few-level categorical columns (with the numeric columns
+    and among themselves), unknown codes (-1) contributing nothing."""
+    a = enc.num.shape[1]
+    cols = np.concatenate([np.arange(offsets[j], offsets[j] + sizes[j]) for j in few])
+    levels = [np.arange(sizes[j], dtype=enc.codes.dtype) for j in few]
+
+    def work(s: int, e: int) -> np.ndarray:
+        one_hot = np.hstack([np.asarray(enc.codes[s:e, j][:, None] == lv, dtype=np.float64)
+                             for j, lv in zip(few, levels, strict=True)])
+        part = np.zeros((a + len(cols), len(cols)))
+        part[:a] = enc.num[s:e].T @ one_hot
+        part[a:] = one_hot.T @ one_hot
+        return part
+
+    total = np.zeros((a + len(cols), len(cols)))
+    for part in rowblocks.map_blocks(work, enc.n):
+        total += part
+    out = np.zeros((d, d))
+    out[:a, cols] = total[:a]
+    out[cols, :a] = total[:a].T
+    out[np.ix_(cols, cols)] = total[a:]
+    return out
+
+
+def _bincount_blocks(enc: Encoded, gram: np.ndarray, offsets: list[int], sizes: list[int],
+                     j: int, few: list[int]) -> None:
+    """The Gram entries of a many-level categorical column, by bincounts: with the
+    numeric columns, itself, and the columns before it that are not in `few`."""
+    a = enc.num.shape[1]
+    off, kj = offsets[j], sizes[j]
+    codes = enc.codes[:, j]
+    known = codes >= 0
+    all_known = bool(known.all())  # always so on training data: no copies then
+    cj = codes if all_known else codes[known]
+    counts = np.bincount(cj, minlength=kj).astype(np.float64)
+    gram[off : off + kj, off : off + kj] = np.diag(counts)
+    for i in range(a):
+        weights = enc.num[:, i] if all_known else enc.num[known, i]
+        block = np.bincount(cj, weights=weights, minlength=kj)
+        gram[i, off : off + kj] = block
+        gram[off : off + kj, i] = block
+    for j2 in range(len(sizes)):
+        if j2 == j or (j2 > j and j2 not in few):
+            continue  # itself, or a later many-level column (which pairs with this one)
+        off2, k2 = offsets[j2], sizes[j2]
+        codes2 = enc.codes[:, j2]
+        both = known & (codes2 >= 0)
+        table = np.bincount(codes[both] * k2 + codes2[both], minlength=kj * k2).reshape(kj, k2)
+        gram[off : off + kj, off2 : off2 + k2] = table
+        gram[off2 : off2 + k2, off : off + kj] = table.T
 
 
 def _choose_components(n_components: int | float | str, ratio: np.ndarray, d: int) -> int:
