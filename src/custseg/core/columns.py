@@ -132,8 +132,9 @@ def to_numpy(col: pa.ChunkedArray, dtype: type[np.generic], missing: float | int
     return out
 
 
-def numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarray:
-    """The column as float64, NaN for missing values."""
+def numeric_column(name: str, col: pa.ChunkedArray, locate: Locate,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """The column as float64, NaN for missing values (written into `out` when given)."""
     t = col.type
     if pa.types.is_dictionary(t):
         col = pc.cast(col, pa.string())
@@ -155,9 +156,12 @@ def numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarra
     ):
         raise DataError(f"column {name!r} should be numeric, but its values are {t}")
     if pa.types.is_integer(t) or (pa.types.is_floating(t) and t.bit_width > 16):
-        values = _fixed_width_as_float64(col)  # numpy converts as it copies: one pass
+        values = _fixed_width_as_float64(col, out)  # numpy converts as it copies: one pass
     else:
         values = to_numpy(pc.cast(col, pa.float64()), np.float64, np.nan)
+        if out is not None:
+            out[:] = values
+            values = out
     if pa.types.is_floating(t):
         infinite = np.isinf(values)
         if infinite.any():
@@ -168,9 +172,12 @@ def numeric_column(name: str, col: pa.ChunkedArray, locate: Locate) -> np.ndarra
     return values
 
 
-def _fixed_width_as_float64(col: pa.ChunkedArray) -> np.ndarray:
-    """An integer or float column as float64 (NaN where missing), read from its buffers."""
-    out = np.empty(len(col), dtype=np.float64)
+def _fixed_width_as_float64(col: pa.ChunkedArray, out: np.ndarray | None = None
+                            ) -> np.ndarray:
+    """An integer or float column as float64 (NaN where missing), read from its buffers
+    (into `out` when given)."""
+    if out is None:
+        out = np.empty(len(col), dtype=np.float64)
     source = _numpy_dtype(col.type)
     pos = 0
     for chunk in col.chunks:

@@ -351,14 +351,17 @@ def _category_weight(freq: np.ndarray, weight: float) -> float:
     return min(1.0, math.sqrt(weight / spread)) if spread > 0 else 1.0
 
 
-def _raw_numeric(name: str, col: pa.ChunkedArray, fmt: str | None, locate: Locate
-                 ) -> tuple[np.ndarray, float | None]:
-    """Raw values (NaN when missing) and, for a date column, the newest date (days)."""
+def _raw_numeric(name: str, col: pa.ChunkedArray, fmt: str | None, locate: Locate,
+                 out: np.ndarray) -> float | None:
+    """Raw values (NaN when missing) into `out` and, for a date column, the newest date
+    (days)."""
     if fmt is None:
-        return numeric_column(name, col, locate), None
+        numeric_column(name, col, locate, out)
+        return None
     days = date_column_days(name, col, fmt, locate)
     newest = float(np.nanmax(days))
-    return newest - days, newest
+    np.subtract(newest, days, out=out)
+    return newest
 
 
 @dataclass(frozen=True)
@@ -380,34 +383,34 @@ class _NumericFit:
 
 def _fit_numeric(table: pa.Table, name: str, fmt: str | None, mode: str, locate: Locate,
                  column: np.ndarray) -> _NumericFit:
-    """Impute, plan, clip, transform and scale one numeric column into `column`."""
+    """Impute, plan, clip, transform and scale one numeric column, in place in `column`
+    (its slot of the feature matrix: no other full-length copy but the median's)."""
     col = table.column(name)
     require_values(name, col, len(column))
-    values, newest = _raw_numeric(name, col, fmt, locate)
-    missing = np.isnan(values)
+    newest = _raw_numeric(name, col, fmt, locate, column)
+    missing = np.isnan(column)
     any_missing = bool(missing.any())
-    present = values[~missing] if any_missing else values.copy()  # the median reorders it
+    present = column[~missing] if any_missing else column.copy()  # the median reorders it
     flag = _only_zero_one(present)
     median = float(np.median(present, overwrite_input=True))
     del present
     if any_missing:
-        np.copyto(values, median, where=missing)
+        np.copyto(column, median, where=missing)
     del missing
-    function, scale, lo, hi = _plan_numeric(values, mode)
+    function, scale, lo, hi = _plan_numeric(column, mode)
     clipped = None
     if np.isfinite(lo) or np.isfinite(hi):
-        rows = np.flatnonzero((values < lo) | (values > hi))
+        rows = np.flatnonzero((column < lo) | (column > hi))
         if len(rows):
-            clipped = (rows, values[rows])  # fancy indexing copies
-        np.clip(values, lo, hi, out=values)
-    if function == "log1p":  # forward(), in place: `values` is this function's own array
-        values /= scale
-        np.log1p(values, out=values)
+            clipped = (rows, column[rows])  # fancy indexing copies
+        np.clip(column, lo, hi, out=column)
+    if function == "log1p":  # forward(), in place
+        column /= scale
+        np.log1p(column, out=column)
     elif function != "none":
-        values = forward(values, function, scale)
-    mean = float(values.mean())
-    np.subtract(values, mean, out=column)  # contiguous (column-major): written in place
-    del values
+        np.copyto(column, forward(column, function, scale))
+    mean = float(column.mean())
+    column -= mean
     std = math.sqrt(float(np.dot(column, column)) / len(column))
     if std == 0.0 or std < 1e-12 * max(1.0, abs(mean)):
         raise DataError(
