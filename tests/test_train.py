@@ -215,3 +215,25 @@ def test_the_gram_matrix_equals_the_dense_one_hot_products(rows: int) -> None:
     gram, sums = _gram(enc, transform)
     np.testing.assert_allclose(gram, dense.T @ dense, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(sums, dense.sum(axis=0), rtol=1e-10, atol=1e-8)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_a_fit_carries_its_clusters_means_and_sizes_and_they_are_the_rows(dims: int) -> None:
+    """Lloyd sums the rows per cluster while assigning them; the fit's summary (used to
+    score it without another pass) equals the means and sizes of its final labels, and
+    its inertia the squared distances to its centres."""
+    from custseg.core import metrics
+
+    rng = np.random.default_rng(dims)
+    n = 300_000
+    z = rng.normal(size=(n, dims)) + rng.integers(0, 3, n)[:, None] * 4.0
+    clustering = fit_kmeans(z, 3, random_state=1, n_init=3)
+    if clustering.summary is None:
+        assert dims == 1  # the one-dimensional fit has no summary: scored by a pass
+        return
+    means, sizes = clustering.summary
+    want_means, want_sizes = metrics.cluster_means(z, clustering.labels, 3)
+    assert sizes.tolist() == want_sizes.tolist() == np.bincount(clustering.labels).tolist()
+    np.testing.assert_allclose(means, want_means, rtol=1e-12, atol=1e-12)
+    assert clustering.inertia == pytest.approx(
+        metrics.inertia(z, clustering.labels, clustering.centers), rel=1e-9)

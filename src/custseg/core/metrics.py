@@ -111,7 +111,7 @@ def calinski_and_davies(
     """Calinski-Harabasz and Davies-Bouldin, exact, from one pass over the rows."""
     means, sizes = summary or cluster_means(x, labels, k)
     intra_sq, dist_sum = _spread(x, labels, k, means)
-    overall = x.mean(axis=0)
+    overall = (means * sizes[:, None]).sum(axis=0) / max(len(x), 1)  # no pass over x
     extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
     n = len(x)
     ch = 1.0 if intra_sq == 0.0 else extra * (n - k) / (intra_sq * (k - 1))

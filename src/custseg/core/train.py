@@ -75,6 +75,9 @@ class Clustering:
     labels: np.ndarray  # (n,) int32
     inertia: float
     n_iter: int
+    # the means and sizes of the clusters under `labels` (metrics.Summary), when the fit
+    # had them: scoring the fit then needs no pass over the rows for them
+    summary: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -342,16 +345,24 @@ def fit_kmeans(
 
 def _by_size(result: kmeans.KMeansFit, k: int) -> Clustering:
     """A fit as a Clustering, its clusters numbered by decreasing size."""
-    sizes = np.bincount(result.labels, minlength=k)
+    known = result.counts is not None and result.sums is not None
+    sizes = result.counts if known else np.bincount(result.labels, minlength=k)
+    assert sizes is not None
     order = np.argsort(-sizes, kind="stable")
     relabel = np.empty(k, dtype=np.int32)
     relabel[order] = np.arange(k, dtype=np.int32)
+    summary = None
+    if known:
+        assert result.sums is not None
+        counts = sizes[order]
+        summary = (result.sums[order] / np.maximum(counts, 1)[:, None], counts)
     return Clustering(
         k=k,
         centers=result.centers[order].copy(),
         labels=relabel[result.labels],
         inertia=result.inertia,
         n_iter=result.n_iter,
+        summary=summary,
     )
 
 
@@ -374,9 +385,11 @@ def _silhouette(values: np.ndarray, n: int) -> metrics.Silhouette:
 
 
 def _score(zs: np.ndarray, labels: np.ndarray, k: int, inertia: float,
-           silhouette: metrics.Silhouette, stability: float | None, n: int) -> Candidate:
-    """A candidate's row from its labels on the rows `zs` (all n rows, or a sample)."""
-    summary = metrics.cluster_means(zs, labels, k)
+           silhouette: metrics.Silhouette, stability: float | None, n: int,
+           summary: metrics.Summary | None = None) -> Candidate:
+    """A candidate's row from its labels on the rows `zs` (all n rows, or a sample);
+    `summary`: the clusters' means and sizes on those rows, when known."""
+    summary = summary or metrics.cluster_means(zs, labels, k)
     ch, db = metrics.calinski_and_davies(zs, labels, k, summary)
     return Candidate(
         k=k, inertia=inertia, silhouette=silhouette, calinski_harabasz=ch, davies_bouldin=db,
@@ -400,7 +413,8 @@ def _scored_in_full(z: np.ndarray, silhouette_x: np.ndarray, index: np.ndarray |
         (values,) = metrics.silhouettes(silhouette_x, [(at, clustering.k)],
                                         sampled=index is not None)
         silhouette = _silhouette(values, len(z))
-    return _score(z, labels, clustering.k, clustering.inertia, silhouette, stability, len(z))
+    return _score(z, labels, clustering.k, clustering.inertia, silhouette, stability, len(z),
+                  clustering.summary)
 
 
 def _sweep(z: np.ndarray, prepared: kmeans.Prepared, ks: list[int], silhouette_x: np.ndarray,
