@@ -70,7 +70,14 @@ class LocalEngine:
         return {"name": self.name}
 
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
-        return train_local(cfg, request, reporter)
+        # the row blocks run on a thread per core (core/rowblocks): a BLAS that also
+        # starts a thread per core under each of them fights them for the cores (a
+        # sampled silhouette measured 4 to 10x slower on a busy machine), so BLAS runs
+        # single-threaded for the training
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return train_local(cfg, request, reporter)
 
 
 def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
