@@ -36,6 +36,7 @@ __all__ = [
 # working memory per distance block: small enough to stay in the CPU's cache while the
 # block goes through its five passes (2.5x faster than 32 MB blocks at 10,000 rows)
 _BLOCK_BYTES = 1 << 20
+PARALLEL_PAIRS_ROWS = 2_000  # from this many rows, pairwise distances run on threads
 
 
 @dataclass(frozen=True)
@@ -192,11 +193,14 @@ def silhouettes(x: np.ndarray, labelings: list[tuple[np.ndarray, int]], *,
     x_sq = np.einsum("ij,ij->i", x, x)
     block = max(1, _BLOCK_BYTES // (np.dtype(dtype).itemsize * max(m, 1)))
     sums = np.empty_like(onehot)  # sums[i, c]: row i's total distance to cluster c
-    for s in range(0, m, block):
-        d = _distances(x[s : s + block], x, x_sq[s : s + block], x_sq)
-        rows = np.arange(s, min(s + block, m))
+
+    def work(s: int, e: int) -> None:
+        d = _distances(x[s:e], x, x_sq[s:e], x_sq)
+        rows = np.arange(s, e)
         d[rows - s, rows] = 0.0
-        np.matmul(d, onehot, out=sums[s : s + block])
+        np.matmul(d, onehot, out=sums[s:e])
+
+    map_blocks(work, m, block, parallel=m >= PARALLEL_PAIRS_ROWS)
     totals = sums.astype(np.float64)
     return [_silhouette_from_sums(totals[:, a:b], labels,
                                   onehot[:, a:b].sum(axis=0, dtype=np.float64))

@@ -30,12 +30,14 @@ def blocks(n: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
         yield s, min(s + size, n)
 
 
-def map_blocks(work: Callable[[int, int], T], n: int, size: int = BLOCK) -> list[T]:
-    """`work(start, end)` for each block of rows, in block order; on threads for many rows
-    (`work` must only write its own rows of any shared output)."""
+def map_blocks(work: Callable[[int, int], T], n: int, size: int = BLOCK, *,
+               parallel: bool | None = None) -> list[T]:
+    """`work(start, end)` for each block of rows, in block order; on threads when
+    `parallel`, or by default for many rows (`work` must only write its own rows of any
+    shared output)."""
     spans = list(blocks(n, size))
     workers = min(len(spans), os.cpu_count() or 1)
-    if workers <= 1 or n < PARALLEL_ROWS:
+    if workers <= 1 or not (n >= PARALLEL_ROWS if parallel is None else parallel):
         return [work(s, e) for s, e in spans]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda span: work(*span), spans))
