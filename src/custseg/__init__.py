@@ -87,7 +87,7 @@ def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | Non
 
     if store is None:
         cfg = load_config()
-        opened = Store.existing(cfg.store_location, cfg.artifacts_location)
+        opened = cfg.open_store(existing=True)
         s3_endpoint_url = s3_endpoint_url or cfg.s3.endpoint_url
     else:
         opened = Store.existing(store)

@@ -62,7 +62,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the endpoint server in the foreground (every endpoint of the store)."""
-    from custseg.config import load_config
+    from custseg.config import host_id, load_config
     from custseg.errors import ConfigError
     from custseg.serving.server import check_bind
     from custseg.serving.server import serve as run_server
@@ -72,12 +72,12 @@ def serve(
     if store is not None:
         if restart:
             raise ConfigError("--restart takes the settings from the config: use -c")
-        opened = Store.open(store, artifacts)
-        base = ServerSettings(store=str(opened.db_path), artifacts=opened.artifacts)
+        opened = Store.open(store, artifacts, host=host_id())
+        base = ServerSettings(store=opened.location, artifacts=opened.artifacts)
     else:
         cfg = load_config(config)
-        opened = Store.open(cfg.store_location, cfg.artifacts_location)
-        base = ServerSettings.from_config(cfg, str(opened.db_path), opened.artifacts)
+        opened = cfg.open_store()
+        base = ServerSettings.from_config(cfg, opened.location, opened.artifacts)
     given = {"host": host, "port": port, "workers": workers, "api_key_env": api_key_env,
              "s3_endpoint_url": s3_endpoint_url, "max_body": max_body}
     settings = base.replace(**{k: v for k, v in given.items() if v is not None})

@@ -89,7 +89,7 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
     from custseg.serving.server import running_server, start_background
     from custseg.serving.settings import ServerSettings
 
-    settings = ServerSettings.from_config(cfg, str(store.db_path), store.artifacts)
+    settings = ServerSettings.from_config(cfg, store.location, store.artifacts)
     server = running_server(store)
     if server is not None:
         check_settings(server, settings)
