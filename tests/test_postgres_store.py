@@ -352,6 +352,11 @@ def two_hosts(pg_project: Callable[..., PgProject]) -> Iterator[tuple[PgProject,
             servers.append((host, config, f"http://127.0.0.1:{port}", proc))
         for *_, url, _proc in servers:
             wait_for(url)
+        deadline = time.monotonic() + 30  # /ping answers from the first worker up
+        while len(project.query("SELECT 1 FROM endpoint_workers WHERE endpoint_name = '*'")
+                  ) < 4:
+            assert time.monotonic() < deadline, "the workers did not all start"
+            time.sleep(0.1)
         yield project, servers
     finally:
         for *_, proc in servers:
