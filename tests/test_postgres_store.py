@@ -386,6 +386,12 @@ def test_an_approval_on_one_host_is_served_by_the_servers_of_both(
     assert f"{ENDPOINT} -> " in result.stdout and "(updated, InService" in result.stdout
     for *_, url, _ in servers:  # at once, no retry: the deploy returned after both switched
         assert {_served_version(url) for _ in range(10)} == {f"{GROUP}/2"}
+    # a third host with no server of its own: its approval waits for the others' workers
+    project.ok("run", "-p", "n_clusters=5", host="host-c")
+    result = project.ok("models", "approve", "3", host="host-c")
+    assert "(updated, InService" in result.stdout, result.stdout
+    for *_, url, _ in servers:
+        assert {_served_version(url) for _ in range(10)} == {f"{GROUP}/3"}
     record = json.loads(project.ok("endpoints", "describe", ENDPOINT, "--json").stdout)
     assert record["status"] == "InService"
     assert sorted({w["host_id"] for w in record["workers"]}) == ["host-a", "host-b"]
