@@ -28,6 +28,7 @@ from custseg.store.database import SCHEMA_VERSION, Store
 from test_inference import RECORD, free_port, post_json, wait_for
 
 GROUP = "clustering-model-model-group"
+AUTOSTART = {"CUSTSEG__ENDPOINT__AUTOSTART": "true"}  # conftest turns it off by default
 ENDPOINT = "clustering-model-endpoint-dev"
 
 
@@ -408,6 +409,27 @@ def test_workers_keep_beating_so_that_other_hosts_count_them(
     after = {(r["host_id"], r["pid"]): r["updated_at"] for r in project.query(sql)}
     assert after.keys() == before.keys()
     assert all(after[k] > before[k] for k in before), (before, after)
+
+
+def test_run_starts_this_hosts_background_server_for_a_postgresql_store(
+        pg_project: Callable[..., PgProject]) -> None:
+    project = pg_project()
+    try:
+        out = json.loads(project.ok("run", "--json", host="host-a", env=AUTOSTART).stdout)
+        deployed = out["steps"]["DeployEndpoint"]["outputs"]
+        assert deployed["status"] == "InService"
+        url = deployed["url"]
+        assert _served_version(url) == f"{GROUP}/1"
+        project.ok("run", "--json", "-p", "n_clusters=4", host="host-a", env=AUTOSTART)
+        assert {_served_version(url) for _ in range(10)} == {f"{GROUP}/2"}
+        [server] = project.query("SELECT host_id, port FROM servers")
+        assert server == {"host_id": "host-a", "port": project.port}
+        # another host does not see (nor stop) host-a's server
+        assert "no endpoint server" not in project.ok(
+            "endpoints", "describe", ENDPOINT, host="host-b").stdout
+    finally:
+        project.cli("endpoints", "delete", ENDPOINT, host="host-a")
+    assert project.query("SELECT * FROM servers") == []  # the last endpoint stopped it
 
 
 # -- secrets and bad input -------------------------------------------------------------------

@@ -276,9 +276,13 @@ class PostgreSQL:
         return None
 
     def schema_version(self, conn: Connection) -> int:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        """The version (in a write transaction: a new database gets the table, at 0)."""
+        found = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS found"
+                             ).fetchone()["found"]
+        row = conn.execute("SELECT version FROM schema_version").fetchone() if found else None
         if row is None:
+            if not found:
+                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             conn.execute("INSERT INTO schema_version (version) VALUES (0)")
             return 0
         return int(row["version"])

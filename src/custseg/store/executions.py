@@ -205,8 +205,9 @@ def execution(store: Store, execution_id: str) -> ExecutionRow:
     with store.read() as conn:
         row = conn.execute("SELECT * FROM executions WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
-            matches = conn.execute("SELECT id FROM executions WHERE id LIKE ? LIMIT 2",
-                                   (f"{execution_id}%",)).fetchall()
+            matches = conn.execute(  # lower(): SQLite's LIKE ignores case, PostgreSQL's not
+                "SELECT id FROM executions WHERE lower(id) LIKE lower(?) LIMIT 2",
+                (f"{execution_id}%",)).fetchall()
             if len(matches) != 1:
                 raise StoreError(f"no execution {execution_id!r} in {store.name} "
                                  f"(see `custseg executions list`)")
