@@ -432,6 +432,16 @@ def test_run_starts_this_hosts_background_server_for_a_postgresql_store(
     assert project.query("SELECT * FROM servers") == []  # the last endpoint stopped it
 
 
+def test_a_sqlite_store_never_imports_psycopg(tmp_path: Path) -> None:
+    """psycopg is the optional `postgresql` extra: loaded only for a postgresql:// store."""
+    code = ("import sys; from custseg.store.database import Store; "
+            "from custseg.store import executions; "
+            "executions.executions(Store.open(sys.argv[1])); print('psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
+
+
 # -- secrets and bad input -------------------------------------------------------------------
 
 def test_the_password_appears_in_no_output_row_or_file(
