@@ -313,11 +313,12 @@ class PostgresServer:
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres",
                                dbname="postgres", autocommit=True)
 
-    def database(self) -> str:
-        """A new, empty database; its store URL (no password in it)."""
+    def database(self, owner: str = "custseg") -> str:
+        """A new, empty database (owned by `owner`); its store URL for the role custseg
+        (no password in it)."""
         name = f"custseg_{uuid.uuid4().hex[:12]}"
         with self.admin() as conn:
-            conn.execute(f"CREATE DATABASE {name} OWNER custseg")
+            conn.execute(f"CREATE DATABASE {name} OWNER {owner}")
         return f"postgresql://custseg@127.0.0.1:{self.port}/{name}"
 
     def query(self, url: str, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

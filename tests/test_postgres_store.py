@@ -476,17 +476,22 @@ def _bad(project: PgProject, server: PostgresServer) -> dict[str, tuple[dict[str
         "wrong-password": ({}, {PG_PASSWORD_ENV: "not-the-password"}),
         "unreachable-server": ({"store": f"postgresql://custseg@127.0.0.1:{free_port()}/db"},
                                {}),
+        "no-right-to-create-tables": ({"store": server.database(owner="postgres")}, {}),
     }
 
 
-EXPECTED = {
-    "password-in-url": (2, "carries a password"),
+BOTH = (("run",), ("models", "list"))
+EXPECTED = {  # exit code, message, the commands that give it
+    "password-in-url": (2, "carries a password", BOTH),
     "password-variable-unset": (2, f"store_password_env names the environment variable "
-                                   f"'{PG_PASSWORD_ENV}', which is not set"),
-    "no-artifact-location": (2, "a PostgreSQL store needs an artifact location"),
-    "no-database-in-url": (2, "expected postgresql://USER@HOST[:PORT]/DATABASE"),
-    "wrong-password": (6, "password authentication failed"),
-    "unreachable-server": (6, "cannot connect to the store postgresql://custseg@127.0.0.1"),
+                                   f"'{PG_PASSWORD_ENV}', which is not set", BOTH),
+    "no-artifact-location": (2, "a PostgreSQL store needs an artifact location", BOTH),
+    "no-database-in-url": (2, "expected postgresql://USER@HOST[:PORT]/DATABASE", BOTH),
+    "wrong-password": (6, "password authentication failed", BOTH),
+    "unreachable-server": (6, "cannot connect to the store postgresql://custseg@127.0.0.1",
+                           BOTH),
+    # a read command finds no store there; a run cannot create one
+    "no-right-to-create-tables": (6, "permission denied for schema public", (("run",),)),
 }
 
 
@@ -497,8 +502,8 @@ def test_a_bad_store_gives_one_clear_line_and_leaves_the_store_untouched(
     changes, env = _bad(project, project.server)[case]
     project.write_config({k: v for k, v in {**project.config, **changes}.items()
                           if v is not None})
-    code, message = EXPECTED[case]
-    for args in (("run",), ("models", "list")):
+    code, message, commands = EXPECTED[case]
+    for args in commands:
         result = project.cli(*args, env=env)
         assert result.returncode == code, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr

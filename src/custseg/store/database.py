@@ -163,16 +163,7 @@ class Store:
              password: str | None = None, host: str | None = None) -> Store:
         """Open (creating and migrating when needed) the store at `location`; `password`
         for a PostgreSQL store, `host` (default: the host name) to key process rows by."""
-        store = cls._make(location, artifacts, password, host)
-        try:
-            store.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the store folder {store.folder}: {exc}") from exc
-        store._migrate()
-        from custseg.store.executions import reap_interrupted
-
-        reap_interrupted(store)
-        return store
+        return cls._make(location, artifacts, password, host)._prepare()
 
     @classmethod
     def existing(cls, location: str, artifacts: str | None = None, *,
@@ -185,7 +176,19 @@ class Store:
             raise StoreError(
                 f"no store at {redact(location)} (run `custseg run` or `custseg deploy` first, or "
                 f"pass -c)")
-        return cls.open(location, artifacts, password=password, host=host)
+        return store._prepare()
+
+    def _prepare(self) -> Store:
+        """Make the folder, migrate, and mark this host's dead runs interrupted."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {self.folder}: {exc}") from exc
+        self._migrate()
+        from custseg.store.executions import reap_interrupted
+
+        reap_interrupted(self)
+        return self
 
     @property
     def name(self) -> str:
@@ -227,17 +230,17 @@ class Store:
 
     def _error(self, exc: BaseException, action: str) -> StoreError | None:
         text = redact(" ".join(str(exc).split()))
-        sqlite = self.dialect.name == "sqlite"
-        if self.dialect.unreachable(exc) and (action == "write" or not sqlite):
-            # SQLite: locked past the timeout, disk full; PostgreSQL: the server is gone
-            return StoreError(f"cannot {action} the store {self.name}: {text}")
+        if self.dialect.name != "sqlite":  # the server is gone, or refused (permissions)
+            if self.dialect.unreachable(exc) or self.dialect.damaged(exc):
+                primary = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else text
+                return StoreError(f"cannot {action} the store {self.name}: {primary}")
+            return None
+        if self.dialect.unreachable(exc) and action == "write":
+            return StoreError(f"cannot write the store {self.name}: {text}")  # locked, full
         if self.dialect.damaged(exc):
-            if sqlite:
-                return StoreError(
-                    f"the store database {self.name} is unusable ({text}): restore it from "
-                    f"a backup, or move it away and custseg starts a new, empty store there")
-            return StoreError(f"the store {self.name} is unusable ({text}); is it a custseg "
-                              f"store of a compatible version?")
+            return StoreError(
+                f"the store database {self.name} is unusable ({text}): restore it from a "
+                f"backup, or move it away and custseg starts a new, empty store there")
         return None
 
     def _migrate(self) -> None:
