@@ -137,6 +137,21 @@ def test_endpoint_create_update_rollback_delete(backend: Callable[..., Store]) -
         endpoints.delete(store, "p-endpoint-dev")
 
 
+def test_a_connection_the_server_closed_is_replaced_without_an_error(
+        postgres_server: PostgresServer, tmp_path: Path) -> None:
+    url = postgres_server.database()
+    store = _open_pg(postgres_server, url, tmp_path)
+    executions.upsert_pipeline(store, "p", {}, "a")  # this thread's connection, kept open
+    with postgres_server.admin() as admin:  # what a server restart does to it
+        killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = %s AND usename = 'custseg'",
+                               (url.rsplit("/", 1)[1],)).fetchall()
+    assert killed
+    time.sleep(0.2)
+    assert executions.upsert_pipeline(store, "p", {"n": 2}, "b") == (2, True)
+    assert executions.latest_pipeline(store, "p") is not None
+
+
 # -- hosts: a pid means something only on its own host ---------------------------------------
 
 def test_worker_and_server_rows_are_keyed_by_host(backend: Callable[..., Store]) -> None:

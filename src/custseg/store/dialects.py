@@ -235,7 +235,7 @@ class PostgreSQL:
         local = self._local
         cached = getattr(local, "conn", None)
         reuse = (cached is not None and not getattr(local, "busy", False)
-                 and getattr(local, "pid", None) == os.getpid() and not cached.closed)
+                 and getattr(local, "pid", None) == os.getpid() and _usable(cached))
         raw: Any = cached if reuse else self._connect()
         if not getattr(local, "busy", False):
             local.conn, local.pid, local.busy = raw, os.getpid(), True
@@ -303,6 +303,23 @@ class PostgreSQL:
         psycopg = _psycopg()
         return isinstance(exc, psycopg.DatabaseError) and not isinstance(
             exc, psycopg.IntegrityError | psycopg.OperationalError)
+
+
+def _usable(raw: Any) -> bool:
+    """Whether an idle connection is still open: one the server closed (a restart, an
+    idle timeout, pg_terminate_backend) has something to read, its end, without a round
+    trip."""
+    import select
+
+    if raw.closed or raw.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([raw.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    if readable:
+        raw.close()
+    return not readable
 
 
 def _first_line(exc: BaseException) -> str:
