@@ -79,6 +79,18 @@ def test_the_schema_is_the_sqlite_schema(postgres_server: PostgresServer, tmp_pa
     assert {"host_id", "pid"} <= pg["endpoint_workers"] and "host_id" in pg["servers"]
 
 
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql+psycopg"])
+def test_the_other_url_schemes_name_the_same_store(postgres_server: PostgresServer,
+                                                   tmp_path: Path, scheme: str) -> None:
+    url = postgres_server.database()
+    registry.register(_open_pg(postgres_server, url, tmp_path), "g", execution_id=None,
+                      artifact_uri="/m", lineage={}, status=registry.ApprovalStatus.PENDING,
+                      user="ann")
+    other = Store.existing(scheme + "://" + url.split("://", 1)[1], str(tmp_path),
+                           password=postgres_server.password)
+    assert [p.version for p in registry.packages(other, "g")] == [1]
+
+
 def test_registry_versions_approval_and_its_audit(backend: Callable[..., Store]) -> None:
     store = backend()
     versions = [registry.register(store, "g", execution_id=None, artifact_uri=f"/m/{i}",

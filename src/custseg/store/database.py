@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 DB_FILE = "custseg.db"
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")  # + SQLAlchemy's
 Row = Any  # a row read by column name: sqlite3.Row, or a dict from psycopg
 
 
