@@ -438,6 +438,24 @@ def test_workers_keep_beating_so_that_other_hosts_count_them(
     assert all(after[k] > before[k] for k in before), (before, after)
 
 
+def test_a_postgresql_store_with_artifacts_on_s3(pg_project: Callable[..., PgProject],
+                                                 moto_server: str,
+                                                 make_bucket: Callable[..., str]) -> None:
+    """The shared layout: the store in PostgreSQL, the models in S3 (a moto server)."""
+    bucket = make_bucket()
+    project = pg_project(artifacts=f"s3://{bucket}/models", s3={"endpoint_url": moto_server})
+    out = json.loads(project.ok("run", "--json").stdout)
+    assert out["model_uri"].startswith(f"s3://{bucket}/models/executions/{out['id']}/")
+    [pkg] = project.query("SELECT artifact_uri FROM model_packages")
+    assert pkg["artifact_uri"] == out["model_uri"]
+    code = ("import sys, custseg; m = custseg.load_model(sys.argv[1], s3_endpoint_url=sys.argv[2]);"
+            " print(m.k)")
+    loaded = subprocess.run([sys.executable, "-c", code, f"{GROUP}/1", moto_server],
+                            cwd=project.root, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "3", loaded.stderr
+
+
 def test_run_starts_this_hosts_background_server_for_a_postgresql_store(
         pg_project: Callable[..., PgProject]) -> None:
     project = pg_project()
