@@ -32,6 +32,13 @@ AUTOSTART = {"CUSTSEG__ENDPOINT__AUTOSTART": "true"}  # conftest turns it off by
 ENDPOINT = "clustering-model-endpoint-dev"
 
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL store keeps this host's server files and reports under
+    ~/.local/state/custseg: a home of the test's own (CLI subprocesses inherit it)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
