@@ -216,7 +216,8 @@ class PostgreSQL:
         psycopg = _psycopg()
         from psycopg.rows import dict_row
 
-        url = "postgresql://" + self.url.split("://", 1)[1]  # libpq knows both schemes
+        # libpq reads postgresql:// and postgres://, not SQLAlchemy's postgresql+psycopg://
+        url = "postgresql://" + self.url.split("://", 1)[1]
         kwargs: dict[str, Any] = {"connect_timeout": 10, "application_name": "custseg",
                                   "options": f"-c lock_timeout={BUSY_TIMEOUT_MS}"}
         if self._password is not None:
