@@ -280,3 +280,31 @@ def test_a_bad_value_in_a_later_file_of_a_folder_can_be_located(tmp_path: Path) 
         assert [str(v) for v in ds.table.column("Income").to_pylist()] == [
             "1000", "2000", "3000", "abc"]
         assert ds.locate(3) == f"{tmp_path / 'd' / 'b.csv'} row 2 (line 3)"
+
+
+def test_take_rows_chunk_by_chunk_equals_arrows_take() -> None:
+    """Sorted rows of a many-chunk table (nulls, strings, a dictionary column, rows in the
+    first and last chunks and none in some) equal Arrow's own take."""
+    import numpy as np
+    import pyarrow as pa
+
+    from custseg.core.columns import arrow_indices, take_rows
+
+    rng = np.random.default_rng(2)
+    pieces = []
+    for size in (5, 0, 17, 1, 40, 3):
+        pieces.append(pa.table({
+            "x": pa.array(rng.normal(size=size).tolist(), pa.float64(),
+                          mask=rng.random(size) < 0.2),
+            "s": pa.array([str(v) for v in rng.integers(0, 5, size)], pa.string()),
+            "d": pa.array([str(v) for v in rng.integers(0, 3, size)],
+                          pa.string()).dictionary_encode(),
+        }))
+    table = pa.concat_tables(pieces)
+    assert table.column("x").num_chunks == 6
+    for index in (np.array([0, 4, 5, 21, 22, 65]), np.array([], dtype=np.int64),
+                  np.arange(table.num_rows), np.array([22])):
+        got = take_rows(table, index)
+        want = table.take(arrow_indices(index))
+        assert got.schema == table.schema
+        assert got.to_pydict() == want.to_pydict()

@@ -64,3 +64,22 @@ def test_silhouette_memory_is_bounded() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 200 * 2**20  # an n x n float64 matrix would be 800 MB
+
+
+@pytest.mark.parametrize("rows", [1000, 600_000])
+def test_cluster_sums_equal_bincount_in_one_thread_or_several(rows: int) -> None:
+    """Per-cluster sums from one-hot block products (on threads past PARALLEL_ROWS) equal
+    bincount's, an empty cluster included."""
+    from custseg.core import rowblocks
+
+    rng = np.random.default_rng(rows)
+    x = np.asfortranarray(rng.normal(size=(rows, 3)) * [1.0, 1e3, 1e-3])
+    labels = rng.integers(0, 4, rows).astype(np.int32)  # cluster 4 of 5 stays empty
+    sums, sizes, squares = rowblocks.cluster_sums(x, labels, 5, squares=True)
+    assert sizes.tolist() == np.bincount(labels, minlength=5).tolist()
+    for j in range(3):
+        np.testing.assert_allclose(sums[:, j], np.bincount(labels, weights=x[:, j],
+                                                           minlength=5), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(squares, np.bincount(labels, weights=(x * x).sum(axis=1),
+                                                    minlength=5), rtol=1e-12)
+    assert sums[4].tolist() == [0.0, 0.0, 0.0] and squares[4] == 0.0

@@ -107,3 +107,36 @@ def test_bad_columns_are_named(columns: dict[str, list[object]], features: Featu
     table = pa.table(columns)
     with pytest.raises(DataError, match=message):
         fit_features(table, infer_schema(table, features))
+
+
+def test_columns_fitted_on_threads_equal_one_after_another(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Big tables fit their columns on threads: the same transform and features, bit for
+    bit, as fitting them one after another; the first bad column's error, in order."""
+    import custseg.core.preprocessing as prep
+
+    table, _ = generate_customers(prep.PARALLEL_ROWS + 1000, segments=3, seed=4)
+    rng = np.random.default_rng(4)
+    income = table.column("Income").to_numpy().astype(float)
+    income[rng.random(len(income)) < 0.05] = np.nan  # missing values take the median
+    table = table.set_column(table.column_names.index("Income"), "Income", pa.array(income))
+    schema = infer_schema(table, Features())
+    threaded_t, threaded = fit_features(table, schema)
+    monkeypatch.setattr(prep, "PARALLEL_ROWS", 10**12)
+    serial_t, serial = fit_features(table, schema)
+    for field in ("medians", "means", "scales", "log_scales", "clip_low", "clip_high",
+                  "weights"):
+        np.testing.assert_array_equal(getattr(threaded_t, field), getattr(serial_t, field))
+    assert (threaded_t.functions, threaded_t.categories, threaded_t.modes) == (
+        serial_t.functions, serial_t.categories, serial_t.modes)
+    np.testing.assert_array_equal(threaded.num, serial.num)
+    np.testing.assert_array_equal(threaded.codes, serial.codes)
+    assert threaded.clipped.keys() == serial.clipped.keys()
+
+    monkeypatch.setattr(prep, "PARALLEL_ROWS", 0)
+    flat = table.append_column("Flat", pa.array(np.ones(table.num_rows)))
+    flat = flat.append_column("Flat2", pa.array(np.ones(table.num_rows)))
+    declared = Features(numeric=[*schema.numeric, "Flat", "Flat2"],
+                        categorical=schema.categorical)
+    with pytest.raises(DataError, match="'Flat' is constant"):
+        fit_features(flat, infer_schema(flat, declared), features=declared)

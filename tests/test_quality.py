@@ -327,6 +327,24 @@ def test_feature_space_metrics_equal_sklearn_exactly_below_the_sample_size(
                                                   rel=1e-12)
 
 
+def test_feature_space_metrics_over_many_rows_on_threads_with_unknown_categories() -> None:
+    """Past rowblocks.PARALLEL_ROWS the sums run on threads: still the definitions, with
+    an unknown category (code -1: all zeros) among the rows."""
+    from custseg.core import rowblocks
+
+    transform, enc = mixed(3, n=rowblocks.PARALLEL_ROWS + 4321)
+    enc.codes[::97, 0] = -1
+    x = enc.dense(transform)
+    labels = np.random.default_rng(3).integers(0, 4, enc.n).astype(np.int32)
+    labels[x[:, 0] > 1.0] = 0  # some structure, so the scores are not all near 0
+    index = np.arange(0, enc.n, 211)
+    got = quality.feature_space_metrics(enc, transform, labels, 4, sample_index=index)
+    assert got["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x, labels),
+                                                     rel=1e-9)
+    assert got["davies_bouldin"] == pytest.approx(davies_bouldin_by_definition(x, labels),
+                                                  rel=1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_feature_space_silhouette_sampled_is_reported_with_a_ci(seed: int) -> None:
     transform, enc = mixed(seed, n=400)

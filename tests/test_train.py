@@ -166,3 +166,74 @@ def test_a_large_sweep_scores_candidates_on_a_sample_and_the_chosen_k_on_all_row
     means, _ = metrics.cluster_means(z, labels, 4)
     assert np.allclose(result.clustering.centers, means, atol=1e-3)
     assert result.sentence.startswith("k=4 ")
+
+
+@pytest.mark.parametrize("components", [1, 2])
+def test_a_sweep_on_threads_equals_the_same_sweep_one_candidate_at_a_time(
+        monkeypatch: pytest.MonkeyPatch, components: int) -> None:
+    """The candidates of a sweep are fitted on threads, each seeded by its k alone: the
+    table, the choice and the model are the same as fitting them one after another."""
+    import custseg.core.train as train_module
+
+    table, _ = generate_customers(30_000, segments=3, seed=8)
+    transform, enc = fit_features(table, infer_schema(table, Features()))
+
+    def sweep() -> train_module.TrainResult:
+        return train(enc, transform, k_candidates=list(range(2, 8)), n_components=components,
+                     min_share=0.02, min_stability=0.5, tolerance=0.03)
+
+    monkeypatch.setattr(train_module, "SWEEP_THREADS", 2)
+    threaded = sweep()
+    monkeypatch.setattr(train_module, "SWEEP_THREADS", 1)
+    serial = sweep()
+    assert [c.to_dict() for c in threaded.candidates] == [
+        c.to_dict() for c in serial.candidates]
+    assert threaded.sentence == serial.sentence
+    np.testing.assert_array_equal(threaded.clustering.centers, serial.clustering.centers)
+
+
+@pytest.mark.parametrize("rows", [2_000, 300_000])
+def test_the_gram_matrix_equals_the_dense_one_hot_products(rows: int) -> None:
+    """X^T X and the column sums of the weighted one-hot matrix, from one-hot row blocks
+    (few levels, on threads past PARALLEL_ROWS) and bincounts (many levels), unknown
+    codes included, equal the dense matrix's."""
+    from custseg.core.train import ONE_HOT_LEVELS, _gram
+
+    rng = np.random.default_rng(rows)
+    levels = [3, ONE_HOT_LEVELS + 8, 2, ONE_HOT_LEVELS + 20]
+    codes = np.column_stack([rng.integers(0, k, rows) for k in levels]).astype(np.int32)
+    codes[rng.random(rows) < 0.01, 0] = -1  # unknown categories: all zeros
+    codes[rng.random(rows) < 0.01, 1] = -1
+    num = np.asfortranarray(rng.normal(size=(rows, 2)))
+    transform = FeatureTransform(
+        numeric=["a", "b"], medians=np.zeros(2), means=np.zeros(2), scales=np.ones(2),
+        categorical=["c0", "c1", "c2", "c3"], modes=["0"] * 4,
+        categories=[[str(i) for i in range(k)] for k in levels],
+        weights=np.array([0.5, 1.0, 0.8, 0.3]))
+    enc = Encoded(num=num, codes=codes)
+    dense = enc.dense(transform)
+    gram, sums = _gram(enc, transform)
+    np.testing.assert_allclose(gram, dense.T @ dense, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(sums, dense.sum(axis=0), rtol=1e-10, atol=1e-8)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_a_fit_carries_its_clusters_means_and_sizes_and_they_are_the_rows(dims: int) -> None:
+    """Lloyd sums the rows per cluster while assigning them; the fit's summary (used to
+    score it without another pass) equals the means and sizes of its final labels, and
+    its inertia the squared distances to its centres."""
+    from custseg.core import metrics
+
+    rng = np.random.default_rng(dims)
+    n = 300_000
+    z = rng.normal(size=(n, dims)) + rng.integers(0, 3, n)[:, None] * 4.0
+    clustering = fit_kmeans(z, 3, random_state=1, n_init=3)
+    if clustering.summary is None:
+        assert dims == 1  # the one-dimensional fit has no summary: scored by a pass
+        return
+    means, sizes = clustering.summary
+    want_means, want_sizes = metrics.cluster_means(z, clustering.labels, 3)
+    assert sizes.tolist() == want_sizes.tolist() == np.bincount(clustering.labels).tolist()
+    np.testing.assert_allclose(means, want_means, rtol=1e-12, atol=1e-12)
+    assert clustering.inertia == pytest.approx(
+        metrics.inertia(z, clustering.labels, clustering.centers), rel=1e-9)

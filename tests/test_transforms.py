@@ -293,6 +293,35 @@ def test_original_gives_back_the_imputed_values_including_clipped_rows(
         assert not enc.clipped
 
 
+def test_original_at_some_rows_and_profile_means_in_original_units(
+        fit_columns: Callable[..., Fit]) -> None:
+    """`original(enc, j, rows)` equals `original(enc, j)[rows]` (clipped rows included),
+    and segment means in original units (one pass over row blocks on threads, clipped rows
+    corrected) equal the means of the imputed raw values."""
+    from custseg.core import rowblocks
+    from custseg.core.profiles import profile_segments
+
+    n = rowblocks.PARALLEL_ROWS + 5000
+    columns = mixed_columns(n=n)
+    _, t, enc = fit_columns(columns, categorical=("gender", "plan"))
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, n).astype(np.int32)
+    rows = np.sort(rng.choice(n, 5000, replace=False))
+    profiles = profile_segments(enc, t, labels, 3)
+    for name in t.numeric:
+        j = col(t, name)
+        full = t.original(enc, j)
+        np.testing.assert_array_equal(t.original(enc, j, rows), full[rows])
+        clipped_rows, _ = enc.clipped.get(j, (np.zeros(0, int), None))
+        np.testing.assert_array_equal(t.original(enc, j, clipped_rows), full[clipped_rows])
+        raw = imputed(np.asarray(columns[name], dtype=float))
+        for c in range(3):
+            assert profiles[c]["numeric"][name]["mean"] == pytest.approx(
+                raw[labels == c].mean(), rel=1e-9)
+    assert any(len(enc.clipped.get(col(t, name), ((),))[0]) for name in t.numeric)
+    assert any(f != "none" for f in t.functions)
+
+
 def test_original_of_re_encoded_rows_is_clipped(fit_columns: Callable[..., Fit]) -> None:
     columns = mixed_columns()
     _, t, _ = fit_columns(columns, categorical=("gender", "plan"))

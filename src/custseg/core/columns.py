@@ -76,15 +76,34 @@ def arrow_indices(index: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
 
 
+def take_sorted(col: pa.ChunkedArray, index: np.ndarray) -> pa.Array:
+    """Rows `index` (sorted) of a chunked column, taken chunk by chunk: Arrow's take on
+    the whole column first concatenates its chunks (a copy of every row)."""
+    if pa.types.is_dictionary(col.type):  # chunks may hold different dictionaries
+        return col.take(arrow_indices(index)).combine_chunks()
+    ends = np.cumsum([len(chunk) for chunk in col.chunks])
+    cut = np.searchsorted(index, ends)
+    parts, start, first = [], 0, 0
+    for chunk, end, stop in zip(col.chunks, ends, cut, strict=True):
+        if stop > first:
+            parts.append(chunk.take(arrow_indices(index[first:stop] - start)))
+        start, first = int(end), int(stop)
+    return pa.concat_arrays(parts) if parts else pa.array([], col.type)
+
+
+def take_rows(table: pa.Table, index: np.ndarray) -> pa.Table:
+    """Rows `index` (sorted) of a table, column by column with `take_sorted`."""
+    return pa.Table.from_arrays([take_sorted(col, index) for col in table.columns],
+                                schema=table.schema)
+
+
 def integers(arr: pa.Array) -> np.ndarray:
     """An integer Arrow array without nulls as a numpy int64 array, read from its buffer
     (as `to_numpy`)."""
     t = arr.type
     if not pa.types.is_integer(t) or arr.null_count:
         raise TypeError(f"expected integers without nulls, found {t}")
-    kind = "u" if pa.types.is_unsigned_integer(t) else "i"
-    dtype = np.dtype(f"{kind}{t.bit_width // 8}")
-    raw = np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))
+    raw = np.frombuffer(arr.buffers()[1], dtype=_numpy_dtype(t), count=arr.offset + len(arr))
     return raw[arr.offset:].astype(np.int64)
 
 
@@ -113,10 +132,9 @@ def to_numpy(col: pa.ChunkedArray, dtype: type[np.generic], missing: float | int
     return out
 
 
-def numeric_column(
-    name: str, col: pa.ChunkedArray, locate: Locate
-) -> tuple[np.ndarray, pa.ChunkedArray]:
-    """The column as float64 with NaN for missing values, and as an Arrow float column."""
+def numeric_column(name: str, col: pa.ChunkedArray, locate: Locate,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """The column as float64, NaN for missing values (written into `out` when given)."""
     t = col.type
     if pa.types.is_dictionary(t):
         col = pc.cast(col, pa.string())
@@ -137,15 +155,53 @@ def numeric_column(
         or pa.types.is_null(t)
     ):
         raise DataError(f"column {name!r} should be numeric, but its values are {t}")
-    floats = pc.cast(col, pa.float64())
-    values = to_numpy(floats, np.float64, np.nan)
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = int(np.argmax(infinite))
-        raise DataError(
-            f"column {name!r}: {locate(row)} holds {values[row]} (expected a finite number)"
-        )
-    return values, floats
+    if pa.types.is_integer(t) or (pa.types.is_floating(t) and t.bit_width > 16):
+        values = _fixed_width_as_float64(col, out)  # numpy converts as it copies: one pass
+    else:
+        values = to_numpy(pc.cast(col, pa.float64()), np.float64, np.nan)
+        if out is not None:
+            out[:] = values
+            values = out
+    if pa.types.is_floating(t):
+        infinite = np.isinf(values)
+        if infinite.any():
+            row = int(np.argmax(infinite))
+            raise DataError(
+                f"column {name!r}: {locate(row)} holds {values[row]} (expected a finite number)"
+            )
+    return values
+
+
+def _fixed_width_as_float64(col: pa.ChunkedArray, out: np.ndarray | None = None
+                            ) -> np.ndarray:
+    """An integer or float column as float64 (NaN where missing), read from its buffers
+    (into `out` when given)."""
+    if out is None:
+        out = np.empty(len(col), dtype=np.float64)
+    source = _numpy_dtype(col.type)
+    pos = 0
+    for chunk in col.chunks:
+        n = len(chunk)
+        buffer = chunk.buffers()[1]
+        if buffer is None:  # no values at all
+            out[pos : pos + n] = np.nan
+            pos += n
+            continue
+        out[pos : pos + n] = np.frombuffer(buffer, dtype=source, count=n,
+                                           offset=chunk.offset * source.itemsize)
+        present = present_mask(chunk)
+        if present is not None:
+            out[pos : pos + n][~present] = np.nan
+        pos += n
+    return out
+
+
+def _numpy_dtype(t: pa.DataType) -> np.dtype[Any]:
+    """numpy's dtype for an Arrow integer or float type."""
+    if pa.types.is_floating(t):
+        return np.dtype(f"f{t.bit_width // 8}")
+    kind = "u" if pa.types.is_unsigned_integer(t) else "i"
+    return np.dtype(f"{kind}{t.bit_width // 8}")
 
 
 def arrow_median(floats: pa.ChunkedArray) -> float:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custseg.core.kmeans1d import LineFit, SortedLine
+from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
@@ -35,12 +36,37 @@ class KMeansFit:
     labels: np.ndarray  # (n,) int32
     inertia: float
     n_iter: int
+    # per-cluster sums (k, p) and sizes of the rows under `labels`, when Lloyd had them
+    sums: np.ndarray | None = None
+    counts: np.ndarray | None = None
 
 
 def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre of each row, and the squared distance to it (`x_sq`: the rows'
     squared norms, when the caller has them)."""
+    step = _assign_step(x, centers, x_sq, sums=False)
+    return step.labels, step.d2
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A Lloyd assignment: labels, squared distances, and (when asked) the per-cluster
+    sums and sizes of the rows as assigned, for the next centres, and the sum of the
+    rows' squared norms."""
+
+    labels: np.ndarray
+    d2: np.ndarray
+    sums: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    sq_total: float = 0.0
+
+
+def _assign_step(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None, *,
+                 sums: bool) -> _Step:
+    """Assign the rows to their nearest centres; with `sums`, also sum them per cluster
+    while each block is in the cache (the M step then needs no pass of its own). Without
+    `x_sq`, each block's squared norms are computed with it (no array of them kept)."""
     n, k = len(x), len(centers)
     labels = np.empty(n, dtype=np.int32)
     d2min = np.empty(n)
@@ -54,30 +80,43 @@ def assign(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None = None
             labels[s : s + _CHUNK] = order[pos]
             diff = xs - c[pos]
             d2min[s : s + _CHUNK] = diff * diff
-        return labels, d2min
-    if x_sq is None:
-        x_sq = np.einsum("ij,ij->i", x, x)
+        if not sums:
+            return _Step(labels, d2min)
+        total, counts, _ = cluster_sums(x, labels, k)
+        return _Step(labels, d2min, total, counts, float(x[:, 0] @ x[:, 0]))
     c_sq = (centers * centers).sum(axis=1)
-    for s in range(0, n, _BLOCK):  # in place, in cache-sized blocks: 2x one-shot numpy
-        xs = x[s : s + _BLOCK]
-        d2 = xs @ centers.T
+    centers_t = np.ascontiguousarray(centers.T)
+    p = x.shape[1]
+
+    def work(s: int, e: int) -> np.ndarray | None:  # in place, in cache-sized blocks
+        block = x[s:e]
+        d2 = block @ centers_t
         d2 *= -2.0
         d2 += c_sq
         lab = d2.argmin(axis=1)
-        labels[s : s + _BLOCK] = lab
+        labels[s:e] = lab
         best = np.take_along_axis(d2, lab[:, None], axis=1)[:, 0]
-        best += x_sq[s : s + _BLOCK]
-        np.maximum(best, 0.0, out=d2min[s : s + _BLOCK])
-    del k
-    return labels, d2min
+        norms = x_sq[s:e] if x_sq is not None else np.einsum("ij,ij->i", block, block)
+        best += norms
+        np.maximum(best, 0.0, out=d2min[s:e])
+        if not sums:
+            return None
+        one_hot = indicator(lab, k)
+        part = np.empty((k, p + 2))
+        part[:, :p] = one_hot.T @ block
+        part[:, p] = one_hot.sum(axis=0)
+        part[:, p + 1] = one_hot.T @ norms
+        return part
 
-
-def _means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.bincount(labels, minlength=k)
-    sums = np.empty((k, x.shape[1]))
-    for j in range(x.shape[1]):
-        sums[:, j] = np.bincount(labels, weights=x[:, j], minlength=k)
-    return sums, counts
+    parts = map_blocks(work, n, _BLOCK)
+    if not sums:
+        return _Step(labels, d2min)
+    total = np.zeros((k, p + 2))
+    for part in parts:
+        assert part is not None
+        total += part
+    return _Step(labels, d2min, total[:, :p], np.rint(total[:, p]).astype(np.int64),
+                 float(total[:, p + 1].sum()))
 
 
 def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -122,44 +161,47 @@ def lloyd(
     """Lloyd iterations from `centers` until the squared centre shift is below `tol` x the
     mean feature variance (`x_sq`, `variance`: the rows' squared norms and that mean
     variance, when the caller has them from an earlier fit on the same rows)."""
-    k = len(centers)
-    if x_sq is None and x.shape[1] > 1:
-        x_sq = np.einsum("ij,ij->i", x, x)
-    if variance is None:
-        variance = mean_variance(x, x_sq)
-    tol_abs = tol * variance
     centers = centers.copy()
-    labels, d2 = assign(x, centers, x_sq)
+    step = _assign_step(x, centers, x_sq, sums=True)
+    if variance is None:  # from the first assignment's sums: no pass of its own
+        assert step.sums is not None
+        variance = _variance(len(x), step.sums.sum(axis=0), step.sq_total)
+    tol_abs = tol * variance
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        sums, counts = _means(x, labels, k)
+        assert step.sums is not None and step.counts is not None
         new = centers.copy()
-        filled = counts > 0
-        new[filled] = sums[filled] / counts[filled, None]
+        filled = step.counts > 0
+        new[filled] = step.sums[filled] / step.counts[filled, None]
         empty = np.flatnonzero(~filled)
         if len(empty):  # relocate empty clusters to the farthest points
-            far = np.argsort(d2)[::-1][: len(empty)]
+            far = np.argsort(step.d2)[::-1][: len(empty)]
             new[empty] = x[far]
         shift = float(((new - centers) ** 2).sum())
         centers = new
-        new_labels, d2 = assign(x, centers, x_sq)
-        unchanged = np.array_equal(new_labels, labels)
-        labels = new_labels
-        if unchanged or shift <= tol_abs:
+        last = step
+        step = _assign_step(x, centers, x_sq, sums=True)
+        if shift <= tol_abs or np.array_equal(step.labels, last.labels):
             break
-    return KMeansFit(centers=centers, labels=labels, inertia=float(d2.sum()), n_iter=n_iter)
+    return KMeansFit(centers=centers, labels=step.labels, inertia=float(step.d2.sum()),
+                     n_iter=n_iter, sums=step.sums, counts=step.counts)
 
 
 def mean_variance(x: np.ndarray, x_sq: np.ndarray | None = None) -> float:
     """The mean of the columns' variances, from the rows' squared norms (one pass over
     the rows instead of numpy's var, which copies them: 0.7 s at 10M rows x 3)."""
-    n, p = x.shape
+    total = float(x_sq.sum()) if x_sq is not None else float(np.einsum("ij,ij->", x, x))
+    return _variance(len(x), x.sum(axis=0), total)
+
+
+def _variance(n: int, column_sums: np.ndarray, sq_total: float) -> float:
+    """The mean of the columns' variances from the column sums and the sum of the rows'
+    squared norms."""
     if n < 2:
         return 0.0
-    mean = x.mean(axis=0)
-    total = float(x_sq.sum()) if x_sq is not None else float(np.einsum("ij,ij->", x, x))
-    return float(max(total / n - float(mean @ mean), 0.0) / p)
+    mean = column_sums / n
+    return float(max(sq_total / n - float(mean @ mean), 0.0) / len(mean))
 
 
 class Prepared:

@@ -30,9 +30,13 @@ memory near the size of the numeric columns, even at tens of millions of rows.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -73,6 +77,7 @@ CLIP_QUANTILES = (0.005, 0.995)
 SKEW_THRESHOLD = 1.0
 LOG_SCALE_QUANTILE = 0.01  # s: near the smallest positive values, so log1p(x/s) ~ log(x/s)
 _SAMPLE = 200_000
+T = TypeVar("T")
 
 
 def _no_locate(row: int) -> str:
@@ -185,16 +190,25 @@ class FeatureTransform:
         out /= self.scales[j]
         return out
 
-    def original(self, enc: Encoded, j: int) -> np.ndarray:
-        """Numeric column j of encoded training rows in original units (imputed, not
-        clipped: the clipped rows' values are kept aside by `fit_features`)."""
-        y = enc.num[:, j] * self.scales[j] + self.means[j]
-        raw = inverse(y, self.functions[j], float(self.log_scales[j]))
+    def unscale(self, scaled: np.ndarray, j: int) -> np.ndarray:
+        """Values of numeric feature j back in original units, as a new array (a clipped
+        value stays at its bound: see `original`)."""
+        return np.asarray(inverse(scaled * self.scales[j] + self.means[j], self.functions[j],
+                                  float(self.log_scales[j])))
+
+    def original(self, enc: Encoded, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Numeric column j of encoded training rows (all, or `rows`) in original units
+        (imputed, not clipped: the clipped rows' values are kept aside by `fit_features`)."""
+        raw = self.unscale(enc.num[:, j] if rows is None else enc.num[rows, j], j)
         if j in enc.clipped:
-            rows, values = enc.clipped[j]
-            raw = np.array(raw, copy=True)
-            raw[rows] = values
-        return np.asarray(raw)
+            clipped, values = enc.clipped[j]  # clipped: sorted row numbers
+            if rows is None:
+                raw[clipped] = values
+            elif len(clipped):
+                at = np.minimum(np.searchsorted(clipped, rows), len(clipped) - 1)
+                hit = clipped[at] == rows
+                raw[hit] = values[at[hit]]
+        return raw
 
     def describe(self, name: str) -> str:
         """The transform of one input column, in words (for the schema table)."""
@@ -339,15 +353,119 @@ def category_weight(freq: np.ndarray, weight: float) -> float:
     return min(1.0, math.sqrt(weight / spread)) if spread > 0 else 1.0
 
 
-def _raw_numeric(name: str, col: pa.ChunkedArray, fmt: str | None, locate: Locate
-                 ) -> tuple[np.ndarray, float | None]:
-    """Raw values (NaN when missing) and, for a date column, the newest date (days)."""
+def _raw_numeric(name: str, col: pa.ChunkedArray, fmt: str | None, locate: Locate,
+                 out: np.ndarray) -> float | None:
+    """Raw values (NaN when missing) into `out` and, for a date column, the newest date
+    (days)."""
     if fmt is None:
-        values, _ = numeric_column(name, col, locate)
-        return values, None
+        numeric_column(name, col, locate, out)
+        return None
     days = date_column_days(name, col, fmt, locate)
     newest = float(np.nanmax(days))
-    return newest - days, newest
+    np.subtract(newest, days, out=out)
+    return newest
+
+
+@dataclass(frozen=True)
+class _NumericFit:
+    """What fitting one numeric column learned (its scaled values go straight into the
+    feature matrix)."""
+
+    median: float
+    mean: float
+    scale: float
+    function: str
+    log_scale: float
+    low: float
+    high: float
+    newest: float | None
+    flag: bool
+    clipped: tuple[np.ndarray, np.ndarray] | None
+
+
+def _fit_numeric(table: pa.Table, name: str, fmt: str | None, mode: str, locate: Locate,
+                 column: np.ndarray) -> _NumericFit:
+    """Impute, plan, clip, transform and scale one numeric column, in place in `column`
+    (its slot of the feature matrix: no other full-length copy but the median's)."""
+    col = table.column(name)
+    require_values(name, col, len(column))
+    newest = _raw_numeric(name, col, fmt, locate, column)
+    missing = np.isnan(column)
+    any_missing = bool(missing.any())
+    present = column[~missing] if any_missing else column.copy()  # the median reorders it
+    flag = _only_zero_one(present)
+    median = float(np.median(present, overwrite_input=True))
+    del present
+    if any_missing:
+        np.copyto(column, median, where=missing)
+    del missing
+    function, scale, lo, hi = plan_numeric(column, mode)
+    clipped = None
+    if np.isfinite(lo) or np.isfinite(hi):
+        rows = np.flatnonzero((column < lo) | (column > hi))
+        if len(rows):
+            clipped = (rows, column[rows])  # fancy indexing copies
+        np.clip(column, lo, hi, out=column)
+    if function == "log1p":  # forward(), in place
+        column /= scale
+        np.log1p(column, out=column)
+    elif function != "none":
+        np.copyto(column, forward(column, function, scale))
+    mean = float(column.mean())
+    column -= mean
+    std = math.sqrt(float(np.dot(column, column)) / len(column))
+    if std == 0.0 or std < 1e-12 * max(1.0, abs(mean)):
+        raise DataError(
+            f"column {name!r} is constant (every row is {median:g}): it cannot separate "
+            f"segments; drop it with features.ignore"
+        )
+    column /= std
+    return _NumericFit(median, mean, std, function, scale, lo, hi, newest, flag, clipped)
+
+
+@dataclass(frozen=True)
+class _CategoricalFit:
+    mode: str
+    categories: list[str]
+    weight: float
+
+
+def _fit_categorical(table: pa.Table, name: str, plain: bool, categorical_weight: float,
+                     codes: np.ndarray) -> _CategoricalFit:
+    """The levels, mode and weight of one categorical column; its codes into `codes`."""
+    col = table.column(name)
+    require_values(name, col, len(codes))
+    strings = category_strings(name, col)
+    counts = pc.value_counts(strings.drop_null())
+    values = counts.field("values").to_pylist()
+    freq = np.array(counts.field("counts").to_pylist())
+    cats = sorted(values)
+    if len(cats) < 2:
+        raise DataError(
+            f"column {name!r} is constant (every row is {cats[0]!r}): it cannot separate "
+            f"segments; drop it with features.ignore"
+        )
+    top = freq.max()
+    mode = min(v for v, f in zip(values, freq, strict=True) if f == top)  # sklearn's rule
+    col_codes = category_codes(strings, cats)
+    col_codes[col_codes == -2] = cats.index(mode)
+    codes[:] = col_codes
+    weight = 1.0 if plain else category_weight(
+        np.bincount(col_codes, minlength=len(cats)).astype(float), categorical_weight)
+    return _CategoricalFit(mode, cats, weight)
+
+
+PARALLEL_ROWS = 200_000  # below this, fitting the columns one after another is as fast
+
+
+def _each_column(tasks: list[Callable[[], T]], rows: int) -> list[T]:
+    """Run one task per column, on threads when the table is big (numpy and Arrow release
+    the GIL in their loops); results (and the first error) in column order."""
+    workers = min(len(tasks), os.cpu_count() or 1)
+    if workers <= 1 or rows < PARALLEL_ROWS:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda task: task(), tasks))
 
 
 def fit_features(
@@ -357,95 +475,42 @@ def fit_features(
     """Learn imputation, transforms, scaling and categories from `table`, and encode it."""
     features = features or Features()
     n = table.num_rows
-    numeric = schema.numeric
-    dates = schema.dates
+    numeric, dates, categorical = schema.numeric, schema.dates, schema.categorical
     # column-major: every later pass (Gram matrix, bincounts) reads whole columns
     num = np.empty((n, len(numeric)), dtype=np.float64, order="F")
-    medians, means, scales, functions, log_scales, lows, highs = [], [], [], [], [], [], []
-    reference: dict[str, float] = {}
-    flags: list[str] = []
-    clipped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for j, name in enumerate(numeric):
-        col = table.column(name)
-        require_values(name, col, n)
-        values, newest = _raw_numeric(name, col, dates.get(name), locate)
-        if newest is not None:
-            reference[name] = newest
-        missing = np.isnan(values)
-        present = values[~missing]  # a copy: the median may reorder it in place
-        if _only_zero_one(present):
-            flags.append(name)
-        median = float(np.median(present, overwrite_input=True))
-        del present
-        np.copyto(values, median, where=missing)
-        mode = features.transforms.get(name, features.transform)
-        function, scale, lo, hi = plan_numeric(values, mode)
-        outside = (values < lo) | (values > hi)
-        if outside.any():
-            rows = np.flatnonzero(outside)
-            clipped[j] = (rows, values[rows].copy())
-        np.clip(values, lo, hi, out=values)
-        values = forward(values, function, scale)
-        mean, std = float(values.mean()), float(values.std())
-        if std == 0.0 or std < 1e-12 * max(1.0, abs(mean)):
-            raise DataError(
-                f"column {name!r} is constant (every row is {median:g}): it cannot separate "
-                f"segments; drop it with features.ignore"
-            )
-        column = num[:, j]  # contiguous (column-major): written once, in place
-        np.subtract(values, mean, out=column)
-        column /= std
-        del values
-        medians.append(median)
-        means.append(mean)
-        scales.append(std)
-        functions.append(function)
-        log_scales.append(scale)
-        lows.append(lo)
-        highs.append(hi)
-    codes = np.empty((n, len(schema.categorical)), dtype=np.int32)
-    modes, categories, weights = [], [], []
-    for j, name in enumerate(schema.categorical):
-        col = table.column(name)
-        require_values(name, col, n)
-        strings = category_strings(name, col)
-        counts = pc.value_counts(strings.drop_null())
-        values_ = counts.field("values").to_pylist()
-        freq = np.array(counts.field("counts").to_pylist())
-        cats = sorted(values_)
-        if len(cats) < 2:
-            raise DataError(
-                f"column {name!r} is constant (every row is {cats[0]!r}): it cannot separate "
-                f"segments; drop it with features.ignore"
-            )
-        top = freq.max()
-        mode_ = min(v for v, f in zip(values_, freq, strict=True) if f == top)  # sklearn's rule
-        col_codes = category_codes(strings, cats)
-        col_codes[col_codes == -2] = cats.index(mode_)
-        codes[:, j] = col_codes
-        modes.append(mode_)
-        categories.append(cats)
-        plain = features.transforms.get(name, features.transform) == "none"
-        weights.append(1.0 if plain else category_weight(
-            np.bincount(col_codes, minlength=len(cats)).astype(float),
-            features.categorical_weight))
+    codes = np.empty((n, len(categorical)), dtype=np.int32, order="F")
+    mode_of = features.transforms.get
+    tasks: list[Callable[[], _NumericFit | _CategoricalFit]] = [
+        partial(_fit_numeric, table, name, dates.get(name), mode_of(name, features.transform),
+                locate, num[:, j])
+        for j, name in enumerate(numeric)
+    ] + [
+        partial(_fit_categorical, table, name, mode_of(name, features.transform) == "none",
+                features.categorical_weight, codes[:, j])
+        for j, name in enumerate(categorical)
+    ]
+    fits = _each_column(tasks, n)
+    nums = [f for f in fits if isinstance(f, _NumericFit)]
+    cats = [f for f in fits if isinstance(f, _CategoricalFit)]
     transform = FeatureTransform(
         numeric=list(numeric),
-        medians=np.array(medians),
-        means=np.array(means),
-        scales=np.array(scales),
-        categorical=list(schema.categorical),
-        modes=modes,
-        categories=categories,
-        functions=functions,
-        log_scales=np.array(log_scales),
-        clip_low=np.array(lows),
-        clip_high=np.array(highs),
+        medians=np.array([f.median for f in nums]),
+        means=np.array([f.mean for f in nums]),
+        scales=np.array([f.scale for f in nums]),
+        categorical=list(categorical),
+        modes=[f.mode for f in cats],
+        categories=[f.categories for f in cats],
+        functions=[f.function for f in nums],
+        log_scales=np.array([f.log_scale for f in nums]),
+        clip_low=np.array([f.low for f in nums]),
+        clip_high=np.array([f.high for f in nums]),
         dates={c: f for c, f in dates.items() if c in numeric},
-        date_reference=reference,
-        weights=np.array(weights),
-        flags=flags,
+        date_reference={c: f.newest for c, f in zip(numeric, nums, strict=True)
+                        if f.newest is not None},
+        weights=np.array([f.weight for f in cats]),
+        flags=[c for c, f in zip(numeric, nums, strict=True) if f.flag],
     )
+    clipped = {j: f.clipped for j, f in enumerate(nums) if f.clipped is not None}
     return transform, Encoded(num=num, codes=codes, clipped=clipped)
 
 
@@ -461,7 +526,7 @@ def encode(table: pa.Table, transform: FeatureTransform, locate: Locate = _no_lo
     for j, name in enumerate(transform.numeric):
         fmt = transform.dates.get(name)
         if fmt is None:
-            values, _ = numeric_column(name, table.column(name), locate)
+            values = numeric_column(name, table.column(name), locate)
         else:
             values = transform.date_reference[name] - date_column_days(
                 name, table.column(name), fmt, locate)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
 
 __all__ = [
     "QUANTILE_SAMPLE",
@@ -60,18 +61,35 @@ BOOLEAN_LEVELS = ({"false", "true"}, {"0", "1"}, {"no", "yes"}, {"n", "y"})
 TRUE_WORDS = {"true", "1", "yes", "y"}
 
 
-def _original(enc: Encoded, transform: FeatureTransform, j: int) -> np.ndarray:
-    """Numeric column j in original units (imputed, unclipped)."""
-    if hasattr(transform, "original"):
-        return np.asarray(transform.original(enc, j), dtype=np.float64)
-    return np.asarray(enc.num[:, j] * transform.scales[j] + transform.means[j])
-
-
 def _affine(enc: Encoded, transform: FeatureTransform, j: int) -> bool:
     """Whether numeric column j is its original values scaled (no log, nothing clipped):
     then its segment means follow from the feature means, without a pass over the rows."""
-    functions = getattr(transform, "functions", None)
-    return (not functions or functions[j] == "none") and j not in getattr(enc, "clipped", {})
+    return transform.functions[j] == "none" and j not in enc.clipped
+
+
+def _original_means(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
+                    columns: list[int]) -> dict[int, np.ndarray]:
+    """Per-cluster means in original units of numeric `columns`, in one pass over the
+    rows (clipped rows corrected afterwards, from the values `fit_features` kept)."""
+    if not columns:
+        return {}
+
+    def work(s: int, e: int) -> np.ndarray:
+        block = np.empty((e - s, len(columns)))
+        for i, j in enumerate(columns):
+            block[:, i] = transform.unscale(enc.num[s:e, j], j)
+        return np.asarray(indicator(labels[s:e], k).T @ block)
+
+    sums = np.zeros((k, len(columns)))
+    for part in map_blocks(work, enc.n):
+        sums += part
+    for i, j in enumerate(columns):
+        if j in enc.clipped:
+            rows, values = enc.clipped[j]
+            bound = transform.unscale(enc.num[rows, j], j)
+            sums[:, i] += np.bincount(labels[rows], weights=values - bound, minlength=k)
+    sizes = np.maximum(np.bincount(labels, minlength=k), 1)
+    return {j: sums[:, i] / sizes for i, j in enumerate(columns)}
 
 
 def _sample(n: int, random_state: int) -> np.ndarray:
@@ -98,15 +116,17 @@ def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarr
         {"id": c, "size": int(sizes[c]), "share": float(sizes[c] / n), "numeric": {},
          "categorical": {}, "differences": []} for c in range(k)]
     binary = []
+    z_sums, _, _ = cluster_sums(enc.num, labels, k)
+    curved = _original_means(enc, transform, labels, k, [
+        j for j in range(len(transform.numeric)) if not _affine(enc, transform, j)])
     for j, name in enumerate(transform.numeric):
-        z_means = np.bincount(labels, weights=enc.num[:, j], minlength=k) / np.maximum(sizes, 1)
-        if _affine(enc, transform, j):
+        z_means = z_sums[:, j] / np.maximum(sizes, 1)
+        if j in curved:
+            means = curved[j]
+            sampled = transform.original(enc, j, sample)
+        else:
             means = z_means * transform.scales[j] + transform.means[j]
             sampled = enc.num[sample, j] * transform.scales[j] + transform.means[j]
-        else:
-            original = _original(enc, transform, j)
-            means = np.bincount(labels, weights=original, minlength=k) / np.maximum(sizes, 1)
-            sampled = original[sample]
         if len(sampled) and bool(((np.abs(sampled) < 1e-9) | (np.abs(sampled - 1) < 1e-9)).all()):
             binary.append(name)
         for c in range(k):
@@ -118,9 +138,9 @@ def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarr
     for j, name in enumerate(transform.categorical):
         cats = transform.categories[j]
         codes = enc.codes[:, j]
-        population = np.bincount(codes, minlength=len(cats)) / n
         table = np.bincount(labels * len(cats) + codes, minlength=k * len(cats)).reshape(
             k, len(cats))
+        population = table.sum(axis=0) / n
         for c in range(k):
             shares = table[c] / max(int(sizes[c]), 1)
             profiles[c]["categorical"][name] = dict(zip(cats, shares.tolist(), strict=True))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from custseg.core import kmeans, metrics
+from custseg.core import kmeans, metrics, rowblocks
 from custseg.core.preprocessing import Encoded, FeatureTransform
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
 FEATURE_SILHOUETTE_SAMPLE = 3_000
 STABILITY_FITS = 3
 STABILITY_ROWS = 10_000
-_CHUNK = 1 << 18
 
 
 def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
@@ -162,47 +161,61 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
 def _cluster_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cluster sizes, feature sums (k, d) and sums of squared norms, in the weighted
-    feature space, from the codes (no one-hot matrix)."""
-    d = transform.n_features
-    sizes = np.bincount(labels, minlength=k).astype(np.float64)
-    sums = np.zeros((k, d))
-    sq = np.zeros(k)
-    for j in range(enc.num.shape[1]):
-        col = enc.num[:, j]
-        sums[:, j] = np.bincount(labels, weights=col, minlength=k)
-        sq += np.bincount(labels, weights=col * col, minlength=k)
-    for j, (off, cats) in enumerate(zip(transform.offsets, transform.categories, strict=True)):
-        w = float(transform.weights[j])
-        codes = enc.codes[:, j]
-        known = codes >= 0
-        table = np.bincount(labels[known] * len(cats) + codes[known],
-                            minlength=k * len(cats)).reshape(k, len(cats))
-        sums[:, off : off + len(cats)] = w * table
-        sq += w * w * table.sum(axis=1)
-    return sizes, sums, sq
-
-
-def _distances_to_means(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
-                        means: np.ndarray) -> np.ndarray:
-    """Each row's Euclidean distance to its cluster mean in the feature space."""
+    feature space, from the codes (no one-hot matrix of the data), in one pass."""
     a = enc.num.shape[1]
-    out = np.empty(enc.n)
-    mean_sq_cat = np.zeros(len(means))
+    d = transform.n_features
+    levels = [np.arange(len(c), dtype=enc.codes.dtype) for c in transform.categories]
+
+    def work(s: int, e: int) -> np.ndarray:
+        one_hot = rowblocks.indicator(labels[s:e], k)
+        num = enc.num[s:e]
+        part = np.zeros((k, d + 2))
+        part[:, :a] = one_hot.T @ num
+        part[:, d] = one_hot.sum(axis=0)
+        part[:, d + 1] = one_hot.T @ np.einsum("ij,ij->i", num, num)
+        for j, (off, level) in enumerate(zip(transform.offsets, levels, strict=True)):
+            w = float(transform.weights[j])
+            codes = (enc.codes[s:e, j][:, None] == level).astype(np.float64)  # unknown: 0s
+            table = one_hot.T @ codes
+            part[:, off : off + len(level)] = w * table
+            part[:, d + 1] += w * w * table.sum(axis=1)
+        return part
+
+    total = np.zeros((k, d + 2))
+    for part in rowblocks.map_blocks(work, enc.n):
+        total += part
+    return total[:, d], total[:, :d], total[:, d + 1]
+
+
+def _distance_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
+                   means: np.ndarray) -> np.ndarray:
+    """Per cluster, the sum of its rows' Euclidean distances to its mean in the feature
+    space."""
+    a = enc.num.shape[1]
+    k = len(means)
+    mean_sq_cat = np.zeros(k)
+    tables = []  # per categorical column: its block of the means, a 0 column for unknowns
     for off, cats in zip(transform.offsets, transform.categories, strict=True):
-        mean_sq_cat += (means[:, off : off + len(cats)] ** 2).sum(axis=1)
-    for s in range(0, enc.n, _CHUNK):
-        e = min(s + _CHUNK, enc.n)
+        block = means[:, off : off + len(cats)]
+        mean_sq_cat += (block**2).sum(axis=1)
+        tables.append(np.hstack([block, np.zeros((k, 1))]))
+
+    def work(s: int, e: int) -> np.ndarray:
         lab = labels[s:e]
         diff = enc.num[s:e] - means[lab, :a]
-        d2 = np.einsum("ij,ij->i", diff, diff) + mean_sq_cat[lab]
-        for j, off in enumerate(transform.offsets):
+        d2 = np.einsum("ij,ij->i", diff, diff)
+        d2 += mean_sq_cat[lab]
+        for j, table in enumerate(tables):
             w = float(transform.weights[j])
             codes = enc.codes[s:e, j]
-            known = codes >= 0
-            m = means[lab[known], off + codes[known]]
-            d2[known] += w * w - 2.0 * w * m
-        out[s:e] = np.sqrt(np.maximum(d2, 0.0))
-    return out
+            d2 += (w * w) * (codes >= 0) - (2.0 * w) * table[lab, codes]  # -1: the 0 column
+        np.maximum(d2, 0.0, out=d2)
+        return np.asarray(rowblocks.indicator(lab, k).T @ np.sqrt(d2, out=d2))
+
+    total = np.zeros(k)
+    for part in rowblocks.map_blocks(work, enc.n):
+        total += part
+    return total
 
 
 def feature_space_metrics(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
@@ -215,8 +228,7 @@ def feature_space_metrics(enc: Encoded, transform: FeatureTransform, labels: np.
     extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())
     intra = float(sq.sum() - (sizes * (means**2).sum(axis=1)).sum())
     ch = 1.0 if intra <= 0.0 else extra * (n - k) / (intra * (k - 1))
-    dist = np.bincount(labels, weights=_distances_to_means(enc, transform, labels, means),
-                       minlength=k) / np.maximum(sizes, 1)
+    dist = _distance_sums(enc, transform, labels, means) / np.maximum(sizes, 1)
     centroid = np.sqrt(((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
     if np.allclose(dist, 0) or np.allclose(centroid, 0):
         db = 0.0

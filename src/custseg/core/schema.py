@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from custseg.config import Features
-from custseg.core.columns import NUMBER, arrow_indices, integers
+from custseg.core.columns import NUMBER, integers, take_sorted
 from custseg.errors import DataError
 
 __all__ = [
@@ -174,11 +174,11 @@ def _target_like(name: str) -> bool:
 
 
 def _sample(col: pa.ChunkedArray) -> pa.Array:
-    values = col.drop_null()
+    values = col.drop_null() if col.null_count else col  # drop_null copies every row
     if len(values) <= _SAMPLE:
         return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     step = len(values) // _SAMPLE  # an even spread: rows are not assumed shuffled
-    return values.take(arrow_indices(np.arange(0, step * _SAMPLE, step)))
+    return take_sorted(values, np.arange(0, step * _SAMPLE, step))
 
 
 def _top_share(col: pa.ChunkedArray, present: int) -> tuple[Any, float]:

@@ -13,13 +13,15 @@ Pure computation: takes encoded features (see preprocessing) and returns values.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from custseg.core import kmeans, metrics, quality
+from custseg.core import kmeans, metrics, quality, rowblocks
 from custseg.core.preprocessing import Encoded, FeatureTransform
 from custseg.errors import TrainError
 
@@ -40,8 +42,10 @@ __all__ = [
 AUTO_VARIANCE = 0.9  # n_components: auto keeps the components explaining 90% of variance
 INIT_SAMPLE = 10_000  # rows the k-means++ starts run on, before the refinement on all rows
 SCORE_SAMPLE = 200_000  # rows a sweep's candidates are scored on (the chosen k: all rows)
-_CHUNK = 1 << 20
 Progress = Callable[[str, float], None]
+
+
+SWEEP_THREADS = os.cpu_count() or 1  # candidates of a k sweep fitted at once
 
 
 def _no_progress(_message: str, _fraction: float) -> None:
@@ -72,6 +76,9 @@ class Clustering:
     labels: np.ndarray  # (n,) int32
     inertia: float
     n_iter: int
+    # the means and sizes of the clusters under `labels` (metrics.Summary), when the fit
+    # had them: scoring the fit then needs no pass over the rows for them
+    summary: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,9 @@ class TrainResult:
 # -- PCA -----------------------------------------------------------------------------------
 
 
+ONE_HOT_LEVELS = 32  # up to this many levels, a column's Gram blocks are block products
+
+
 def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.ndarray]:
     """X^T X and column sums of the full one-hot feature matrix, without building it."""
     a = enc.num.shape[1]
@@ -144,28 +154,71 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
     sums[:a] = enc.num.sum(axis=0)
     offsets = transform.offsets
     sizes = [len(c) for c in transform.categories]
-    for j, (off, kj) in enumerate(zip(offsets, sizes, strict=True)):
-        codes = enc.codes[:, j]
-        known = codes >= 0
-        all_known = bool(known.all())  # always so on training data: no copies then
-        cj = codes if all_known else codes[known]
-        counts = np.bincount(cj, minlength=kj).astype(np.float64)
-        sums[off : off + kj] = counts
-        gram[off : off + kj, off : off + kj] = np.diag(counts)
-        for i in range(a):
-            weights = enc.num[:, i] if all_known else enc.num[known, i]
-            block = np.bincount(cj, weights=weights, minlength=kj)
-            gram[i, off : off + kj] = block
-            gram[off : off + kj, i] = block
-        for j2 in range(j):
-            off2, k2 = offsets[j2], sizes[j2]
-            codes2 = enc.codes[:, j2]
-            both = known & (codes2 >= 0)
-            table = np.bincount(codes[both] * k2 + codes2[both], minlength=kj * k2).reshape(kj, k2)
-            gram[off : off + kj, off2 : off2 + k2] = table
-            gram[off2 : off2 + k2, off : off + kj] = table.T
+    # few levels: the numeric x category and category x category blocks as products of
+    # one-hot row blocks (on both cores); many: bincounts (no rows x levels matrix)
+    few = [j for j, kj in enumerate(sizes) if kj <= ONE_HOT_LEVELS]
+    if few:
+        gram += _one_hot_blocks(enc, offsets, sizes, few, d)
+    for j in (j for j in range(len(sizes)) if j not in few):
+        _bincount_blocks(enc, gram, offsets, sizes, j, few)
+    for off, kj in zip(offsets, sizes, strict=True):  # a level's count: its diagonal entry
+        sums[off : off + kj] = np.diag(gram)[off : off + kj]
     w = transform.feature_weights  # a one-hot feature is w_j, not 1, when set
     return gram * np.outer(w, w), sums * w
+
+
+def _one_hot_blocks(enc: Encoded, offsets: list[int], sizes: list[int], few: list[int],
+                    d: int) -> np.ndarray:
+    """The Gram entries of the few-level categorical columns (with the numeric columns
+    and among themselves), unknown codes (-1) contributing nothing."""
+    a = enc.num.shape[1]
+    cols = np.concatenate([np.arange(offsets[j], offsets[j] + sizes[j]) for j in few])
+    levels = [np.arange(sizes[j], dtype=enc.codes.dtype) for j in few]
+
+    def work(s: int, e: int) -> np.ndarray:
+        one_hot = np.hstack([np.asarray(enc.codes[s:e, j][:, None] == lv, dtype=np.float64)
+                             for j, lv in zip(few, levels, strict=True)])
+        part = np.zeros((a + len(cols), len(cols)))
+        part[:a] = enc.num[s:e].T @ one_hot
+        part[a:] = one_hot.T @ one_hot
+        return part
+
+    total = np.zeros((a + len(cols), len(cols)))
+    for part in rowblocks.map_blocks(work, enc.n):
+        total += part
+    out = np.zeros((d, d))
+    out[:a, cols] = total[:a]
+    out[cols, :a] = total[:a].T
+    out[np.ix_(cols, cols)] = total[a:]
+    return out
+
+
+def _bincount_blocks(enc: Encoded, gram: np.ndarray, offsets: list[int], sizes: list[int],
+                     j: int, few: list[int]) -> None:
+    """The Gram entries of a many-level categorical column, by bincounts: with the
+    numeric columns, itself, and the columns before it that are not in `few`."""
+    a = enc.num.shape[1]
+    off, kj = offsets[j], sizes[j]
+    codes = enc.codes[:, j]
+    known = codes >= 0
+    all_known = bool(known.all())  # always so on training data: no copies then
+    cj = codes if all_known else codes[known]
+    counts = np.bincount(cj, minlength=kj).astype(np.float64)
+    gram[off : off + kj, off : off + kj] = np.diag(counts)
+    for i in range(a):
+        weights = enc.num[:, i] if all_known else enc.num[known, i]
+        block = np.bincount(cj, weights=weights, minlength=kj)
+        gram[i, off : off + kj] = block
+        gram[off : off + kj, i] = block
+    for j2 in range(len(sizes)):
+        if j2 == j or (j2 > j and j2 not in few):
+            continue  # itself, or a later many-level column (which pairs with this one)
+        off2, k2 = offsets[j2], sizes[j2]
+        codes2 = enc.codes[:, j2]
+        both = known & (codes2 >= 0)
+        table = np.bincount(codes[both] * k2 + codes2[both], minlength=kj * k2).reshape(kj, k2)
+        gram[off : off + kj, off2 : off2 + k2] = table
+        gram[off2 : off2 + k2, off : off + kj] = table.T
 
 
 def choose_components(n_components: int | float | str, ratio: np.ndarray, d: int) -> int:
@@ -234,12 +287,16 @@ def project(enc: Encoded, transform: FeatureTransform, projection: Projection,
     if tables is None:
         tables = category_tables(transform, projection)
     z = np.empty((enc.n, w.shape[0]))
-    for s in range(0, enc.n, _CHUNK):
-        e = min(s + _CHUNK, enc.n)
-        block = enc.num[s:e] @ w[:, :a].T + bias
+    w_num = np.ascontiguousarray(w[:, :a].T)
+
+    def work(s: int, e: int) -> None:
+        block = z[s:e]
+        np.matmul(enc.num[s:e], w_num, out=block)
+        block += bias
         for j, table in enumerate(tables):
             block += table[enc.codes[s:e, j]]
-        z[s:e] = block
+
+    rowblocks.map_blocks(work, enc.n)
     return z
 
 
@@ -289,16 +346,24 @@ def fit_kmeans(
 
 def _by_size(result: kmeans.KMeansFit, k: int) -> Clustering:
     """A fit as a Clustering, its clusters numbered by decreasing size."""
-    sizes = np.bincount(result.labels, minlength=k)
+    known = result.counts is not None and result.sums is not None
+    sizes = result.counts if known else np.bincount(result.labels, minlength=k)
+    assert sizes is not None
     order = np.argsort(-sizes, kind="stable")
     relabel = np.empty(k, dtype=np.int32)
     relabel[order] = np.arange(k, dtype=np.int32)
+    summary = None
+    if known:
+        assert result.sums is not None
+        counts = sizes[order]
+        summary = (result.sums[order] / np.maximum(counts, 1)[:, None], counts)
     return Clustering(
         k=k,
         centers=result.centers[order].copy(),
         labels=relabel[result.labels],
         inertia=result.inertia,
         n_iter=result.n_iter,
+        summary=summary,
     )
 
 
@@ -321,9 +386,11 @@ def _silhouette(values: np.ndarray, n: int) -> metrics.Silhouette:
 
 
 def _score(zs: np.ndarray, labels: np.ndarray, k: int, inertia: float,
-           silhouette: metrics.Silhouette, stability: float | None, n: int) -> Candidate:
-    """A candidate's row from its labels on the rows `zs` (all n rows, or a sample)."""
-    summary = metrics.cluster_means(zs, labels, k)
+           silhouette: metrics.Silhouette, stability: float | None, n: int,
+           summary: metrics.Summary | None = None) -> Candidate:
+    """A candidate's row from its labels on the rows `zs` (all n rows, or a sample);
+    `summary`: the clusters' means and sizes on those rows, when known."""
+    summary = summary or metrics.cluster_means(zs, labels, k)
     ch, db = metrics.calinski_and_davies(zs, labels, k, summary)
     return Candidate(
         k=k, inertia=inertia, silhouette=silhouette, calinski_harabasz=ch, davies_bouldin=db,
@@ -347,7 +414,8 @@ def _scored_in_full(z: np.ndarray, silhouette_x: np.ndarray, index: np.ndarray |
         (values,) = metrics.silhouettes(silhouette_x, [(at, clustering.k)],
                                         sampled=index is not None)
         silhouette = _silhouette(values, len(z))
-    return _score(z, labels, clustering.k, clustering.inertia, silhouette, stability, len(z))
+    return _score(z, labels, clustering.k, clustering.inertia, silhouette, stability, len(z),
+                  clustering.summary)
 
 
 def _sweep(z: np.ndarray, prepared: kmeans.Prepared, ks: list[int], silhouette_x: np.ndarray,
@@ -364,25 +432,35 @@ def _sweep(z: np.ndarray, prepared: kmeans.Prepared, ks: list[int], silhouette_x
     rows = (None if n <= SCORE_SAMPLE else np.sort(
         np.random.default_rng([random_state, 13]).choice(n, SCORE_SAMPLE, replace=False)))
     zs = z if rows is None else z[rows]
-    partial, centres, sample_labels = [], [], []
-    for i, k in enumerate(ks):
-        progress(f"KMeans k={k}", i / len(ks))
-        t = time.perf_counter()
+
+    def candidate(k: int) -> tuple[Candidate, np.ndarray, np.ndarray]:
         fitted = kmeans.fit(prepared, k, n_init=n_init, random_state=random_state,
                             refine=prepared.one_dim)
         labels, d2 = kmeans.assign(zs, fitted.centers)
         order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
         c = fitted.centers[order]  # clusters numbered by decreasing size, as fit_kmeans does
         labels = np.argsort(order).astype(np.int32)[labels]
-        timings[f"kmeans_k{k}"] = time.perf_counter() - t
-        t = time.perf_counter()
         stability = quality.stability(z, c, k, random_state=random_state,
                                       n_init=min(n_init, 3))
-        partial.append(_score(zs, labels, k, float(d2.sum()) * n / len(zs),
-                              metrics.Silhouette(0.0, True, 0, 0, None), stability, n))
-        sample_labels.append(kmeans.assign(silhouette_x, c)[0])
-        centres.append(c)
-        timings[f"metrics_k{k}"] = time.perf_counter() - t
+        row = _score(zs, labels, k, float(d2.sum()) * n / len(zs),
+                     metrics.Silhouette(0.0, True, 0, 0, None), stability, n)
+        return row, c, kmeans.assign(silhouette_x, c)[0]
+
+    t = time.perf_counter()
+    if prepared.one_dim:  # sorted once here, not by two threads at once
+        prepared.line("sample")
+        if prepared.sort_all:
+            prepared.line("all")
+    partial, centres, sample_labels = [], [], []
+    progress(f"KMeans k={ks[0]}..{ks[-1]}", 0.0)
+    # the candidates are independent: one per core (each fit is seeded by its k alone)
+    with ThreadPoolExecutor(max_workers=min(len(ks), SWEEP_THREADS)) as pool:
+        for i, (row, c, at) in enumerate(pool.map(candidate, ks)):
+            partial.append(row)
+            centres.append(c)
+            sample_labels.append(at)
+            progress(f"KMeans k={ks[0]}..{ks[-1]}", (i + 1) / len(ks))
+    timings["kmeans_sweep"] = time.perf_counter() - t
     t = time.perf_counter()  # the silhouettes of all candidates in one pass
     values = metrics.silhouettes(silhouette_x, list(zip(sample_labels, ks, strict=True)),
                                  sampled=index is not None)

@@ -17,7 +17,7 @@ import numpy as np
 from custseg import __version__
 from custseg.artifact.scorer import Model
 from custseg.config import Config
-from custseg.core.columns import arrow_indices
+from custseg.core.columns import take_rows
 from custseg.core.diagnostics import run_warnings
 from custseg.core.matching import agreement, centroid_matrix, match_ids
 from custseg.core.preprocessing import Encoded, FeatureTransform, fit_features
@@ -70,7 +70,14 @@ class LocalEngine:
         return {"name": self.name}
 
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
-        return train_local(cfg, request, reporter)
+        # the row blocks run on a thread per core (core/rowblocks): a BLAS that also
+        # starts a thread per core under each of them fights them for the cores (a
+        # sampled silhouette measured 4 to 10x slower on a busy machine), so BLAS runs
+        # single-threaded for the training
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return train_local(cfg, request, reporter)
 
 
 def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
@@ -197,7 +204,7 @@ def _previous_labels(previous: Model | None, table: Any, random_state: int
     index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
         rng.choice(n, AGREEMENT_SAMPLE, replace=False))
     try:
-        sample = table.take(arrow_indices(index)) if len(index) < n else table
+        sample = take_rows(table, index) if len(index) < n else table
         return index, previous.predict(sample)
     except CustsegError:
         return None  # e.g. a column it needs is gone: ids are matched on centroids only
@@ -212,8 +219,7 @@ def _original_sd(encoded: Encoded, transform: FeatureTransform, random_state: in
     rng = np.random.default_rng([random_state, 31])
     index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
         rng.choice(n, AGREEMENT_SAMPLE, replace=False))
-    sample = encoded.take(index)
-    return [max(float(np.std(transform.original(sample, j))), 1e-12)
+    return [max(float(np.std(transform.original(encoded, j, index))), 1e-12)
             for j in range(len(transform.numeric))]
 
 

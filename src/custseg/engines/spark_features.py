@@ -302,7 +302,7 @@ def _sample_numbers(sample: pa.Table, name: str, dates: Dates) -> np.ndarray:
     if name in dates:
         fmt, newest = dates[name]
         return newest - date_column_days(name, sample.column(name), fmt, _sample_row)
-    return numeric_column(name, sample.column(name), _sample_row)[0]
+    return numeric_column(name, sample.column(name), _sample_row)
 
 
 def _levels(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]

@@ -17,8 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +73,9 @@ def check_bind(host: str, api_key: str | None, allow_unauthenticated: bool) -> N
 
 
 def _answers(info: ServerInfo, timeout: float = 1.0) -> bool:
+    import urllib.error  # here: urllib.request costs 20 ms of every command's start-up
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{info.url}/openapi.json", timeout=timeout) as r:
             return bool(r.status == 200)
@@ -195,6 +196,9 @@ def _start_lock(store: Store) -> Iterator[None]:
 def who_listens(host: str, port: int) -> str:
     """What holds a port, in words: a custseg endpoint server (with its endpoints), or
     another program."""
+    import urllib.error
+    import urllib.request
+
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     try:
         with urllib.request.urlopen(f"{url}/openapi.json", timeout=1.0) as r:
@@ -274,7 +278,7 @@ def main(argv: list[str]) -> int:
 
     try:
         settings = ServerSettings.read(argv[0])
-        serve(Store.existing(settings.store, settings.artifacts), settings)
+        serve(settings.open_store(), settings)
     except CustsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
