@@ -227,7 +227,7 @@ def test_the_driver_never_collects_the_data(spark: Any, tmp_path: Path) -> None:
     model = engine_for(cfg).train(cfg, request, Progress())
     assert model.meta["data"]["rows"] == 500_000
     held = model.meta["engine_details"]["driver_sample_rows"]
-    assert 195_000 < held < 205_000
+    assert 190_000 < held <= 200_000
     assert sum(model.meta["metrics"]["cluster_sizes"]) == 500_000
     assert model.meta["metrics"]["silhouette"]["n"] == 500_000
     table = pacsv.read_csv(data)

@@ -112,7 +112,6 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
     rs = cfg.random_state
     reporter.stage("Reading data (Spark)", 0.0)
     data = read_spark_data(session, cfg)
-    data.frame = data.frame.persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(data.frame)
     n = data.rows
     reporter.note(f"Spark {spark_version()} on {master}: {n:,} rows; the driver holds a "
