@@ -256,6 +256,19 @@ def test_a_master_other_than_the_running_sessions_is_refused(spark: Any, tmp_pat
         engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
 
 
+def test_a_runtime_spark_conf_is_applied_to_the_running_session(spark: Any, tmp_path: Path
+                                                                ) -> None:
+    data = write_customers(tmp_path / "customers.csv", rows=2000)
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    cfg = _config(data, spark={"master": MASTER, "conf": {"spark.sql.shuffle.partitions": 3}})
+    try:
+        model = engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+    assert model.meta["parameters"]["spark"]["conf"] == {"spark.sql.shuffle.partitions": "3"}
+
+
 def test_a_static_spark_conf_the_running_session_lacks_is_refused(spark: Any,
                                                                   tmp_path: Path) -> None:
     data = write_customers(tmp_path / "customers.csv", rows=500)

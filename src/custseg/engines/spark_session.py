@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_CONF", "SparkHandle", "open_session", "spark_version"]
 DEFAULT_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.showConsoleProgress": "false",
+    "spark.log.level": "ERROR",  # Spark's WARN lines would bury custseg's own output
 }
 
 
@@ -54,6 +55,11 @@ def spark_version() -> str:
 
 
 def _import_pyspark() -> Any:
+    import warnings
+
+    # pyspark warns about pandas 3 at import; custseg never hands Spark a pandas frame
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # engine_for checks first; this is the belt to its braces
@@ -119,6 +125,4 @@ def open_session(options: SparkOptions) -> SparkHandle:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = "spark.remote" if options.remote is not None else "spark.master"
         raise ConfigError(f"cannot start Spark on {where} {target!r}: {first}") from exc
-    if options.remote is None:
-        session.sparkContext.setLogLevel("ERROR")
     return SparkHandle(session, owned=True, master=target)
