@@ -130,7 +130,15 @@ def test_spark_and_local_train_the_same_model(spark: Any, tmp_path: Path, segmen
     path = tmp_path / "customers.csv"
     data = (_write_with_dates(path, 20_000, segments, seed=segments) if dates else
             write_customers(path, rows=20_000, segments=segments, seed=segments))
-    on_spark, local, progress = _both(data, n_clusters=n_clusters)
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    if dates:  # a session in another time zone reads the dates in UTC for the training
+        spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        on_spark, local, progress = _both(data, n_clusters=n_clusters)
+        if dates:
+            assert spark.conf.get("spark.sql.session.timeZone") == "America/New_York"
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
     assert on_spark.schema.to_dict() == local.schema.to_dict()
     a, b = on_spark.transform, local.transform
     assert (a.dates, a.date_reference) == (b.dates, b.date_reference)
