@@ -366,7 +366,13 @@ def test_a_spark_model_is_registered_and_served_like_its_sklearn_twin(spark: Any
     described = subprocess.run([str(CUSTSEG), "models", "describe", "1", "-c", str(config),
                                 "--json"], capture_output=True, text=True, timeout=60,
                                check=True)
-    assert json.loads(described.stdout)["lineage"]["engine"] == "spark"
+    lineage = json.loads(described.stdout)["lineage"]
+    assert lineage["engine"] == "spark"
+    assert lineage["engine_details"]["master"] == MASTER
+    assert lineage["engine_details"]["spark_version"] == spark.version
+    shown = subprocess.run([str(CUSTSEG), "models", "describe", "1", "-c", str(config)],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert f"Engine: spark (Spark {spark.version} on {MASTER})" in shown
     import custseg
 
     model = custseg.load_model(execution["model_uri"])

@@ -188,7 +188,11 @@ def models_describe(
         f"Code: custseg {code['package']}, source sha256 {code.get('source_sha256', '?')[:12]}, "
         f"git {code.get('git_commit') or 'unknown'}"
     )
-    out(f"Engine: {lin['engine']}; previous version: {lin['previous_version'] or '-'}")
+    details = lin.get("engine_details") or {}
+    where = (f" (Spark {details.get('spark_version')} on "
+             f"{details.get('master') or details.get('remote')})"
+             if details.get("spark_version") else "")
+    out(f"Engine: {lin['engine']}{where}; previous version: {lin['previous_version'] or '-'}")
     m = lin["metrics"]
     out(
         f"Metrics: k={m['k']}, silhouette {m['silhouette']['value']:.4f}, "

@@ -79,6 +79,9 @@ class Trained(_Json):
     selection: dict[str, Any] | None
     data: dict[str, Any]
     engine: str
+    # what the engine recorded about itself (Spark: its version and master); None in
+    # records written before it was kept
+    engine_details: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Trained:

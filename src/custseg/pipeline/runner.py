@@ -364,6 +364,7 @@ class _Runner:
             selection=model.meta["selection"],
             data=model.meta["data"] | {"files": files},
             engine=self.engine.name,
+            engine_details=model.meta.get("engine_details") or self.engine.describe(),
         )
 
     def _previous_model(self) -> Model | None:
@@ -403,6 +404,7 @@ class _Runner:
             "metrics": trained.metrics,
             "code_version": created.inference_code_version.to_json(),
             "engine": trained.engine,
+            "engine_details": trained.engine_details,
             "model_name": created.model_name,
             "segment_names": trained.segment_names,
             "stability": trained.stability,
