@@ -42,8 +42,9 @@ from custseg.engines.local import (
     _relabel,
     _versions,
 )
+from custseg.engines.spark_columns import feature_columns
 from custseg.engines.spark_data import SAMPLE_ROWS, read_spark_data
-from custseg.engines.spark_features import feature_columns, fit_features_spark
+from custseg.engines.spark_features import fit_features_spark
 from custseg.engines.spark_fit import feature_means, fit_pca_spark, fit_sweep_spark, projected
 from custseg.engines.spark_profiles import exact_profiles, segment_sums
 from custseg.engines.spark_session import open_session, spark_version

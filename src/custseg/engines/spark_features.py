@@ -1,11 +1,12 @@
 """The feature transform fitted on Spark: the local engine's `FeatureTransform`, learned
-from Spark aggregates over every row, and the Spark expressions that apply it.
+from Spark aggregates over every row (its expressions: `spark_columns`).
 
 Over all rows (Spark): each date column's newest date (a date column is days before
 it), the checks (a numeric column's text that is not a number, a date not in its
-format, an infinite value, a column with no values), each numeric column's median (approxQuantile,
-made exact in a second pass) and whether it holds only 0 and 1, the mean and standard
-deviation after the transform, and each categorical column's levels, counts and mode.
+format, an infinite value, a column with no values), each numeric column's median
+(approxQuantile, made exact in a second pass) and whether it holds only 0 and 1, the
+mean and standard deviation after the transform, and each categorical column's levels,
+counts and mode.
 On the driver's seeded sample, as the local engine decides them on its own sample of
 at most 200,000 rows: the skew transform, the log scale and the clip bounds
 (`preprocessing.plan_numeric`). The one-hot weights follow from the exact counts.
@@ -29,21 +30,14 @@ from custseg.core.preprocessing import (
     plan_numeric,
 )
 from custseg.core.schema import Schema
+from custseg.engines.spark_columns import Dates, category, days, forward, number
 from custseg.engines.spark_data import SparkData, column
 from custseg.errors import DataError
 
-__all__ = ["MEDIAN_ERROR", "FittedFeatures", "feature_columns", "fit_features_spark",
-           "java_pattern"]
+__all__ = ["MEDIAN_ERROR", "FittedFeatures", "fit_features_spark"]
 
 MEDIAN_ERROR = 1e-4  # approxQuantile's relative error (rank): 0.01% of the rows
 MEDIAN_WINDOW = 5e-4  # the ranks either side of the middle bracketed (5x the error)
-
-
-def _true_false() -> tuple[list[str], list[str]]:
-    import pyarrow.csv as pacsv
-
-    options = pacsv.ConvertOptions()
-    return list(options.true_values), list(options.false_values)
 
 
 @dataclass(frozen=True)
@@ -58,91 +52,6 @@ class FittedFeatures:
     counts: list[np.ndarray]  # each categorical level's rows (missing ones in the mode)
 
 
-Dates = dict[str, tuple[str, float]]  # date column -> (format, newest date in days)
-_JAVA = {"%Y": "yyyy", "%m": "M", "%d": "d", "%H": "H", "%M": "m", "%S": "s", "%b": "MMM"}
-
-
-def java_pattern(fmt: str) -> str:
-    """A `schema.DATE_FORMATS` strptime format as a Spark datetime pattern (one-letter
-    fields take one or two digits, as strptime does)."""
-    if fmt == "%Y%m%d":
-        return "yyyyMMdd"
-    out, i = "", 0
-    while i < len(fmt):
-        if fmt[i] == "%":
-            out += _JAVA[fmt[i:i + 2]]
-            i += 2
-        else:
-            out += f"'{fmt[i]}'" if fmt[i].isalpha() else fmt[i]
-            i += 1
-    return out
-
-
-def _days(name: str, kind: pa.DataType, text: bool, fmt: str) -> Any:
-    """Days since 1970-01-01 of a date column (null when missing or not a date), as
-    `columns.date_days` reads them; the session's time zone is UTC (see spark_session)."""
-    from pyspark.sql import functions as F
-
-    c = column(name)
-    if not text and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
-        stamp = c.cast("timestamp")
-    elif fmt == "iso":
-        stamp = F.trim(c).try_cast("timestamp")
-    else:
-        stamp = F.try_to_timestamp(F.trim(c), F.lit(java_pattern(fmt)))
-    return F.unix_micros(stamp) / F.lit(86_400e6)
-
-
-def _number(name: str, kind: pa.DataType, text: bool, dates: Dates | None = None) -> Any:
-    """Column `name` as a double (null when missing; null also for text that is not a
-    number, which the checks find). A date column: days before its newest date."""
-    from pyspark.sql import functions as F
-
-    c = column(name)
-    if dates and name in dates:
-        fmt, newest = dates[name]
-        return F.lit(newest) - _days(name, kind, text, fmt)
-    if text and pa.types.is_boolean(kind):
-        true, false = _true_false()
-        return F.when(c.isin(*true), F.lit(1.0)).when(c.isin(*false), F.lit(0.0))
-    if text:
-        return F.trim(c).try_cast("double")
-    return c.cast("double")
-
-
-def _category(name: str, kind: pa.DataType, text: bool) -> Any:
-    """Column `name` as the text the local engine compares categories by (Arrow's cast
-    to string: 3 -> "3", 2.5 -> "2.5", true -> "true")."""
-    from pyspark.sql import functions as F
-
-    c = column(name)
-    if pa.types.is_boolean(kind):
-        if not text:
-            return F.when(c, F.lit("true")).when(~c, F.lit("false"))
-        true, false = _true_false()
-        return F.when(c.isin(*true), F.lit("true")).when(c.isin(*false), F.lit("false")
-                                                          ).otherwise(c)
-    if pa.types.is_integer(kind):
-        whole = (F.trim(c) if text else c).try_cast("bigint")
-        return F.when(whole.isNotNull(), whole.cast("string")).otherwise(c.cast("string"))
-    if pa.types.is_floating(kind):
-        x = (F.trim(c) if text else c).try_cast("double")
-        integral = (x == F.floor(x)) & (F.abs(x) < 1e15)
-        return (F.when(integral, x.cast("bigint").cast("string"))
-                .when(x.isNotNull(), x.cast("string")).otherwise(c.cast("string")))
-    return c.cast("string")
-
-
-def _forward(x: Any, function: str, scale: float) -> Any:
-    from pyspark.sql import functions as F
-
-    if function == "log1p":
-        return F.log1p(x / F.lit(scale))
-    if function == "signed_log":
-        return F.signum(x) * F.log1p(F.abs(x) / F.lit(scale))
-    return x
-
-
 def _date_references(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
                      ) -> Dates:
     """One pass: each date column's newest date; a DataError for a value that is not a
@@ -154,15 +63,16 @@ def _date_references(data: SparkData, schema: Schema, kinds: dict[str, pa.DataTy
         return {}
     aggs = []
     for j, (name, fmt) in enumerate(dates.items()):
-        days = _days(name, kinds[name], data.text, fmt)
-        aggs += [F.max(days).alias(f"newest{j}"),
-                 F.count(F.when(column(name).isNotNull() & days.isNull(), 1)).alias(f"bad{j}")]
+        in_days = days(name, kinds[name], data.text, fmt)
+        aggs += [F.max(in_days).alias(f"newest{j}"),
+                 F.count(F.when(column(name).isNotNull() & in_days.isNull(), 1)
+                         ).alias(f"bad{j}")]
     row = data.frame.agg(*aggs).first().asDict()
     out: Dates = {}
     for j, (name, fmt) in enumerate(dates.items()):
         if row[f"bad{j}"]:
-            days = _days(name, kinds[name], data.text, fmt)
-            found = data.frame.filter(column(name).isNotNull() & days.isNull()).select(
+            in_days = days(name, kinds[name], data.text, fmt)
+            found = data.frame.filter(column(name).isNotNull() & in_days.isNull()).select(
                 F.input_file_name().alias("file"), column(name).alias("value")).first()
             raise DataError(f"column {name!r} should be a date ({fmt}), but "
                             f"{found['file'] or 'the data'} holds {found['value']!r}")
@@ -181,7 +91,7 @@ def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType
 
     aggs = []
     for j, name in enumerate(schema.numeric):
-        x = _number(name, kinds[name], data.text, dates)
+        x = number(name, kinds[name], data.text, dates)
         aggs += [F.count(x).alias(f"present{j}"),
                  F.count(F.when(column(name).isNotNull() & x.isNull(), 1)).alias(f"bad{j}"),
                  F.count(F.when(F.abs(x) == float("inf"), 1)).alias(f"inf{j}"),
@@ -191,7 +101,7 @@ def _check_numbers(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType
     row = data.frame.agg(*aggs).first().asDict()
     present, flags = {}, []
     for j, name in enumerate(schema.numeric):
-        x = _number(name, kinds[name], data.text, dates)
+        x = number(name, kinds[name], data.text, dates)
         for kind, cond, expected in (
                 ("bad", column(name).isNotNull() & x.isNull(), "a number"),
                 ("inf", F.abs(x) == float("inf"), "a finite number")):
@@ -226,7 +136,7 @@ def _numeric(data: SparkData, schema: Schema, features: Features,
     names = schema.numeric
     if not names:
         return [], [], [], []
-    numbers = data.frame.select([_number(c, kinds[c], data.text, dates).alias(f"n{j}")
+    numbers = data.frame.select([number(c, kinds[c], data.text, dates).alias(f"n{j}")
                                  for j, c in enumerate(names)])
     medians = _medians(numbers, len(names))
     plans = []
@@ -239,7 +149,7 @@ def _numeric(data: SparkData, schema: Schema, features: Features,
         x = F.coalesce(F.col(f"n{j}"), F.lit(median))
         if np.isfinite(lo) or np.isfinite(hi):
             x = F.least(F.greatest(x, F.lit(lo)), F.lit(hi))
-        v = _forward(x, function, scale)
+        v = forward(x, function, scale)
         moments += [F.avg(v).alias(f"mean{j}"), F.stddev_pop(v).alias(f"sd{j}")]
     row = numbers.agg(*moments).first().asDict()
     means = [float(row[f"mean{j}"]) for j in range(len(names))]
@@ -315,7 +225,7 @@ def _levels(data: SparkData, schema: Schema, kinds: dict[str, pa.DataType]
     if not names:
         return []
     pairs = F.explode(F.array(*[
-        F.struct(F.lit(j).alias("j"), _category(c, kinds[c], data.text).alias("v"))
+        F.struct(F.lit(j).alias("j"), category(c, kinds[c], data.text).alias("v"))
         for j, c in enumerate(names)])).alias("p")
     counts = (data.frame.select(pairs).select("p.j", "p.v").where(F.col("v").isNotNull())
               .groupBy("j", "v").count().collect())
@@ -383,52 +293,3 @@ def _encode_sample(sample: pa.Table, transform: FeatureTransform) -> Encoded:
             rows = np.flatnonzero(outside)
             clipped[j] = (rows, values[rows].copy())
     return Encoded(num=enc.num, codes=enc.codes, clipped=clipped)
-
-
-def feature_columns(data: SparkData, transform: FeatureTransform, centre: np.ndarray
-                    ) -> list[Any]:
-    """The weighted one-hot feature matrix as Spark expressions, one per feature, minus
-    `centre` (the features' means): what PCA is fitted on and z is projected from."""
-    from pyspark.sql import functions as F
-
-    kinds = {name: data.sample.schema.field(name).type
-             for name in transform.numeric + transform.categorical}
-    dates = {c: (fmt, transform.date_reference[c]) for c, fmt in transform.dates.items()}
-    out = []
-    for j, name in enumerate(transform.numeric):
-        x = F.coalesce(_number(name, kinds[name], data.text, dates),
-                       F.lit(float(transform.medians[j])))
-        lo, hi = float(transform.clip_low[j]), float(transform.clip_high[j])
-        if np.isfinite(lo) or np.isfinite(hi):
-            x = F.least(F.greatest(x, F.lit(lo)), F.lit(hi))
-        v = _forward(x, transform.functions[j], float(transform.log_scales[j]))
-        out.append((v - F.lit(float(transform.means[j]))) / F.lit(float(transform.scales[j]))
-                   - F.lit(float(centre[j])))
-    for j, (name, off) in enumerate(zip(transform.categorical, transform.offsets, strict=True)):
-        text = F.coalesce(_category(name, kinds[name], data.text), F.lit(transform.modes[j]))
-        w = float(transform.weights[j])
-        for i, level in enumerate(transform.categories[j]):
-            out.append(F.when(text == F.lit(level), F.lit(w)).otherwise(F.lit(0.0))
-                       - F.lit(float(centre[off + i])))
-    return out
-
-
-def original_columns(data: SparkData, transform: FeatureTransform) -> list[Any]:
-    """Each numeric column in original units, imputed and not clipped (what profiles
-    report), as Spark expressions."""
-    from pyspark.sql import functions as F
-
-    kinds = {name: data.sample.schema.field(name).type for name in transform.numeric}
-    dates = {c: (fmt, transform.date_reference[c]) for c, fmt in transform.dates.items()}
-    return [F.coalesce(_number(name, kinds[name], data.text, dates),
-                       F.lit(float(transform.medians[j])))
-            for j, name in enumerate(transform.numeric)]
-
-
-def level_columns(data: SparkData, transform: FeatureTransform) -> list[Any]:
-    """Each categorical column's level (missing values take the mode), as expressions."""
-    from pyspark.sql import functions as F
-
-    kinds = {name: data.sample.schema.field(name).type for name in transform.categorical}
-    return [F.coalesce(_category(name, kinds[name], data.text), F.lit(transform.modes[j]))
-            for j, name in enumerate(transform.categorical)]

@@ -18,8 +18,8 @@ import numpy as np
 
 from custseg.core.preprocessing import FeatureTransform
 from custseg.core.train import Projection
+from custseg.engines.spark_columns import feature_columns, level_columns, original_columns
 from custseg.engines.spark_data import SparkData
-from custseg.engines.spark_features import feature_columns, level_columns, original_columns
 
 __all__ = ["SegmentSums", "exact_profiles", "segment_sums"]
 
