@@ -172,6 +172,19 @@ def test_spark_and_local_train_the_same_model(spark: Any, tmp_path: Path, segmen
     assert "PCA (Spark)" in progress.stages
 
 
+def test_a_retrain_on_spark_keeps_the_previous_versions_segment_ids(spark: Any,
+                                                                    tmp_path: Path) -> None:
+    """Stable ids: a Spark retrain of a local model's data matches its segments."""
+    data = write_customers(tmp_path / "customers.csv", rows=5000, segments=3, seed=11)
+    cfg = _config(data, n_clusters=3)
+    first = train_local(cfg, TrainRequest("t1", None, None, {}), Progress())
+    again = engine_for(cfg).train(cfg, TrainRequest("t2", None, first, {}), Progress())
+    stability = again.meta["stability"]
+    assert stability is not None and stability["agreement"] >= 0.99
+    table = pacsv.read_csv(data)
+    assert (again.predict(table) == first.predict(table)).mean() >= 0.99  # the same ids
+
+
 def test_bad_values_are_named_as_the_local_engine_names_them(spark: Any, tmp_path: Path
                                                             ) -> None:
     data = tmp_path / "customers.csv"

@@ -34,13 +34,13 @@ from custseg.core.report_sample import report_sample
 from custseg.core.schema import infer_schema
 from custseg.core.train import Clustering, TrainResult
 from custseg.engines.base import Reporter, TrainRequest
-from custseg.engines.local import (
-    _match,
-    _metrics,
-    _original_sd,
-    _previous_labels,
-    _relabel,
-    _versions,
+from custseg.engines.common import (
+    match_previous,
+    metrics_record,
+    original_sd,
+    previous_labels,
+    relabel,
+    versions,
 )
 from custseg.engines.spark_columns import feature_columns
 from custseg.engines.spark_data import SAMPLE_ROWS, read_spark_data
@@ -125,7 +125,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
     fitted = fit_features_spark(data, schema, cfg.features)
     transform, enc = fitted.transform, fitted.sample
     described = profile_only_columns(data.sample, schema.profile_only)
-    old_labels = _previous_labels(request.previous, data.sample, rs)
+    old_labels = previous_labels(request.previous, data.sample, rs)
     centre = feature_means(transform, fitted.counts, n)
     features = data.frame.select([e.alias(f"f{j}") for j, e in
                                   enumerate(feature_columns(data, transform, centre))])
@@ -168,9 +168,9 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
     stability = None
     previous = request.previous
     if previous is not None and previous.meta.get("segments"):
-        ids, stability = _match(profiles, transform, previous, labels, old_labels,
-                                _original_sd(enc, transform, rs))
-        clustering, profiles = _relabel(clustering, profiles, ids)
+        ids, stability = match_previous(profiles, transform, previous, labels, old_labels,
+                                        original_sd(enc, transform, rs))
+        clustering, profiles = relabel(clustering, profiles, ids)
     sample = report_sample(enc, transform, projection, clustering.labels, k, rs) | {"of": n}
     names = name_segments(profiles, cfg.segment_names, value_labels=cfg.value_labels,
                           correlations=correlations)
@@ -197,7 +197,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
         "parameters": cfg.parameters(),
         "engine": SparkEngine.name,
         "engine_details": details,
-        "metrics": _metrics(result) | {
+        "metrics": metrics_record(result) | {
             "cluster_sizes": [p["size"] for p in profiles],
             "spark_silhouette_squared_euclidean": fit.spark_silhouette},
         "candidates": [c.to_dict() for c in candidates],
@@ -225,7 +225,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
             "missing": fitted.missing,
         },
         "timings": {"read": t_read, "features": t_features, **timings},
-        "versions": _versions() | {"pyspark": spark_version()},
+        "versions": versions() | {"pyspark": spark_version()},
         "code_version": request.code_version,
     }
     return Model(schema=schema, transform=transform, projection=projection,
