@@ -23,7 +23,7 @@ def test_an_engine_that_cannot_run_is_refused_before_any_work(
 
 
 @pytest.mark.parametrize(("target", "says"), [
-    ("sagemaker", "--target 'sagemaker' is not available in custseg"),
+    ("sagemaker", "on SageMaker is not available in custseg"),
     ("azure", "--target 'azure': expected one of local, sagemaker"),
 ])
 @pytest.mark.parametrize("command", [("run",), ("deploy",)])
