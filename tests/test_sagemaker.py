@@ -564,3 +564,112 @@ def test_the_packaged_source_runs_as_the_container_runs_it(tmp_path: Path) -> No
     answer, where = served.stdout.splitlines()
     assert json.loads(answer)["predictions"][0]["cluster"] in range(3)
     assert where.startswith(str(code))
+
+
+# -- `custseg models import` -----------------------------------------------------------------
+
+def pack(model_dir: Path, dest: Path, *, dot: bool = True,
+         extra: dict[str, bytes] | None = None) -> Path:
+    """model.tar.gz as SageMaker packs SM_MODEL_DIR (`./name` members, or bare names)."""
+    import io
+    import tarfile
+
+    with tarfile.open(dest, "w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=f"./{path.name}" if dot else path.name)
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return dest
+
+
+def import_project(root: Path, **config: Any) -> Project:
+    import yaml
+
+    project = make_project(root)
+    cfg = yaml.safe_load(project.config.read_text()) | config
+    project.config.write_text(yaml.safe_dump(cfg))
+    return project
+
+
+@pytest.mark.parametrize("dot", [True, False])
+def test_an_imported_model_is_a_version_that_predicts_and_reports(
+        job: Job, tmp_path: Path, dot: bool) -> None:
+    import custseg
+
+    project = import_project(tmp_path / "p")
+    archive = pack(job.model_dir, tmp_path / "model.tar.gz", dot=dot)
+    result = project.cli("models", "import", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert "Model clustering-model-model-group/1: PendingManualApproval" in result.stdout
+    listed = json.loads(project.cli("models", "list", "--json").stdout)
+    assert [(p["version"], p["approval_status"]) for p in listed] == [
+        (1, "PendingManualApproval")]
+    lineage = listed[0]["lineage"]
+    assert lineage["engine"] == "sagemaker"
+    assert lineage["trained_by_execution"] == "custseg-test-job"
+    assert lineage["imported_from"] == str(archive)
+    described = project.cli("models", "describe", "1")
+    assert described.returncode == 0, described.stderr
+    data = tmp_path / "in.csv"
+    data.write_text("Age,Income,Purchases,Gender\n30,50000,10,Male\n62,180000,3,Female\n")
+    out = tmp_path / "out.csv"
+    predicted = project.cli("predict", "--model", "clustering-model-model-group/1",
+                            "--input", str(data), "--output", str(out))
+    assert predicted.returncode == 0, predicted.stderr
+    expected = custseg.load_model(str(job.model_dir)).predict(
+        [{"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"},
+         {"Age": 62, "Income": 180000, "Purchases": 3, "Gender": "Female"}])
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["cluster"]) for r in rows] == [int(c) for c in expected]
+    report = project.cli("report", "clustering-model-model-group/1", "-o",
+                         str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    again = project.cli("models", "import", str(archive))  # a second version, same artifact
+    assert again.returncode == 0, again.stderr
+    listed = json.loads(project.cli("models", "list", "--json").stdout)
+    assert [p["version"] for p in listed] == [1, 2]
+    assert listed[0]["artifact_uri"] == listed[1]["artifact_uri"]
+
+
+def test_a_model_is_imported_from_s3(job: Job, tmp_path: Path, moto_server: str,
+                                     make_bucket: Any) -> None:
+    archive = pack(job.model_dir, tmp_path / "model.tar.gz")
+    bucket = make_bucket({"shop/models/job-1/output/model.tar.gz": archive.read_bytes()})
+    project = import_project(tmp_path / "p", s3={"endpoint_url": moto_server})
+    uri = f"s3://{bucket}/shop/models/job-1/output/model.tar.gz"
+    result = project.cli("models", "import", uri, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lineage"]["imported_from"] == uri
+
+
+def _tampered(model_dir: Path, dest: Path) -> Path:
+    import shutil
+
+    copy = dest.parent / "tampered"
+    shutil.copytree(model_dir, copy)
+    text = (copy / "model.json").read_text().replace('"custseg-test-job"', '"someone-else"')
+    (copy / "model.json").write_text(text)
+    return pack(copy, dest)
+
+
+@pytest.mark.parametrize(("make", "says"), [
+    (lambda d, a: _tampered(d, a), "does not match its sha256"),
+    (lambda d, a: pack(d, a, extra={"../evil.sh": b"rm -rf /"}), "unexpected member"),
+    (lambda d, a: pack(d, a, extra={"model.pkl": b"x"}), "unexpected member 'model.pkl'"),
+    (lambda d, a: (a.write_bytes(b"not a tarball"), a)[1], "is not a readable tar.gz"),
+])
+def test_an_archive_that_is_not_a_sound_artifact_is_refused(
+        job: Job, tmp_path: Path, make: Any, says: str) -> None:
+    project = import_project(tmp_path / "p")
+    archive = make(job.model_dir, tmp_path / "model.tar.gz")
+    result = project.cli("models", "import", str(archive))
+    assert result.returncode == 5, result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in " ".join(result.stderr.split())
+    listed = project.cli("models", "list", "--json")
+    assert json.loads(listed.stdout) == []
