@@ -673,3 +673,29 @@ def test_an_archive_that_is_not_a_sound_artifact_is_refused(
     assert says in " ".join(result.stderr.split())
     listed = project.cli("models", "list", "--json")
     assert json.loads(listed.stdout) == []
+
+
+def test_an_imported_model_once_approved_is_served_like_sagemaker_would(
+        job: Job, tmp_path: Path) -> None:
+    from custseg.sagemaker import inference
+
+    project = import_project(tmp_path / "p", deploy={"require_approval": True})
+    assert project.cli("models", "import",
+                       str(pack(job.model_dir, tmp_path / "model.tar.gz"))).returncode == 0
+    approved = project.cli("models", "approve", "1")
+    assert approved.returncode == 0, approved.stderr
+    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
+                            cwd=project.root, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(project.url)
+        body, content_type = BODIES["list"]
+        status, _, answer = request("POST", f"{project.url}/endpoints/{ENDPOINT}/invocations",
+                                    body, {"Content-Type": content_type})
+        assert status == 200, answer
+        model = inference.model_fn(str(job.model_dir))
+        assert answer == inference.output_fn(inference.predict_fn(
+            inference.input_fn(body, content_type), model), "application/json")[0]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
