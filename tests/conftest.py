@@ -267,3 +267,137 @@ def store_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Sto
         return StoreProject(root, _no_autostart({**base, **config}))
 
     return make
+
+
+# -- a real PostgreSQL server (the shared store) ---------------------------------------------
+
+PG_PASSWORD_ENV = "CUSTSEG_TEST_PG_PASSWORD"
+REQUIRE_POSTGRES_ENV = "CUSTSEG_REQUIRE_POSTGRES"
+
+
+def _postgres_bindir() -> Path | None:
+    """Where initdb and pg_ctl are: on PATH, or Debian's /usr/lib/postgresql/VERSION/bin
+    (which `apt-get install postgresql` does not put on PATH), newest version first."""
+    import shutil
+
+    found = shutil.which("initdb")
+    candidates = [Path(found).resolve().parent] if found else []
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                    key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                    reverse=True)
+    for folder in [*candidates, *debian]:
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
+    return None
+
+
+def _no_postgres(reason: str) -> None:
+    """Skip, or fail where PostgreSQL is required (CI sets CUSTSEG_REQUIRE_POSTGRES=1)."""
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_ENV}=1: the PostgreSQL tests must run)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster: a role `custseg` with a password (in
+    `PG_PASSWORD_ENV`) that owns the databases `database()` creates, reached over TCP on
+    127.0.0.1 with that password."""
+
+    def __init__(self, port: int, socket_dir: Path, password: str) -> None:
+        self.port, self.socket_dir, self.password = port, socket_dir, password
+
+    def admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres",
+                               dbname="postgres", autocommit=True)
+
+    def database(self, owner: str = "custseg") -> str:
+        """A new, empty database (owned by `owner`); its store URL for the role custseg
+        (no password in it)."""
+        name = f"custseg_{uuid.uuid4().hex[:12]}"
+        with self.admin() as conn:
+            conn.execute(f"CREATE DATABASE {name} OWNER {owner}")
+        return f"postgresql://custseg@127.0.0.1:{self.port}/{name}"
+
+    def query(self, url: str, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of a query on a store's database (a plain psycopg connection)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(url, password=self.password, row_factory=dict_row) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster made with initdb and started with pg_ctl on a free port in a
+    temporary folder (as the `postgres` user when running as root: initdb refuses root),
+    stopped and removed at the end. Sets `PG_PASSWORD_ENV` in os.environ (so that CLI
+    subprocesses inherit it). Skips (fails under CUSTSEG_REQUIRE_POSTGRES=1) when the
+    binaries or psycopg are missing."""
+    import secrets
+    import shutil
+    import tempfile
+
+    bindir = _postgres_bindir()
+    if bindir is None:
+        _no_postgres("PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in "
+                     "/usr/lib/postgresql/*/bin; `apt-get install postgresql`")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _no_postgres("psycopg is not installed: `uv sync --extra postgresql`")
+    assert bindir is not None
+    as_user: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="custseg-pg-"))  # not under pytest's 0700 folders
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            _no_postgres("running as root and there is no `postgres` user to run initdb as")
+        os.chown(root, account.pw_uid, account.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    root.chmod(0o755)
+    data, sockets, log = root / "data", root / "sockets", root / "server.log"
+    password = secrets.token_urlsafe(18)
+    superuser_pw = root / "pw"
+    superuser_pw.write_text(secrets.token_urlsafe(18) + "\n")
+    if as_user:
+        os.chown(superuser_pw, account.pw_uid, account.pw_gid)
+
+    def run(*command: str | Path) -> None:
+        result = subprocess.run([*as_user, *map(str, command)], capture_output=True,
+                                text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"{Path(command[0]).name} failed:\n{result.stdout}\n{result.stderr}"
+                        f"\n{log.read_text() if log.exists() else ''}", pytrace=False)
+
+    port = _free_port()
+    run(bindir / "initdb", "-D", data, "-U", "postgres", "--pwfile", superuser_pw,
+        "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+    if as_user:
+        subprocess.run([*as_user, "mkdir", "-p", str(sockets)], check=True)
+    else:
+        sockets.mkdir()
+    run(bindir / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o",
+        f"-k {sockets} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off "
+        f"-c max_connections=200", "start")
+    server = PostgresServer(port, sockets, password)
+    saved = os.environ.get(PG_PASSWORD_ENV)
+    try:
+        with server.admin() as conn:
+            conn.execute(f"CREATE ROLE custseg LOGIN PASSWORD '{password}'")
+        os.environ[PG_PASSWORD_ENV] = password
+        yield server
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "-w", "stop"], capture_output=True, timeout=60, check=False)
+        if saved is None:
+            os.environ.pop(PG_PASSWORD_ENV, None)
+        else:
+            os.environ[PG_PASSWORD_ENV] = saved
+        shutil.rmtree(root, ignore_errors=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from custseg.errors import StoreError
-from custseg.store import executions, registry
+from custseg.store import endpoints, executions, registry
 from custseg.store.database import DB_FILE, SCHEMA_VERSION, Store
 
 if TYPE_CHECKING:
@@ -97,6 +97,36 @@ def test_an_existing_version_0_database_is_migrated_forward(tmp_path: Path) -> N
         assert conn.execute("SELECT text FROM notes").fetchall()[0][0] == "kept"
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names >= TABLES | {"notes"}
+
+
+def test_a_version_4_store_keeps_its_workers_and_servers_keyed_by_this_host(
+        tmp_path: Path) -> None:
+    """Schema 5 keys workers and servers by (host, pid): the rows a single-machine store
+    had are kept (host ''), and this host still sees, judges and forgets them."""
+    from custseg.store.migrations import MIGRATIONS
+    from custseg.store.servers import forget_server, server_rows
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    conn = sqlite3.connect(folder / DB_FILE)
+    for migration in MIGRATIONS[:4]:
+        conn.executescript(migration)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("INSERT INTO endpoint_workers VALUES ('*', ?, NULL, 'Up', NULL, 't')",
+                 (os.getpid(),))
+    conn.execute("INSERT INTO servers VALUES (?, '127.0.0.1', 8080, 2, 't', '{}')",
+                 (os.getpid(),))
+    conn.commit()
+    conn.close()
+    store = Store.open(str(folder))
+    with store.read() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        rows = [dict(r) for r in conn.execute("SELECT host_id, pid FROM endpoint_workers")]
+    assert rows == [{"host_id": "", "pid": os.getpid()}]
+    assert endpoints.switch_view(store, "e")[1] == [("", os.getpid())]  # judged here
+    assert [r["port"] for r in server_rows(store)] == [8080]
+    forget_server(store, os.getpid())
+    assert server_rows(store) == []
 
 
 def _newer_schema(folder: Path) -> None:

@@ -87,9 +87,11 @@ def load_model(ref: str, store: str | None = None, *, s3_endpoint_url: str | Non
 
     if store is None:
         cfg = load_config()
-        opened = Store.existing(cfg.store_location, cfg.artifacts_location)
+        opened = cfg.open_store(existing=True)
         s3_endpoint_url = s3_endpoint_url or cfg.s3.endpoint_url
     else:
-        opened = Store.existing(store)
+        from custseg.config import host_id
+
+        opened = Store.existing(store, host=host_id())
     pkg = package(opened, *parsed)
     return _load(pkg.artifact_uri, s3_endpoint_url=s3_endpoint_url)

@@ -10,12 +10,23 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from custseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from custseg.store.database import Store
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -24,6 +35,7 @@ __all__ = [
     "KRange",
     "Tuning",
     "env_overrides",
+    "host_id",
     "load_config",
     "parse_override",
 ]
@@ -148,7 +160,9 @@ class Config(_Section):
     tuning: Tuning = Field(default_factory=Tuning)
     random_state: int = 0
     store: str = ".custseg"
-    artifacts: str | None = None
+    # the environment variable holding a PostgreSQL store's password (never in the URL)
+    store_password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    artifacts: str | None = Field(default=None, validate_default=True)
     engine: Literal["local", "spark"] = "local"
     spark: SparkOptions = Field(default_factory=SparkOptions)
     endpoint: EndpointOptions = Field(default_factory=EndpointOptions)
@@ -159,6 +173,34 @@ class Config(_Section):
     value_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     # not a key: the folder relative paths resolve against
     config_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, v: str) -> str:
+        """A database URL is checked before any work (a password in it is refused, and
+        never echoed back)."""
+        from custseg.errors import StoreError
+        from custseg.store.database import is_postgres, postgres_url, redact
+
+        if is_postgres(v):
+            try:
+                postgres_url(v)
+            except StoreError as exc:
+                raise ValueError(f"{exc}; found {redact(v)!r}") from None
+        return v
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifacts_for_a_shared_store(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from custseg.store.database import is_postgres, redact
+
+        store = info.data.get("store")
+        if v is None and isinstance(store, str) and is_postgres(store):
+            raise ValueError(
+                f"a PostgreSQL store needs an artifact location every host reaches: set "
+                f"artifacts to an s3:// prefix or a shared folder (store: {redact(store)}); "
+                f"found none")
+        return v
 
     @field_validator("value_labels", mode="before")
     @classmethod
@@ -238,12 +280,27 @@ class Config(_Section):
 
     @property
     def artifacts_location(self) -> str:
-        """`artifacts`, or an `artifacts` folder beside the store's database."""
+        """`artifacts`, or an `artifacts` folder beside the store's database (a PostgreSQL
+        store has no such folder: validation asks for `artifacts`)."""
         if self.artifacts:
             return self.resolve(self.artifacts)
         from custseg.store.database import store_paths
 
         return str(store_paths(self.store_location)[0] / "artifacts")
+
+    def store_password(self) -> str | None:
+        """The store's password, from the environment variable `store_password_env`
+        names (None when it names none: libpq's own PGPASSWORD or ~/.pgpass then)."""
+        return read_secret(self.store_password_env, "store_password_env")
+
+    def open_store(self, *, existing: bool = False) -> Store:
+        """The config's store: created and migrated when needed, or (`existing`) one
+        that must be there already (read commands never create one)."""
+        from custseg.store.database import Store
+
+        opener = Store.existing if existing else Store.open
+        return opener(self.store_location, self.artifacts_location,
+                      password=self.store_password(), host=host_id())
 
     @property
     def k_candidates(self) -> list[int]:
@@ -255,21 +312,37 @@ class Config(_Section):
 
     def api_key(self) -> str | None:
         """The endpoint API key, read from the environment variable the config names."""
-        import os
-
-        name = self.endpoint.api_key_env
-        if name is None:
-            return None
-        value = os.environ.get(name)
-        if not value:
-            raise ConfigError(
-                f"endpoint.api_key_env names the environment variable {name!r}, which is not set"
-            )
-        return value
+        return read_secret(self.endpoint.api_key_env, "endpoint.api_key_env")
 
     def parameters(self) -> dict[str, Any]:
         """The resolved pipeline parameters, as recorded with a run."""
         return self.model_dump(mode="json", exclude={"config_dir"})
+
+
+HOST_ID_ENV = "CUSTSEG_HOST_ID"
+
+
+def host_id() -> str:
+    """This host's name in a shared store's process rows: `CUSTSEG_HOST_ID` when set
+    (two containers with one host name, or tests simulating two hosts), else the host
+    name."""
+    import os
+    import socket
+
+    return os.environ.get(HOST_ID_ENV) or socket.gethostname()
+
+
+def read_secret(variable: str | None, key: str) -> str | None:
+    """The value of the environment variable `variable` (named by config key `key`);
+    None when no variable is named, an error naming the key when it is not set."""
+    import os
+
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"{key} names the environment variable {variable!r}, which is not set")
+    return value
 
 
 def _code_text(code: Any) -> str:

@@ -46,10 +46,9 @@ def fail(exc: CustsegError) -> typer.Exit:
 def open_config_store(config: Path) -> tuple[Config, Store]:
     """The config and its store, which must exist (read commands never create one)."""
     from custseg.config import load_config
-    from custseg.store.database import Store
 
     cfg = load_config(config)
-    return cfg, Store.existing(cfg.store_location, cfg.artifacts_location)
+    return cfg, cfg.open_store(existing=True)
 
 
 def print_table(columns: list[str], rows: list[list[Any]]) -> None:

@@ -34,8 +34,12 @@ def _store(config: Path) -> Store:
 
 def serve(
     config: ConfigOpt = DEFAULT_CONFIG,
-    store: Annotated[str | None, typer.Option(help="Store folder (instead of -c).")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Store folder or postgresql:// URL (instead of -c).")] = None,
     artifacts: Annotated[str | None, typer.Option(help="Artifact location (with --store).")] = None,
+    store_password_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the PostgreSQL store's password (with --store)."
+    )] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: endpoint.port).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
@@ -60,7 +64,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the endpoint server in the foreground (every endpoint of the store)."""
-    from custseg.config import load_config
+    from custseg.config import host_id, load_config, read_secret
     from custseg.errors import ConfigError
     from custseg.serving.server import check_bind
     from custseg.serving.server import serve as run_server
@@ -70,12 +74,14 @@ def serve(
     if store is not None:
         if restart:
             raise ConfigError("--restart takes the settings from the config: use -c")
-        opened = Store.open(store, artifacts)
-        base = ServerSettings(store=str(opened.db_path), artifacts=opened.artifacts)
+        opened = Store.open(store, artifacts, host=host_id(), password=read_secret(
+            store_password_env, "--store-password-env"))
+        base = ServerSettings(store=opened.location, artifacts=opened.artifacts,
+                              store_password_env=store_password_env)
     else:
         cfg = load_config(config)
-        opened = Store.open(cfg.store_location, cfg.artifacts_location)
-        base = ServerSettings.from_config(cfg, str(opened.db_path), opened.artifacts)
+        opened = cfg.open_store()
+        base = ServerSettings.from_config(cfg, opened.location, opened.artifacts)
     given = {"host": host, "port": port, "workers": workers, "api_key_env": api_key_env,
              "s3_endpoint_url": s3_endpoint_url, "max_body": max_body}
     settings = base.replace(**{k: v for k, v in given.items() if v is not None})

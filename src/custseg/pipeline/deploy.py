@@ -85,11 +85,12 @@ def check_settings(server: Any, settings: Any) -> None:
 
 def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
     """Have the endpoint server serve `deployment`: start the store's background server
-    when none runs (and `endpoint.autostart`), then wait for every worker to switch."""
+    when none runs on this host (and `endpoint.autostart`), then wait for every worker
+    (of every host sharing the store) to switch."""
     from custseg.serving.server import running_server, start_background
     from custseg.serving.settings import ServerSettings
 
-    settings = ServerSettings.from_config(cfg, str(store.db_path), store.artifacts)
+    settings = ServerSettings.from_config(cfg, store.location, store.artifacts)
     server = running_server(store)
     if server is not None:
         check_settings(server, settings)
@@ -97,6 +98,11 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
         server = start_background(store, settings)
     served = functools.partial(Deployed, deployment.endpoint, deployment.config,
                                deployment.action, deployment.previous_config)
+    if server is None and switch_view(store, deployment.endpoint)[1]:
+        # no server on this host, but other hosts' servers serve this (shared) store
+        status = wait_until_served(store, deployment.endpoint, deployment.config)
+        return served(status=status, url=None,
+                      note="served by the endpoint servers of other hosts")
     if server is None:
         return served(status="Creating" if deployment.action == "created" else "Updating",
                       url=None,

@@ -138,7 +138,7 @@ def new_execution_id() -> str:
 
 
 def open_store(cfg: Config) -> Store:
-    return Store.open(cfg.store_location, cfg.artifacts_location)
+    return cfg.open_store()
 
 
 # -- definitions -----------------------------------------------------------------------------

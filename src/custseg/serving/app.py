@@ -30,7 +30,6 @@ from custseg.serving.routes import ROUTES, resolve
 from custseg.serving.scoring import score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
 from custseg.serving.wire import WireError
-from custseg.store.database import Store
 
 __all__ = ["App", "create_app"]
 
@@ -58,7 +57,7 @@ class App:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.store = Store.existing(settings.store, settings.artifacts)
+        self.store = settings.open_store()
         self.table = EndpointTable(self.store, settings.s3_endpoint_url)
         self.metrics = Metrics()
         self._metrics_dir = self.store.folder / "metrics"

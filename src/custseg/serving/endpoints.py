@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from custseg.artifact.storage import load_model
 from custseg.errors import CustsegError, DeployError
 from custseg.store.database import Store, now
 from custseg.store.endpoints import (
+    HEARTBEAT,
     WorkerStatus,
     forget_worker,
     report_worker,
@@ -99,6 +101,7 @@ class EndpointTable:
         self.failed: dict[str, tuple[str, str]] = {}  # endpoint -> (config, reason)
         self.pid = os.getpid()
         self._lock = threading.Lock()
+        self._registered: float | None = None  # when the `*` row was last refreshed
 
     def get(self, name: str) -> Served | None:
         return self.live.get(name)
@@ -128,6 +131,8 @@ class EndpointTable:
                 if self.failed.get(name, ("", ""))[0] == row["config_name"]:
                     continue  # already refused; the deploy reverts the endpoint
                 self._switch(name, row, current)
+            if self._registered is not None and time.monotonic() - self._registered > HEARTBEAT:
+                self.register_worker()  # the heartbeat other hosts judge this worker by
 
     def _switch(self, name: str, row: dict[str, Any], current: Served | None) -> None:
         config = row["config_name"]
@@ -152,6 +157,7 @@ class EndpointTable:
     def register_worker(self) -> None:
         """Announce this worker, so that deploys wait for it to switch too."""
         self._report("*", None, "Up", None)
+        self._registered = time.monotonic()
 
     def forget_worker(self) -> None:
         forget_worker(self.store, self.pid)

@@ -278,7 +278,7 @@ def main(argv: list[str]) -> int:
 
     try:
         settings = ServerSettings.read(argv[0])
-        serve(Store.existing(settings.store, settings.artifacts), settings)
+        serve(settings.open_store(), settings)
     except CustsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

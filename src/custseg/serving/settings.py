@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from custseg.errors import ConfigError
+from custseg.store.database import Store
 
 if TYPE_CHECKING:
     from custseg.config import Config
@@ -32,7 +32,7 @@ SETTINGS_ENV = "CUSTSEG_SERVER_SETTINGS"
 
 @dataclass(frozen=True)
 class ServerSettings:
-    store: str  # the store's database file
+    store: str  # the store's database file or URL (never with a password)
     artifacts: str
     host: str = "127.0.0.1"
     port: int = 8080
@@ -42,26 +42,34 @@ class ServerSettings:
     max_body: int = DEFAULT_MAX_BODY
     sync_interval: float = 0.1  # seconds between a worker's looks at the store
     requested_port: int | None = None  # the config's port, when serving on another
+    store_password_env: str | None = None  # a PostgreSQL store's password variable
 
     @classmethod
     def from_config(cls, cfg: Config, store_db: str, artifacts: str) -> ServerSettings:
         e = cfg.endpoint
         return cls(store=store_db, artifacts=artifacts, host=e.host, port=e.port,
                    workers=e.workers, api_key_env=e.api_key_env,
-                   s3_endpoint_url=cfg.s3.endpoint_url, max_body=e.max_body_bytes)
+                   s3_endpoint_url=cfg.s3.endpoint_url, max_body=e.max_body_bytes,
+                   store_password_env=cfg.store_password_env)
 
     def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)
 
     def api_key(self) -> str | None:
         """The key from the variable `api_key_env` names (None when no key is set)."""
-        if self.api_key_env is None:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if not value:
-            raise ConfigError(f"endpoint.api_key_env names the environment variable "
-                              f"{self.api_key_env!r}, which is not set")
-        return value
+        from custseg.config import read_secret
+
+        return read_secret(self.api_key_env, "endpoint.api_key_env")
+
+    def open_store(self) -> Store:
+        """The store the server serves (it exists: the server was started for it), with
+        the password from the variable the config names (inherited by the workers)."""
+        from custseg.config import host_id, read_secret
+
+        return Store.existing(self.store, self.artifacts,
+                              password=read_secret(self.store_password_env,
+                                                   "store_password_env"),
+                              host=host_id())
 
     # -- the file the server process and its workers read ------------------------------
     def write(self, path: Path) -> Path:

@@ -6,22 +6,28 @@ OutOfService (no endpoint server runs), Failed (with the reason) and Deleted.
 `reconcile` makes a recorded status say what the workers really serve, after a deploy
 whose process died or a model that no longer loads. Workers report per endpoint what
 they serve; a row with the endpoint name `*` marks a live worker.
+
+Workers (and deploys) are keyed by host and pid: several hosts may serve one PostgreSQL
+store. A worker of this host is alive when its pid is; one of another host, whose pid
+cannot be checked from here, when its `*` row was refreshed (its heartbeat, every
+`HEARTBEAT` seconds) within `WORKER_TTL` seconds.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from custseg.errors import DeployError
-from custseg.store.database import Store, now, process_alive
+from custseg.store.database import Connection, Store, now, process_alive
 
 __all__ = [
+    "HEARTBEAT",
     "Deployment",
     "EndpointStatus",
+    "WorkerKey",
     "WorkerStatus",
     "config_name",
     "create_or_update",
@@ -43,6 +49,43 @@ __all__ = [
 EndpointStatus = Literal["Creating", "Updating", "InService", "OutOfService", "Failed",
                          "Deleted"]
 WorkerStatus = Literal["Up", "InService", "Failed", "Deleted"]  # "Up": the `*` row
+WorkerKey = tuple[str, int]  # (host_id, pid)
+
+HEARTBEAT = 2.0  # seconds between a worker's refreshes of its `*` row
+WORKER_TTL = 15.0  # another host's worker not heard of for this long is gone
+DEPLOY_TTL = 120.0  # another host's deploy not finished after this long died
+
+
+def _age(at: str | None) -> float:
+    """Seconds since a recorded time (infinite when unknown)."""
+    if not at:
+        return float("inf")
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(at)).total_seconds()
+    except ValueError:
+        return float("inf")
+
+
+def _local(store: Store, host_id: str | None) -> bool:
+    """Whether a row's process runs on this host ('' or NULL: a row from before hosts
+    were recorded, which only the one machine of a SQLite store wrote)."""
+    return host_id in (store.host, "", None)
+
+
+def _live_workers(store: Store, conn: Connection) -> list[WorkerKey]:
+    """The workers serving this store: this host's by their pid, other hosts' by their
+    heartbeat."""
+    rows = conn.execute("SELECT host_id, pid, updated_at FROM endpoint_workers WHERE "
+                        "endpoint_name = '*'").fetchall()
+    return [(r["host_id"], int(r["pid"])) for r in rows
+            if (process_alive(int(r["pid"])) if _local(store, r["host_id"])
+                else _age(r["updated_at"]) < WORKER_TTL)]
+
+
+def _worker_rows(conn: Connection, name: str) -> dict[WorkerKey, dict[str, Any]]:
+    return {(r["host_id"], int(r["pid"])): dict(r) for r in conn.execute(
+        "SELECT host_id, pid, config_name, status, reason FROM endpoint_workers WHERE "
+        "endpoint_name = ?", (name,))}
 
 
 @dataclass(frozen=True)
@@ -82,39 +125,38 @@ def create_or_update(
 ) -> Deployment:
     """Record a new endpoint config and point the endpoint at it (create or update)."""
     name = endpoint_name(project, environment)
-    with store.write() as conn:
+    with store.write() as conn:  # writers queue: no other can take the name meanwhile
         config = config_name(project, environment)
-        while True:  # two deployments within a microsecond: the later one waits its turn
-            try:
-                conn.execute(
-                    "INSERT INTO endpoint_configs (name, endpoint_name, group_name, version, "
-                    "artifact_uri, execution_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (config, name, group, version, artifact_uri, execution_id, now()),
-                )
-                break
-            except sqlite3.IntegrityError:
-                config = config_name(project, environment)
+        while conn.execute("SELECT 1 FROM endpoint_configs WHERE name = ?",
+                           (config,)).fetchone() is not None:
+            config = config_name(project, environment)  # two deployments in a microsecond
+        conn.execute(
+            "INSERT INTO endpoint_configs (name, endpoint_name, group_name, version, "
+            "artifact_uri, execution_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (config, name, group, version, artifact_uri, execution_id, now()),
+        )
         row = conn.execute("SELECT config_name, status FROM endpoints WHERE name = ?",
                            (name,)).fetchone()
         if row is None:
             conn.execute(
                 "INSERT INTO endpoints (name, config_name, status, created_at, updated_at, "
-                "deployer_pid) VALUES (?, ?, 'Creating', ?, ?, ?)",
-                (name, config, now(), now(), os.getpid()),
+                "deployer_pid, deployer_host_id) VALUES (?, ?, 'Creating', ?, ?, ?, ?)",
+                (name, config, now(), now(), os.getpid(), store.host),
             )
             return Deployment(name, config, "created", None)
         if row["status"] == "Deleted":  # a deleted endpoint is created anew
             conn.execute(
                 "UPDATE endpoints SET config_name = ?, previous_config_name = NULL, status = "
                 "'Creating', status_reason = NULL, created_at = ?, updated_at = ?, "
-                "deployer_pid = ? WHERE name = ?",
-                (config, now(), now(), os.getpid(), name),
+                "deployer_pid = ?, deployer_host_id = ? WHERE name = ?",
+                (config, now(), now(), os.getpid(), store.host, name),
             )
             return Deployment(name, config, "created", None)
         conn.execute(
             "UPDATE endpoints SET config_name = ?, previous_config_name = ?, status = 'Updating',"
-            " status_reason = NULL, updated_at = ?, deployer_pid = ? WHERE name = ?",
-            (config, row["config_name"], now(), os.getpid(), name),
+            " status_reason = NULL, updated_at = ?, deployer_pid = ?, deployer_host_id = ? "
+            "WHERE name = ?",
+            (config, row["config_name"], now(), os.getpid(), store.host, name),
         )
         return Deployment(name, config, "updated", row["config_name"])
 
@@ -130,20 +172,18 @@ def reconcile(store: Store, name: str) -> None:
       OutOfService when no server runs, InService when every live worker serves it.
     """
     with store.write() as conn:
-        row = conn.execute("SELECT config_name, status, deployer_pid FROM endpoints "
-                           "WHERE name = ?", (name,)).fetchone()
+        row = conn.execute("SELECT config_name, status, updated_at, deployer_pid, "
+                           "deployer_host_id FROM endpoints WHERE name = ?", (name,)).fetchone()
         if row is None or row["status"] in ("Deleted", "Failed"):
             return
         deploying = row["status"] in ("Creating", "Updating")
-        if deploying and row["deployer_pid"] is not None and process_alive(
-                int(row["deployer_pid"])):
+        if deploying and row["deployer_pid"] is not None and (
+                process_alive(int(row["deployer_pid"]))
+                if _local(store, row["deployer_host_id"])
+                else _age(row["updated_at"]) < DEPLOY_TTL):
             return  # its deploy is under way: it sets the status itself
-        live = [r["pid"] for r in conn.execute(
-            "SELECT pid FROM endpoint_workers WHERE endpoint_name = '*'")
-            if process_alive(r["pid"])]
-        rows = {r["pid"]: r for r in conn.execute(
-            "SELECT pid, config_name, status, reason FROM endpoint_workers WHERE "
-            "endpoint_name = ?", (name,))}
+        live = _live_workers(store, conn)
+        rows = _worker_rows(conn, name)
         mine = [rows[p] for p in live if p in rows and rows[p]["config_name"] == row["config_name"]]
         failed = [r for r in mine if r["status"] == "Failed"]
         reason: str | None
@@ -160,7 +200,8 @@ def reconcile(store: Store, name: str) -> None:
         if status == row["status"] and not deploying:
             return
         conn.execute("UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ?, "
-                     "deployer_pid = NULL WHERE name = ?", (status, reason, now(), name))
+                     "deployer_pid = NULL, deployer_host_id = NULL WHERE name = ?",
+                     (status, reason, now(), name))
 
 
 def endpoint_record(store: Store, name: str) -> dict[str, Any] | None:
@@ -177,8 +218,8 @@ def endpoint_record(store: Store, name: str) -> dict[str, Any] | None:
             (name,),
         ).fetchall()
         workers = conn.execute(
-            "SELECT pid, config_name, status, reason, updated_at FROM endpoint_workers WHERE "
-            "endpoint_name = ?",
+            "SELECT host_id, pid, config_name, status, reason, updated_at FROM endpoint_workers "
+            "WHERE endpoint_name = ?",
             (name,),
         ).fetchall()
     current = next((dict(c) for c in configs if c["name"] == row["config_name"]), None)
@@ -201,7 +242,7 @@ def set_status(store: Store, name: str, status: EndpointStatus, reason: str | No
     with store.write() as conn:
         conn.execute(
             "UPDATE endpoints SET status = ?, status_reason = ?, updated_at = ?, "
-            "deployer_pid = NULL WHERE name = ?",
+            "deployer_pid = NULL, deployer_host_id = NULL WHERE name = ?",
             (status, reason, now(), name),
         )
 
@@ -250,9 +291,9 @@ def rollback(store: Store, name: str) -> Deployment:
             raise DeployError(f"endpoint {name!r} has no earlier config to roll back to")
         conn.execute(
             "UPDATE endpoints SET config_name = ?, previous_config_name = ?, status = "
-            "'Updating', status_reason = 'rollback', updated_at = ?, deployer_pid = ? "
-            "WHERE name = ?",
-            (previous["name"], row["config_name"], now(), os.getpid(), name),
+            "'Updating', status_reason = 'rollback', updated_at = ?, deployer_pid = ?, "
+            "deployer_host_id = ? WHERE name = ?",
+            (previous["name"], row["config_name"], now(), os.getpid(), store.host, name),
         )
     return Deployment(name, previous["name"], "updated", row["config_name"])
 
@@ -268,18 +309,15 @@ def delete(store: Store, name: str) -> None:
         raise DeployError(f"no endpoint {name!r}")
 
 
-def switch_view(store: Store, name: str) -> tuple[str | None, list[int], dict[int, dict[str, Any]]]:
-    """What a deploy waits on: the endpoint's config (None when gone), the live workers,
-    and what each reports for the endpoint."""
+def switch_view(store: Store, name: str) -> tuple[
+        str | None, list[WorkerKey], dict[WorkerKey, dict[str, Any]]]:
+    """What a deploy waits on: the endpoint's config (None when gone), the live workers
+    of every host, and what each reports for the endpoint."""
     with store.read() as conn:
         current = conn.execute("SELECT config_name FROM endpoints WHERE name = ?",
                                (name,)).fetchone()
-        workers = [r["pid"] for r in conn.execute(
-            "SELECT pid FROM endpoint_workers WHERE endpoint_name = '*'")
-            if process_alive(r["pid"])]
-        rows = {r["pid"]: dict(r) for r in conn.execute(
-            "SELECT pid, config_name, status, reason FROM endpoint_workers WHERE "
-            "endpoint_name = ?", (name,))}
+        workers = _live_workers(store, conn)
+        rows = _worker_rows(conn, name)
     return (None if current is None else current["config_name"]), workers, rows
 
 
@@ -297,17 +335,19 @@ def wanted_configs(store: Store) -> dict[str, dict[str, Any]]:
 def report_worker(store: Store, endpoint: str, pid: int, config: str | None,
                   status: WorkerStatus,
                   reason: str | None) -> None:
-    """A worker says what it serves for `endpoint` (`*`: that it is alive)."""
+    """A worker of this host says what it serves for `endpoint` (`*`: that it is alive;
+    repeated every `HEARTBEAT` seconds)."""
     with store.write() as conn:
         conn.execute(
-            "INSERT INTO endpoint_workers (endpoint_name, pid, config_name, status, reason, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint_name, pid) DO "
-            "UPDATE SET config_name = excluded.config_name, status = excluded.status, "
-            "reason = excluded.reason, updated_at = excluded.updated_at",
-            (endpoint, pid, config, status, reason, now()),
+            "INSERT INTO endpoint_workers (endpoint_name, host_id, pid, config_name, status, "
+            "reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint_name, "
+            "host_id, pid) DO UPDATE SET config_name = excluded.config_name, status = "
+            "excluded.status, reason = excluded.reason, updated_at = excluded.updated_at",
+            (endpoint, store.host, pid, config, status, reason, now()),
         )
 
 
 def forget_worker(store: Store, pid: int) -> None:
     with store.write() as conn:
-        conn.execute("DELETE FROM endpoint_workers WHERE pid = ?", (pid,))
+        conn.execute("DELETE FROM endpoint_workers WHERE host_id IN (?, '') AND pid = ?",
+                     (store.host, pid))

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from custseg.errors import StoreError
-from custseg.store.database import Store, now, process_alive, process_start
+from custseg.store.database import Row, Store, now, process_alive, process_start
 
 __all__ = [
     "CachedStep",
@@ -65,7 +63,7 @@ class StepRow:
     reason: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StepRow:
+    def from_row(cls, row: Row) -> StepRow:
         return cls(name=row["name"], position=int(row["position"]), status=row["status"],
                    started_at=row["started_at"], ended_at=row["ended_at"],
                    seconds=row["seconds"], error=row["error"],
@@ -146,10 +144,11 @@ def create_execution(store: Store, execution_id: str, pipeline: tuple[str, int],
     with store.write() as conn:
         conn.execute(
             "INSERT INTO executions (id, pipeline_name, pipeline_version, status, parameters,"
-            " started_at, host, pid, pid_start, user) VALUES (?, ?, ?, 'Executing', ?, ?, ?,"
+            ' started_at, host, pid, pid_start, "user") VALUES'
+            " (?, ?, ?, 'Executing', ?, ?, ?,"
             " ?, ?, ?)",
             (execution_id, pipeline[0], pipeline[1], json.dumps(parameters), now(),
-             socket.gethostname(), pid, process_start(pid), user))
+             store.host, pid, process_start(pid), user))
         conn.executemany(
             "INSERT INTO steps (execution_id, position, name, status) VALUES (?, ?, ?, 'Pending')",
             [(execution_id, i, name) for i, name in enumerate(steps)])
@@ -179,12 +178,12 @@ def finish_execution(store: Store, execution_id: str, status: ExecutionStatus,
 
 def reap_interrupted(store: Store) -> list[str]:
     """Mark executions on this host whose process died without finishing as Failed
-    (interrupted); returns their ids."""
-    host = socket.gethostname()
+    (interrupted); returns their ids. Another host's runs are that host's to judge: a
+    pid means nothing here."""
     with store.read() as conn:
         rows = conn.execute(
             "SELECT id, pid, pid_start FROM executions WHERE status = 'Executing' AND host = ?",
-            (host,)).fetchall()
+            (store.host,)).fetchall()
     dead = [r["id"] for r in rows if not process_alive(int(r["pid"]), r["pid_start"])]
     for execution_id in dead:
         with store.write() as conn:
@@ -206,10 +205,11 @@ def execution(store: Store, execution_id: str) -> ExecutionRow:
     with store.read() as conn:
         row = conn.execute("SELECT * FROM executions WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
-            matches = conn.execute("SELECT id FROM executions WHERE id LIKE ? LIMIT 2",
-                                   (f"{execution_id}%",)).fetchall()
+            matches = conn.execute(  # lower(): SQLite's LIKE ignores case, PostgreSQL's not
+                "SELECT id FROM executions WHERE lower(id) LIKE lower(?) LIMIT 2",
+                (f"{execution_id}%",)).fetchall()
             if len(matches) != 1:
-                raise StoreError(f"no execution {execution_id!r} in {store.db_path} "
+                raise StoreError(f"no execution {execution_id!r} in {store.name} "
                                  f"(see `custseg executions list`)")
             row = conn.execute("SELECT * FROM executions WHERE id = ?",
                                (matches[0]["id"],)).fetchone()
@@ -231,11 +231,11 @@ def executions(store: Store, limit: int = 50) -> list[ExecutionRow]:
     return [execution(store, r["id"]) for r in rows]
 
 
-def _latest_success(store: Store, where: str, params: tuple[str, ...]) -> sqlite3.Row | None:
+def _latest_success(store: Store, where: str, params: tuple[str, ...]) -> Row | None:
     """The latest successful (or cached) step matching `where` (over steps s and their
     executions e)."""
     with store.read() as conn:
-        row: sqlite3.Row | None = conn.execute(
+        row: Row | None = conn.execute(
             "SELECT s.execution_id, s.outputs, s.cached_from FROM steps s JOIN executions e "
             f"ON e.id = s.execution_id WHERE {where} AND s.status IN ('Succeeded', 'Cached') "
             "ORDER BY e.started_at DESC LIMIT 1", params).fetchone()

@@ -1,5 +1,7 @@
-"""The store's SQLite schema, as forward migrations: entry N takes a database from
-schema version N to N + 1 (`PRAGMA user_version`). Append; never edit a shipped entry."""
+"""The store's schema, as forward migrations: entry N takes a database from schema
+version N to N + 1 (SQLite: `PRAGMA user_version`; PostgreSQL: the `schema_version`
+table). Written in SQLite's words; `dialects` translates the few PostgreSQL says
+otherwise. Append; never edit a shipped entry."""
 
 from __future__ import annotations
 
@@ -118,6 +120,43 @@ MIGRATIONS: list[str] = [
     # mid-way is reconciled from what the workers really serve
     """
     ALTER TABLE endpoints ADD COLUMN deployer_pid INTEGER;
+    """,
+    # 5 (schema version 5): several hosts share a PostgreSQL store, and a pid means
+    # something only on its own host: endpoint workers and servers are keyed by
+    # (host_id, pid) (host_id: the host name, as in executions.host), and a deploy names
+    # its host. Rows from before (host_id '') come from the one machine of a SQLite store.
+    """
+    CREATE TABLE endpoint_workers_by_host (
+        endpoint_name TEXT NOT NULL,
+        host_id TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        config_name TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (endpoint_name, host_id, pid)
+    );
+    INSERT INTO endpoint_workers_by_host (endpoint_name, host_id, pid, config_name, status,
+        reason, updated_at)
+        SELECT endpoint_name, '', pid, config_name, status, reason, updated_at
+        FROM endpoint_workers;
+    DROP TABLE endpoint_workers;
+    ALTER TABLE endpoint_workers_by_host RENAME TO endpoint_workers;
+    CREATE TABLE servers_by_host (
+        host_id TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        workers INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (host_id, pid)
+    );
+    INSERT INTO servers_by_host (host_id, pid, host, port, workers, started_at, settings)
+        SELECT '', pid, host, port, workers, started_at, settings FROM servers;
+    DROP TABLE servers;
+    ALTER TABLE servers_by_host RENAME TO servers;
+    ALTER TABLE endpoints ADD COLUMN deployer_host_id TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,123 @@
+"""What every engine does around its fit, whatever ran it: the metrics record and the
+library versions of the lineage, and stable segment ids (a retrain's clusters matched to
+the previous version's segments: `core/matching`)."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+
+from custseg import __version__
+from custseg.artifact.scorer import Model
+from custseg.core.columns import take_rows
+from custseg.core.matching import agreement, centroid_matrix, match_ids
+from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.train import Clustering, TrainResult
+from custseg.errors import CustsegError
+
+__all__ = ["AGREEMENT_SAMPLE", "match_previous", "metrics_record", "original_sd",
+           "previous_labels", "relabel", "versions"]
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {
+        "custseg": __version__,
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("numpy", "pyarrow", "scikit-learn")},
+    }
+
+
+def metrics_record(result: TrainResult) -> dict[str, Any]:
+    chosen = result.chosen
+    p = result.projection
+    return {
+        "space": f"PCA, {p.n_components} component{'s' if p.n_components > 1 else ''} "
+                 f"({float(p.explained_variance_ratio.sum()):.0%} of the variance)",
+        "feature_space": result.feature_space,
+        "stability": chosen.stability,
+        "k": chosen.k,
+        "silhouette": chosen.silhouette.to_dict(),
+        "calinski_harabasz": chosen.calinski_harabasz,
+        "davies_bouldin": chosen.davies_bouldin,
+        "inertia": chosen.inertia,
+        "cluster_sizes": chosen.sizes,
+        "selection_metric": result.metric,
+    }
+
+
+AGREEMENT_SAMPLE = 50_000  # rows: the agreement share is known to +-0.5% or better
+
+
+def previous_labels(previous: Model | None, table: Any, random_state: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows (a seeded sample of at most AGREEMENT_SAMPLE) and the previous version's
+    segment of each, to measure how many keep their id; None if it cannot read them."""
+    if previous is None:
+        return None
+    n = table.num_rows
+    rng = np.random.default_rng([random_state, 29])
+    index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
+        rng.choice(n, AGREEMENT_SAMPLE, replace=False))
+    try:
+        sample = take_rows(table, index) if len(index) < n else table
+        return index, previous.predict(sample)
+    except CustsegError:
+        return None  # e.g. a column it needs is gone: ids are matched on centroids only
+
+
+def original_sd(encoded: Encoded, transform: FeatureTransform, random_state: int
+                 ) -> list[float]:
+    """The sd of each numeric column in original units (on a seeded sample of at most
+    AGREEMENT_SAMPLE rows): what centroid matching scales by, as profiles are in
+    original units while a log-transformed column's `scales` are in log units."""
+    n = encoded.n
+    rng = np.random.default_rng([random_state, 31])
+    index = np.arange(n) if n <= AGREEMENT_SAMPLE else np.sort(
+        rng.choice(n, AGREEMENT_SAMPLE, replace=False))
+    return [max(float(np.std(transform.original(encoded, j, index))), 1e-12)
+            for j in range(len(transform.numeric))]
+
+
+def match_previous(profiles: list[dict[str, Any]], transform: FeatureTransform, previous: Model,
+           labels: np.ndarray, old_labels: tuple[np.ndarray, np.ndarray] | None,
+           original_sd: list[float]) -> tuple[list[int], dict[str, Any]]:
+    """New id per cluster (matched to the previous version) and the stability record."""
+    shared = [c for c in transform.numeric if c in previous.transform.numeric]
+    scales = dict(zip(transform.numeric, original_sd, strict=True))
+    categories = [f"{c}={v}" for c, values in zip(transform.categorical, transform.categories,
+                                                  strict=True)
+                  if c in previous.transform.categorical for v in values]
+    ids = match_ids(centroid_matrix(profiles, shared, scales, categories),
+                    centroid_matrix(previous.meta["segments"], shared, scales, categories))
+    k = len(profiles)
+    if sorted(ids) != list(range(k)):  # fewer segments than before: keep their order
+        order = sorted(range(k), key=lambda c: ids[c])
+        ids = [order.index(c) for c in range(k)]
+    agree = None
+    if old_labels is not None:
+        index, old = old_labels
+        agree = agreement(np.asarray(ids, dtype=np.int32)[labels[index]], old)
+    return ids, {
+        "previous_model": previous.uri,
+        "previous_k": previous.k,
+        "matched_ids": ids,
+        "agreement": agree,
+        "agreement_rows": None if old_labels is None else len(old_labels[0]),
+        "method": "Hungarian matching on centroids in original units (scaled by sd)",
+    }
+
+
+def relabel(clustering: Clustering, profiles: list[dict[str, Any]], ids: list[int]
+             ) -> tuple[Clustering, list[dict[str, Any]]]:
+    """Renumber clusters: cluster c becomes ids[c]."""
+    order = np.argsort(ids)  # order[new_id] = old position
+    mapping = np.asarray(ids, dtype=np.int32)
+    relabelled = Clustering(k=clustering.k, centers=clustering.centers[order].copy(),
+                            labels=mapping[clustering.labels], inertia=clustering.inertia,
+                            n_iter=clustering.n_iter)
+    new_profiles = [profiles[int(c)] | {"id": new} for new, c in enumerate(order)]
+    return relabelled, new_profiles
