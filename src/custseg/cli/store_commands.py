@@ -170,10 +170,9 @@ def models_import(
     """Bring a model trained on SageMaker into the store, as the group's next version."""
     from custseg.config import load_config
     from custseg.sagemaker.model_import import import_model
-    from custseg.store.database import Store
 
     cfg = load_config(config)
-    store = Store.open(cfg.store_location, cfg.artifacts_location)
+    store = cfg.open_store()
     pkg = import_model(store, cfg, archive)
     if as_json:
         typer.echo(json.dumps(pkg.to_dict(), indent=2))

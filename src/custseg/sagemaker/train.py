@@ -35,7 +35,8 @@ HYPERPARAMETERS = {
     "custseg-config": None,
 }
 # config keys that describe the local machine, not the training: the job decides them
-NOT_IN_JOB = ("data_uri", "store", "artifacts", "engine", "spark", "endpoint", "deploy")
+NOT_IN_JOB = ("data_uri", "store", "store_password_env", "artifacts", "engine", "spark",
+              "endpoint", "deploy")
 
 
 def read_hyperparameters(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
