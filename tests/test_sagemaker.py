@@ -699,3 +699,71 @@ def test_an_imported_model_once_approved_is_served_like_sagemaker_would(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+# -- `custseg deploy --target sagemaker` against a moto server -------------------------------
+
+@needs_sdk
+def test_deploy_uploads_the_source_upserts_the_lambda_and_the_pipeline(
+        moto_sagemaker: str, tmp_path: Path) -> None:
+    import boto3
+
+    from conftest import AWS_ENV
+
+    clients = {s: boto3.client(s, endpoint_url=moto_sagemaker, region_name="eu-west-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+               for s in ("s3", "iam", "lambda", "sagemaker")}
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    role = clients["iam"].create_role(RoleName=f"deploy-{os.getpid()}",
+                                      AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    clients["s3"].create_bucket(Bucket="shop-ml",
+                                CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    config = SM_CONFIG | {"lambda_role_arn": role, "project_name": f"shop{os.getpid()}"}
+    project = config["project_name"]
+
+    def deploy(cfg: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        import yaml
+
+        (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump(cfg))
+        env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL": moto_sagemaker}
+        return subprocess.run([str(CUSTSEG), "deploy", "--target", "sagemaker", "--json", "-c",
+                               str(tmp_path / "pipeline_config.yaml")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=180, env=env, check=False)
+
+    first = deploy(config)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) | {"pipeline": None} == {
+        "pipeline": None, "version": 1, "created": True, "changes": []}
+    source = clients["s3"].get_object(Bucket="shop-ml", Key=f"{project}/code/source.tar.gz")
+    assert source["ContentLength"] > 10_000
+    function = clients["lambda"].get_function(FunctionName=f"{project}-deploy-endpoint-prod")
+    assert function["Configuration"]["Handler"] == "lambda_handler.handler"
+    pipeline = clients["sagemaker"].describe_pipeline(PipelineName=f"{project}-pipeline-prod")
+    stored = json.loads(pipeline["PipelineDefinition"])
+    assert [s["Name"] for s in stored["Steps"]] == [
+        "Train", "CreateModel-CreateModel", "RegisterModel-RegisterModel", "DeployEndpoint"]
+    assert stored["Steps"][3]["FunctionArn"] == function["Configuration"]["FunctionArn"]
+
+    again = deploy(config)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["created"] is False and json.loads(again.stdout)[
+        "version"] == 1
+
+    changed = deploy(config | {"n_clusters": 5})
+    assert changed.returncode == 0, changed.stderr
+    result = json.loads(changed.stdout)
+    assert (result["version"], result["created"], result["changes"]) == (
+        2, True, ["parameter NClusters"])
+    stored = json.loads(clients["sagemaker"].describe_pipeline(
+        PipelineName=f"{project}-pipeline-prod")["PipelineDefinition"])
+    assert stored["Parameters"][0] == {"Name": "NClusters", "Type": "Integer", "DefaultValue": 5}
+
+
+@needs_sdk
+def test_deploy_without_credentials_says_what_it_needs(tmp_path: Path) -> None:
+    result = offline_cli(tmp_path, "deploy", "--target", "sagemaker")
+    assert result.returncode == 2, result.stderr
+    assert "needs AWS credentials" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

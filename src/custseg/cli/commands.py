@@ -185,8 +185,8 @@ def _print_examples(
 
 
 TargetOpt = Annotated[str, typer.Option(
-    "--target", help="Where the pipeline runs: local, or sagemaker (deploy --dry-run only, "
-                     "in this version).")]
+    "--target", help="Where the pipeline runs: local, or sagemaker (deploy only, in this "
+                     "version).")]
 
 
 @app.command()

@@ -2,9 +2,9 @@
 
 `local` runs the pipeline in this process against the config's store (`runner`).
 `sagemaker` (SPEC section 8) builds the seed's pipeline with the SageMaker SDK
-(`custseg.sagemaker.pipeline`): its definition is printed offline (`deploy --dry-run`);
-upserting and starting it on AWS is refused in this version, never run locally under
-its name.
+(`custseg.sagemaker.pipeline`): its definition is printed offline (`deploy --dry-run`)
+or upserted on AWS (`custseg.sagemaker.upsert`); starting it from custseg is refused in
+this version, never run locally under its name.
 """
 
 from __future__ import annotations
@@ -57,12 +57,13 @@ class SageMakerTarget:
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(f"{what} on SageMaker is not available in custseg {__version__}: "
-                           f"`custseg deploy --target sagemaker --dry-run` prints the pipeline "
-                           f"definition; docs/sagemaker.md shows how to upsert and start it "
-                           f"with the AWS CLI")
+                           f"`custseg deploy --target sagemaker` upserts the pipeline; "
+                           f"docs/sagemaker.md shows how to start it with the AWS CLI")
 
     def deploy(self, cfg: Config) -> tuple[int, bool, list[str]]:
-        raise self._refuse("upserting the pipeline")
+        from custseg.sagemaker.upsert import upsert
+
+        return upsert(cfg)
 
     def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
             base: Config | None) -> runner.Execution:

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tarfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -105,16 +106,23 @@ def job_config(cfg: Config) -> dict[str, Any]:
 
 def definition(cfg: Config) -> dict[str, Any]:
     """The pipeline definition as the SDK writes it, built offline."""
-    return dict(json.loads(build(cfg, offline=True).definition()))
+    with warnings.catch_warnings():
+        # the SDK's notes on what a pipeline session does (no wait, no logs, fields it
+        # leaves to execution time) say nothing about this config
+        warnings.simplefilter("ignore", UserWarning)
+        pipeline = build(cfg, offline=True)
+        text = pipeline.definition()
+    return dict(json.loads(text))
 
 
 def build(cfg: Config, *, offline: bool) -> Any:
     """The SDK's Pipeline. Offline, nothing is called: the Lambda is referred to by ARN
     (a real deploy upserts it from `lambda_handler.py`)."""
     lambda_account = _checked(cfg)
-    # the SDK logs its config lookups to stdout, where the definition goes
-    for logger in ("sagemaker", "sagemaker.config"):
-        logging.getLogger(logger).setLevel(logging.WARNING)
+    # the SDK logs its config lookups to stdout, where the definition goes, and notes on
+    # pipeline variables at WARNING that say nothing about the config
+    for logger in ("sagemaker", "sagemaker.config", "botocore", "boto3"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     require_sdk()
     import boto3
