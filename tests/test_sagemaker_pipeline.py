@@ -173,7 +173,6 @@ def test_the_training_step_runs_the_entry_point_with_its_hyperparameters(
     ({"n_clusters": "auto"}, "NClusters and NComponents"),
     ({"engine": "spark"}, "engine: 'spark'"),
 ])
-@needs_sdk
 def test_a_config_the_pipeline_cannot_honour_is_refused(
         tmp_path: Path, change: dict[str, Any], says: str) -> None:
     result = offline_cli(tmp_path, "deploy", "--target", "sagemaker", "--dry-run",
@@ -200,7 +199,6 @@ def test_without_the_extra_the_cli_names_it(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-@needs_sdk
 def test_the_packaged_source_runs_as_the_container_runs_it(tmp_path: Path) -> None:
     """source.tar.gz unpacked: its train.py trains from the packaged custseg, its
     inference.py serves, and requirements.txt pins the installed versions."""
