@@ -23,7 +23,8 @@ def test_an_engine_that_cannot_run_is_refused_before_any_work(
 
 
 @pytest.mark.parametrize(("command", "target", "says"), [
-    (("run",), "sagemaker", "starting an execution on SageMaker is not available in custseg"),
+    (("run",), "sagemaker", "--target sagemaker needs bucket_name, role_arn, "
+                            "lambda_role_arn in the config"),
     (("deploy",), "sagemaker", "--target sagemaker needs bucket_name, role_arn, "
                                "lambda_role_arn in the config"),
     (("run",), "azure", "--target 'azure': expected one of local, sagemaker"),

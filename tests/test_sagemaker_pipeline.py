@@ -301,3 +301,53 @@ def test_deploy_without_credentials_says_what_it_needs(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "needs AWS credentials" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+@needs_sdk
+def test_run_starts_an_execution_of_the_deployed_pipeline_with_the_configs_parameters(
+        moto_sagemaker: str, tmp_path: Path) -> None:
+    import boto3
+    import yaml
+
+    from conftest import AWS_ENV
+
+    sm = boto3.client("sagemaker", endpoint_url=moto_sagemaker, region_name="eu-west-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    project = f"run{os.getpid()}"
+    config = SM_CONFIG | {"project_name": project}
+
+    def cli(cfg: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump(cfg))
+        env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL": moto_sagemaker}
+        return subprocess.run([str(CUSTSEG), *args, "-c", str(tmp_path / "pipeline_config.yaml")],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                              env=env, check=False)
+
+    missing = cli(config, "run", "--target", "sagemaker")
+    assert missing.returncode == 2
+    assert "is not on SageMaker: run `custseg deploy --target sagemaker` first" in " ".join(
+        missing.stderr.split())
+    # the pipeline as deploy puts it (without the S3 and Lambda parts of test_deploy_...)
+    (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump(config))
+    dry = cli(config, "deploy", "--target", "sagemaker", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    sm.create_pipeline(PipelineName=f"{project}-pipeline-prod", PipelineDefinition=dry.stdout,
+                       RoleArn=SM_CONFIG["role_arn"])
+
+    started = cli(config, "run", "--target", "sagemaker", "-p", "n_clusters=6", "--json")
+    assert started.returncode == 0, started.stderr
+    result = json.loads(started.stdout)
+    assert result["parameters"]["NClusters"] == "6"
+    given = sm.list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=result["execution_arn"])["PipelineParameters"]
+    assert {p["Name"]: p["Value"] for p in given} == {
+        "NClusters": "6", "NComponents": "2", "DataFile": "customers.csv",
+        "TrainingInstanceType": "ml.m5.xlarge", "InferenceInstanceType": "ml.t2.large"}
+    executions = sm.list_pipeline_executions(PipelineName=f"{project}-pipeline-prod")
+    assert [e["PipelineExecutionArn"] for e in executions["PipelineExecutionSummaries"]] == [
+        result["execution_arn"]]
+
+    stale = cli(config | {"tuning": {"n_init": 7}}, "run", "--target", "sagemaker")
+    assert stale.returncode == 2
+    assert "differs from the config (step Train)" in " ".join(stale.stderr.split())
+    assert "Traceback" not in stale.stderr

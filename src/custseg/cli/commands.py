@@ -185,8 +185,8 @@ def _print_examples(
 
 
 TargetOpt = Annotated[str, typer.Option(
-    "--target", help="Where the pipeline runs: local, or sagemaker (deploy only, in this "
-                     "version).")]
+    "--target", help="Where the pipeline runs: local, or sagemaker (run starts an execution "
+                     "there and prints its ARN).")]
 
 
 @app.command()
@@ -206,12 +206,22 @@ def run(
 ) -> None:
     """Run the pipeline: Train -> CreateModel -> RegisterModel and DeployEndpoint."""
     from custseg.config import load_config
-    from custseg.pipeline.targets import target_for
+    from custseg.pipeline.targets import SageMakerTarget, target_for
 
     try:
         where = target_for(target)
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
+        if isinstance(where, SageMakerTarget):  # started there, not followed from here
+            started = where.start(cfg)
+            if as_json:
+                typer.echo(json.dumps(started, indent=2))
+            else:
+                typer.echo(f"Started {started['pipeline']} on SageMaker: "
+                           f"{started['execution_arn']} ({started['status']})")
+                typer.echo("Parameters: " + ", ".join(
+                    f"{k}={v}" for k, v in started["parameters"].items()))
+            return
         console = err_console()
         with _RichReporter(console) as reporter:
             execution = where.run(cfg, reporter, no_cache=no_cache, base=base)

@@ -3,8 +3,8 @@
 `local` runs the pipeline in this process against the config's store (`runner`).
 `sagemaker` (SPEC section 8) builds the seed's pipeline with the SageMaker SDK
 (`custseg.sagemaker.pipeline`): its definition is printed offline (`deploy --dry-run`)
-or upserted on AWS (`custseg.sagemaker.upsert`); starting it from custseg is refused in
-this version, never run locally under its name.
+or upserted on AWS (`custseg.sagemaker.upsert`), and an execution started
+(`custseg.sagemaker.execution`); it is never run locally under its name.
 """
 
 from __future__ import annotations
@@ -57,17 +57,24 @@ class SageMakerTarget:
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(f"{what} on SageMaker is not available in custseg {__version__}: "
-                           f"`custseg deploy --target sagemaker` upserts the pipeline; "
-                           f"docs/sagemaker.md shows how to start it with the AWS CLI")
+                           f"`custseg run --target sagemaker` starts it and prints its ARN; "
+                           f"docs/sagemaker.md shows how to follow it with the AWS CLI")
 
     def deploy(self, cfg: Config) -> tuple[int, bool, list[str]]:
         from custseg.sagemaker.upsert import upsert
 
         return upsert(cfg)
 
+    def start(self, cfg: Config) -> dict[str, Any]:
+        """Start an execution of the deployed pipeline (which must match the config) and
+        return its ARN and parameters; it runs on SageMaker, not followed from here."""
+        from custseg.sagemaker.execution import start
+
+        return start(cfg)
+
     def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
             base: Config | None) -> runner.Execution:
-        raise self._refuse("starting an execution")
+        raise self._refuse("following an execution")
 
 
 def target_for(name: str) -> Target:
