@@ -401,3 +401,26 @@ def postgres_server() -> Iterator[PostgresServer]:
         else:
             os.environ[PG_PASSWORD_ENV] = saved
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def moto_sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real moto server process, with the UpdateEndpoint that moto lacks added to its
+    SageMaker backend (tests/moto_sagemaker.py); yields its URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto_sagemaker") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).parent / "moto_sagemaker.py"),
+             "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers_http(f"{url}/moto-api/"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

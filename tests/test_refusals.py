@@ -24,11 +24,14 @@ def test_an_engine_that_cannot_run_is_refused_before_any_work(
     assert not project.store.exists()  # no store, no execution recorded as if it had run
 
 
-@pytest.mark.parametrize(("target", "says"), [
-    ("sagemaker", "--target 'sagemaker' is not available in custseg"),
-    ("azure", "--target 'azure': expected one of local, sagemaker"),
+@pytest.mark.parametrize(("command", "target", "says"), [
+    (("run",), "sagemaker", "--target sagemaker needs bucket_name, role_arn, "
+                            "lambda_role_arn in the config"),
+    (("deploy",), "sagemaker", "--target sagemaker needs bucket_name, role_arn, "
+                               "lambda_role_arn in the config"),
+    (("run",), "azure", "--target 'azure': expected one of local, sagemaker"),
+    (("deploy",), "azure", "--target 'azure': expected one of local, sagemaker"),
 ])
-@pytest.mark.parametrize("command", [("run",), ("deploy",)])
 def test_a_target_that_cannot_run_the_pipeline_is_refused_before_any_work(
         store_project: Callable[..., StoreProject], command: tuple[str, ...], target: str,
         says: str) -> None:

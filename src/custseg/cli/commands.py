@@ -185,7 +185,8 @@ def _print_examples(
 
 
 TargetOpt = Annotated[str, typer.Option(
-    "--target", help="Where the pipeline runs: local, or sagemaker (not in this version).")]
+    "--target", help="Where the pipeline runs: local, or sagemaker (run starts an execution "
+                     "there and prints its ARN).")]
 
 
 @app.command()
@@ -205,12 +206,22 @@ def run(
 ) -> None:
     """Run the pipeline: Train -> CreateModel -> RegisterModel and DeployEndpoint."""
     from custseg.config import load_config
-    from custseg.pipeline.targets import target_for
+    from custseg.pipeline.targets import SageMakerTarget, target_for
 
     try:
         where = target_for(target)
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
+        if isinstance(where, SageMakerTarget):  # started there, not followed from here
+            started = where.start(cfg)
+            if as_json:
+                typer.echo(json.dumps(started, indent=2))
+            else:
+                typer.echo(f"Started {started['pipeline']} on SageMaker: "
+                           f"{started['execution_arn']} ({started['status']})")
+                typer.echo("Parameters: " + ", ".join(
+                    f"{k}={v}" for k, v in started["parameters"].items()))
+            return
         console = err_console()
         with _RichReporter(console) as reporter:
             execution = where.run(cfg, reporter, no_cache=no_cache, base=base)
@@ -232,13 +243,23 @@ def deploy(
     config: ConfigOpt = DEFAULT_CONFIG,
     target: TargetOpt = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the pipeline definition JSON instead of upserting it "
+                          "(--target sagemaker; offline, no AWS credentials).")] = False,
 ) -> None:
     """Validate the config and upsert the pipeline definition (a new version when changed)."""
     from custseg.config import load_config
-    from custseg.pipeline.targets import target_for
+    from custseg.errors import ConfigError
+    from custseg.pipeline.targets import SageMakerTarget, target_for
 
     where = target_for(target)
     cfg = load_config(config)
+    if dry_run:
+        if not isinstance(where, SageMakerTarget):
+            raise ConfigError(f"--dry-run prints the SageMaker pipeline definition: use it "
+                              f"with --target sagemaker (the {target} target has none)")
+        typer.echo(json.dumps(where.definition(cfg), indent=2))
+        return
     version, created, changes = where.deploy(cfg)
     if as_json:
         typer.echo(

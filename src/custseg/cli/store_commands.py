@@ -26,7 +26,7 @@ __all__ = ["executions_app", "models_app"]
 
 executions_app = typer.Typer(help="Past runs: list, describe, draw.", no_args_is_help=True)
 models_app = typer.Typer(
-    help="The model registry: list, describe, approve, reject.", no_args_is_help=True
+    help="The model registry: list, describe, approve, reject, import.", no_args_is_help=True
 )
 
 
@@ -158,6 +158,27 @@ def models_list(
             for p in found
         ],
     )
+
+
+@models_app.command("import")
+def models_import(
+    archive: Annotated[str, typer.Argument(
+        help="A SageMaker-trained model.tar.gz: a local file or s3:// (s3.endpoint_url).")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring a model trained on SageMaker into the store, as the group's next version."""
+    from custseg.config import load_config
+    from custseg.sagemaker.model_import import import_model
+
+    cfg = load_config(config)
+    store = cfg.open_store()
+    pkg = import_model(store, cfg, archive)
+    if as_json:
+        typer.echo(json.dumps(pkg.to_dict(), indent=2))
+        return
+    typer.echo(f"Model {pkg.ref}: {pkg.approval_status.value} (imported from {archive})")
+    typer.echo(f"Artifact: {pkg.artifact_uri}")
 
 
 @models_app.command("describe")

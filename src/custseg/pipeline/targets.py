@@ -1,13 +1,15 @@
 """Deploy targets: where the pipeline itself runs. `target_for(name)` is the only way in.
 
 `local` runs the pipeline in this process against the config's store (`runner`).
-`sagemaker` (SPEC section 8: the seed's pipeline built with the SageMaker SDK) plugs in
-here next; until then it is refused, never run locally under its name.
+`sagemaker` (SPEC section 8) builds the seed's pipeline with the SageMaker SDK
+(`custseg.sagemaker.pipeline`): its definition is printed offline (`deploy --dry-run`)
+or upserted on AWS (`custseg.sagemaker.upsert`), and an execution started
+(`custseg.sagemaker.execution`); it is never run locally under its name.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from custseg import __version__
 from custseg.config import Config
@@ -15,7 +17,7 @@ from custseg.engines import Reporter
 from custseg.errors import ConfigError
 from custseg.pipeline import runner
 
-__all__ = ["TARGETS", "Target", "target_for"]
+__all__ = ["TARGETS", "SageMakerTarget", "Target", "target_for"]
 
 TARGETS = ("local", "sagemaker")
 
@@ -44,11 +46,41 @@ class LocalTarget:
         return runner.run(cfg, reporter, no_cache=no_cache, base=base)
 
 
+class SageMakerTarget:
+    name = "sagemaker"
+
+    def definition(self, cfg: Config) -> dict[str, Any]:
+        """The pipeline definition JSON, built offline (no AWS call, no credentials)."""
+        from custseg.sagemaker.pipeline import definition
+
+        return definition(cfg)
+
+    def _refuse(self, what: str) -> ConfigError:
+        return ConfigError(f"{what} on SageMaker is not available in custseg {__version__}: "
+                           f"`custseg run --target sagemaker` starts it and prints its ARN; "
+                           f"docs/sagemaker.md shows how to follow it with the AWS CLI")
+
+    def deploy(self, cfg: Config) -> tuple[int, bool, list[str]]:
+        from custseg.sagemaker.upsert import upsert
+
+        return upsert(cfg)
+
+    def start(self, cfg: Config) -> dict[str, Any]:
+        """Start an execution of the deployed pipeline (which must match the config) and
+        return its ARN and parameters; it runs on SageMaker, not followed from here."""
+        from custseg.sagemaker.execution import start
+
+        return start(cfg)
+
+    def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
+            base: Config | None) -> runner.Execution:
+        raise self._refuse("following an execution")
+
+
 def target_for(name: str) -> Target:
     """The target called `name`, or ConfigError saying why it cannot be used here."""
     if name == "local":
         return LocalTarget()
-    if name in TARGETS:
-        raise ConfigError(f"--target {name!r} is not available in custseg {__version__}: "
-                          f"only the local target runs the pipeline here (--target local)")
+    if name == "sagemaker":
+        return SageMakerTarget()
     raise ConfigError(f"--target {name!r}: expected one of {', '.join(TARGETS)}")

@@ -31,7 +31,7 @@ from custseg.store.endpoints import (
     wanted_configs,
 )
 
-__all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "verify"]
+__all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "segment_names", "verify"]
 
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -48,7 +48,7 @@ class Served:
     loaded_at: str = field(default_factory=now)
 
 
-def _segment_names(model: Model) -> list[str]:
+def segment_names(model: Model) -> list[str]:
     names = model.meta.get("segment_names")
     if isinstance(names, list) and len(names) == model.k:
         return [str(n) for n in names]
@@ -149,7 +149,7 @@ class EndpointTable:
             config=config,
             ref=f"{row['group_name']}/{row['version']}",
             model=model,
-            segment_names=_segment_names(model),
+            segment_names=segment_names(model),
         )}
         self.failed = {k: v for k, v in self.failed.items() if k != name}
         self._report(name, config, "InService", None)
