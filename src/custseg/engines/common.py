@@ -11,6 +11,7 @@ import numpy as np
 
 from custseg import __version__
 from custseg.artifact.scorer import Model
+from custseg.config import Config
 from custseg.core.columns import take_rows
 from custseg.core.matching import agreement, centroid_matrix, match_ids
 from custseg.core.preprocessing import Encoded, FeatureTransform
@@ -18,7 +19,7 @@ from custseg.core.train import Clustering, TrainResult
 from custseg.errors import CustsegError
 
 __all__ = ["AGREEMENT_SAMPLE", "match_previous", "metrics_record", "original_sd",
-           "previous_labels", "relabel", "versions"]
+           "previous_labels", "relabel", "selection_record", "versions"]
 
 
 def versions() -> dict[str, str]:
@@ -121,3 +122,15 @@ def relabel(clustering: Clustering, profiles: list[dict[str, Any]], ids: list[in
                             n_iter=clustering.n_iter)
     new_profiles = [profiles[int(c)] | {"id": new} for new, c in enumerate(order)]
     return relabelled, new_profiles
+
+
+def selection_record(cfg: Config, sentence: str, metric: str) -> dict[str, Any]:
+    """How k was chosen, as the lineage records it (`meta["selection"]`)."""
+    return {
+        "sentence": sentence,
+        "metric": metric,
+        "swept": len(cfg.k_candidates) > 1,
+        "min_share": cfg.tuning.min_share,
+        "stability": cfg.tuning.stability,
+        "tolerance": cfg.tuning.tolerance,
+    }

@@ -27,6 +27,7 @@ from custseg.engines.common import (
     original_sd,
     previous_labels,
     relabel,
+    selection_record,
     versions,
 )
 from custseg.errors import ConfigError
@@ -129,14 +130,7 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         "engine": LocalEngine.name,
         "metrics": metrics_record(result) | {"cluster_sizes": [p["size"] for p in profiles]},
         "candidates": [c.to_dict() for c in result.candidates],
-        "selection": {
-            "sentence": result.sentence,
-            "metric": result.metric,
-            "swept": len(cfg.k_candidates) > 1,
-            "min_share": cfg.tuning.min_share,
-            "stability": cfg.tuning.stability,
-            "tolerance": cfg.tuning.tolerance,
-        },
+        "selection": selection_record(cfg, result.sentence, result.metric),
         "warnings": warnings,
         "value_labels": cfg.value_labels,
         "correlations": correlations,

@@ -40,6 +40,7 @@ from custseg.engines.common import (
     original_sd,
     previous_labels,
     relabel,
+    selection_record,
     versions,
 )
 from custseg.engines.spark_columns import feature_columns
@@ -201,14 +202,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
             "cluster_sizes": [p["size"] for p in profiles],
             "spark_silhouette_squared_euclidean": fit.spark_silhouette},
         "candidates": [c.to_dict() for c in candidates],
-        "selection": {
-            "sentence": choice.sentence,
-            "metric": cfg.tuning.metric,
-            "swept": len(cfg.k_candidates) > 1,
-            "min_share": cfg.tuning.min_share,
-            "stability": cfg.tuning.stability,
-            "tolerance": cfg.tuning.tolerance,
-        },
+        "selection": selection_record(cfg, choice.sentence, cfg.tuning.metric),
         "warnings": warnings,
         "value_labels": cfg.value_labels,
         "correlations": correlations,
