@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custseg.core.kmeans1d import LineFit, SortedLine
-from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
+from custseg.core.rowblocks import cluster_sums, indicator, map_blocks, nearest, sq_norms
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
@@ -84,28 +84,26 @@ def _assign_step(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None, *,
             return _Step(labels, d2min)
         total, counts, _ = cluster_sums(x, labels, k)
         return _Step(labels, d2min, total, counts, float(x[:, 0] @ x[:, 0]))
-    c_sq = (centers * centers).sum(axis=1)
-    centers_t = np.ascontiguousarray(centers.T)
+    c_sq = (centers * centers).sum(axis=1)[:, None]
     p = x.shape[1]
 
-    def work(s: int, e: int) -> np.ndarray | None:  # in place, in cache-sized blocks
+    def work(s: int, e: int) -> np.ndarray | None:  # in cache-sized blocks
         block = x[s:e]
-        d2 = block @ centers_t
+        d2 = centers @ block.T  # (k, rows): see rowblocks on the layout
         d2 *= -2.0
         d2 += c_sq
-        lab = d2.argmin(axis=1)
+        lab, best = nearest(d2)
         labels[s:e] = lab
-        best = np.take_along_axis(d2, lab[:, None], axis=1)[:, 0]
-        norms = x_sq[s:e] if x_sq is not None else np.einsum("ij,ij->i", block, block)
+        norms = x_sq[s:e] if x_sq is not None else sq_norms(block)
         best += norms
         np.maximum(best, 0.0, out=d2min[s:e])
         if not sums:
             return None
         one_hot = indicator(lab, k)
         part = np.empty((k, p + 2))
-        part[:, :p] = one_hot.T @ block
-        part[:, p] = one_hot.sum(axis=0)
-        part[:, p + 1] = one_hot.T @ norms
+        part[:, :p] = one_hot @ block
+        part[:, p] = one_hot.sum(axis=1)
+        part[:, p + 1] = one_hot @ norms
         return part
 
     parts = map_blocks(work, n, _BLOCK)
@@ -124,7 +122,7 @@ def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarr
     d = points @ x.T
     d *= -2.0
     d += x_sq
-    d += np.einsum("ij,ij->i", points, points)[:, None]
+    d += sq_norms(points)[:, None]
     return np.asarray(np.maximum(d, 0.0, out=d))
 
 
@@ -135,7 +133,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator,
     n = len(x)
     trials = 2 + int(math.log(k))
     if x_sq is None:
-        x_sq = np.einsum("ij,ij->i", x, x)
+        x_sq = sq_norms(x)
     centers = np.empty((k, x.shape[1]))
     centers[0] = x[rng.integers(n)]
     closest = _sq_dist_to(x, x_sq, centers[:1])[0]
@@ -226,7 +224,7 @@ class Prepared:
             self.sample = self.x[np.sort(rng.choice(n, init_sample, replace=False))]
         self.one_dim = self.x.shape[1] == 1
         # what every seeding and Lloyd run on the sample needs, computed once
-        self.sample_sq = np.einsum("ij,ij->i", self.sample, self.sample)
+        self.sample_sq = sq_norms(self.sample)
         self.sample_variance = mean_variance(self.sample, self.sample_sq)
         # sorting all rows (O(n log n) once) pays off only over several fits (a k sweep)
         self.sort_all = sort_all
