@@ -191,9 +191,9 @@ def silhouettes(x: np.ndarray, labelings: list[tuple[np.ndarray, int]], *,
     # of one matrix product, with no passes of their own to scale and add the norms
     x = np.ascontiguousarray(x, dtype=np.float64)
     x_sq = sq_norms(x)
-    left = np.hstack([x, x_sq[:, None], np.ones((m, 1))]).astype(dtype)
-    right = np.ascontiguousarray(np.hstack([-2.0 * x, np.ones((m, 1)), x_sq[:, None]]).T,
-                                 dtype=dtype)
+    left: np.ndarray = np.hstack([x, x_sq[:, None], np.ones((m, 1))]).astype(dtype)
+    right: np.ndarray = np.ascontiguousarray(
+        np.hstack([-2.0 * x, np.ones((m, 1)), x_sq[:, None]]).T, dtype=dtype)
     block = max(1, _BLOCK_BYTES // (np.dtype(dtype).itemsize * max(m, 1)))
     sums = np.empty_like(onehot)  # sums[i, c]: row i's total distance to cluster c
 
