@@ -1,4 +1,5 @@
-"""`custseg serve` and `custseg endpoints ...`: the endpoint server and its endpoints."""
+"""`custseg serve`, `custseg ui` and `custseg endpoints ...`: the endpoint server, its
+dashboard and its endpoints."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from custseg.errors import CustsegError, DeployError
 if TYPE_CHECKING:
     from custseg.store.database import Store
 
-__all__ = ["endpoints_app", "serve"]
+__all__ = ["endpoints_app", "serve", "ui"]
 
 endpoints_app = typer.Typer(
     help="Endpoints: list, describe, invoke, rollback, delete.", no_args_is_help=True
@@ -97,6 +98,26 @@ def serve(
             typer.echo(f"note: {info.note}")
         return
     run_server(opened, settings, allow_unauthenticated=allow_unauthenticated)
+
+
+def ui(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    no_open: Annotated[bool, typer.Option(
+        "--no-open", help="Only print the dashboard's URL.")] = False,
+) -> None:
+    """Open the dashboard of the store's running endpoint server in the browser."""
+    import webbrowser
+
+    from custseg.serving.server import running_server
+
+    server = running_server(_store(config))
+    if server is None:
+        raise DeployError("no endpoint server runs for this store: `custseg serve` runs one "
+                          "(`custseg run` starts one in the background)")
+    url = f"{server.url}/ui"
+    typer.echo(f"Dashboard: {url}")
+    if not no_open and not webbrowser.open(url):
+        typer.echo("(no browser to open here: open the URL yourself)")
 
 
 @endpoints_app.command("list")
@@ -209,14 +230,9 @@ def endpoints_rollback(
     name: Annotated[str, typer.Argument(help="Endpoint name.")], config: ConfigOpt = DEFAULT_CONFIG
 ) -> None:
     """Return the endpoint to its previous config, with the same zero-downtime switch."""
-    from custseg.pipeline.deploy import wait_until_served
-    from custseg.serving.server import running_server
-    from custseg.store.endpoints import rollback
+    from custseg.pipeline.deploy import roll_back
 
-    store = _store(config)
-    done = rollback(store, name)
-    if running_server(store) is not None:
-        wait_until_served(store, name, done.config)
+    done = roll_back(_store(config), name)
     typer.echo(f"Endpoint {name}: {done.previous_config} -> {done.config}")
 
 

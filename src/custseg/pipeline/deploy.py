@@ -23,12 +23,14 @@ from custseg.store.endpoints import (
     Deployment,
     create_or_update,
     revert,
+    rollback,
     set_status,
     switch_view,
 )
 from custseg.store.registry import ApprovalStatus, ModelPackage, set_approval
 
-__all__ = ["check_settings", "deploy_version", "make_live", "review", "wait_until_served"]
+__all__ = ["check_settings", "deploy_version", "make_live", "review", "roll_back",
+           "wait_until_served"]
 
 
 def wait_until_served(store: Store, name: str, config: str, timeout: float = 30.0) -> str:
@@ -134,3 +136,14 @@ def review(store: Store, cfg: Config, group: str, version: int, to: ApprovalStat
     if pkg.approval_status == ApprovalStatus.APPROVED and cfg.deploy.require_approval:
         return pkg, deploy_version(store, cfg, pkg)
     return pkg, None
+
+
+def roll_back(store: Store, name: str) -> Deployment:
+    """Return endpoint `name` to the config it served before, and wait for the store's
+    server (when one runs) to switch to it, as a deploy does."""
+    from custseg.serving.server import running_server
+
+    done = rollback(store, name)
+    if running_server(store) is not None:
+        wait_until_served(store, name, done.config)
+    return done

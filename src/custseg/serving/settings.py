@@ -43,6 +43,10 @@ class ServerSettings:
     sync_interval: float = 0.1  # seconds between a worker's looks at the store
     requested_port: int | None = None  # the config's port, when serving on another
     store_password_env: str | None = None  # a PostgreSQL store's password variable
+    # the config the server was started from (validated data and its folder; no secret is
+    # in it): what the dashboard's approve deploys with, as `custseg models approve` does
+    config: dict[str, Any] | None = None
+    config_dir: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, store_db: str, artifacts: str) -> ServerSettings:
@@ -50,10 +54,20 @@ class ServerSettings:
         return cls(store=store_db, artifacts=artifacts, host=e.host, port=e.port,
                    workers=e.workers, api_key_env=e.api_key_env,
                    s3_endpoint_url=cfg.s3.endpoint_url, max_body=e.max_body_bytes,
-                   store_password_env=cfg.store_password_env)
+                   store_password_env=cfg.store_password_env,
+                   config=cfg.model_dump(mode="json"), config_dir=str(cfg.config_dir))
 
     def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)
+
+    def pipeline_config(self) -> Config | None:
+        """The config the server was started from (None: started with `--store`)."""
+        from custseg.config import config_from_dict
+
+        if self.config is None:
+            return None
+        return config_from_dict(self.config, config_dir=Path(self.config_dir or "."),
+                                source="(the endpoint server's config)")
 
     def api_key(self) -> str | None:
         """The key from the variable `api_key_env` names (None when no key is set)."""
