@@ -295,7 +295,8 @@ def test_the_openapi_document_is_the_route_table_and_every_route_answers(
 
     spec = json.loads(request("GET", served.url + "/openapi.json")[2])
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    assert {(r.method, r.path) for r in ROUTES} <= documented
+    assert {(r.method, r.path) for r in ROUTES if not r.ui} <= documented
+    assert not any(p.startswith("/ui") for p in spec["paths"])  # pages, not the API
     assert ("POST", f"/endpoints/{ENDPOINT}/invocations") in documented  # the live one
     for method, path in sorted(documented):
         url = served.url + path.replace("{name}", ENDPOINT)

@@ -68,7 +68,8 @@ class App:
         self._pages: dict[str, Callable[..., Awaitable[None]]] = {
             "ping": self._ping, "endpoints": self._endpoints, "endpoint": self._endpoint,
             "metrics": self._metrics, "openapi": self._openapi, "docs": self._docs}
-        unanswered = {r.handler for r in ROUTES if not r.records} - set(self._pages)
+        unanswered = {r.handler for r in ROUTES if not (r.records or r.ui)} - set(self._pages)
+        self._dashboard: Any = None  # custseg.ui's, made at the first /ui request
         if unanswered:
             raise RuntimeError(f"routes without a handler: {sorted(unanswered)}")
 
@@ -153,10 +154,22 @@ class App:
                 await self._error(send, 404, f"no route {path} (see /docs)")
         elif route.records:
             await self._invoke(scope, receive, send, found.get("name"))
+        elif route.ui:
+            await self._ui(scope, receive, send)
         elif route.keyed and not self._authorised(dict(scope["headers"])):
             await self._error(send, 401, "missing or wrong API key")
         else:
             await self._pages[route.handler](send, **found)
+
+    async def _ui(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The dashboard (`custseg.ui`): its own login, forms and pages."""
+        if self._dashboard is None:
+            from custseg.ui import Dashboard
+
+            self._dashboard = Dashboard(
+                self.settings, self.store,
+                lambda: merged_metrics(self.metrics, self._metrics_dir))
+        await self._dashboard(scope, receive, send)
 
     async def _endpoints(self, send: Send) -> None:
         await self._json(

@@ -95,6 +95,8 @@ def _operation(route: Route, record: dict[str, Any] = _RECORD, summary: str | No
 def _paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in ROUTES:
+        if route.ui:  # the dashboard's pages are for people, not part of the API
+            continue
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return paths
 
@@ -165,7 +167,8 @@ def docs_html(models: dict[str, Any] | None = None) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>custseg endpoints</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:4px 12px}</style></head>"
         f"<body><h1>custseg endpoint server {__version__}</h1>"
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>; the dashboard: "
+        "<a href='/ui'>/ui</a></p>"
         f"<table>{''.join(rows)}</table>"
         + "".join(
             f"<h2>{html.escape(name)}</h2><pre>curl -s localhost:PORT/endpoints/"

@@ -4,7 +4,8 @@ document is generated from, so the two cannot drift apart.
 Each route names its method, its OpenAPI path template and the regular expression that
 matches it, the `App` method that answers it, whether it sits behind the API key (when
 one is set), and what it documents: a summary, whether it takes a records body, and
-its responses.
+its responses. The dashboard's pages (`/ui`, answered by `custseg.ui`) are for people,
+not part of the API: they are not in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Route:
     summary: str
     keyed: bool = False  # behind the API key, when one is set
     records: bool = False  # takes a records body (JSON or CSV), answers predictions
+    ui: bool = False  # a dashboard page (custseg.ui, with its own login): not in OpenAPI
     responses: dict[str, str] = field(default_factory=dict)  # status -> description
 
     @property
@@ -69,6 +71,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", re.compile(r"/openapi\.json"), "openapi",
           "This document, with each live endpoint's record fields",
           responses={"200": "OpenAPI 3.1"}),
+    # the dashboard: every /ui path, answered (and protected) by custseg.ui
+    Route("GET", "/ui", re.compile(r"/ui(?:/.*)?"), "ui", "The dashboard (HTML)", ui=True),
+    Route("POST", "/ui", re.compile(r"/ui(?:/.*)?"), "ui", "The dashboard's forms", ui=True),
     Route("GET", "/docs", re.compile(r"/docs|/"), "docs",
           "A page listing the routes and an example call per endpoint",
           responses={"200": "HTML"}),
