@@ -96,7 +96,7 @@ def _metrics(pkg: ModelPackage) -> str:
                     f"</div>" for name, value in figures)
     sizes = _metric(lin, "cluster_sizes") or []
     names = lin.get("segment_names") or []
-    segments = table(["segment", "name", "customers"], [
+    segments = "<h2>Segments</h2>" + table(["segment", "name", "customers"], [
         [e(i), e(name), _number(sizes[i], ",d") if i < len(sizes) else "-"]
         for i, name in enumerate(names)]) if names else ""
     warnings = "".join(f"<li>{e(w)}</li>" for w in lin.get("warnings") or [])
@@ -144,9 +144,9 @@ def model_page(store: Store, frame: Frame, group: str, version: int,
     params = e(json.dumps(pkg.lineage.get("parameters") or {}, indent=2, sort_keys=True))
     body = (f"<p>{badge(pkg.approval_status.value)}{serving} · "
             f"{link(href('models', group, version, 'report'), 'Segment report')}</p>"
-            f"{_metrics(pkg)}<h2>Lineage</h2>{_lineage(pkg)}"
-            f"<h2>Parameters</h2><pre>{params}</pre>"
-            f"{_review_form(pkg, frame, cfg)}<h2>Approval history</h2>{_history(pkg)}")
+            f"{_metrics(pkg)}{_review_form(pkg, frame, cfg)}"
+            f"<h2>Approval history</h2>{_history(pkg)}<h2>Lineage</h2>{_lineage(pkg)}"
+            f"<details><summary>Parameters</summary><pre>{params}</pre></details>")
     return page(f"Model {pkg.ref}", body, frame, here="/models")
 
 
