@@ -15,10 +15,9 @@ import io
 import json
 import random
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import needs_chromium
 from custseg.report import PROFILE_COLUMNS, profiles_csv, render_report
 from custseg.report.base import nice_ticks
 from custseg.report.features import feature_rows
 from custseg.report.scatter import percentile, robust_limits
 
 CUSTSEG = Path(sys.executable).parent / "custseg"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-needs_chromium = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 LONG = ["Very high Monthly Recurring Revenue", "Mostly Enterprise Customers In The Northern "
         "Region", "Frequent weekend purchasers of premium subscriptions"]
 
@@ -386,26 +382,6 @@ for (let i = 0; i < cards.length; i++) for (let j = i + 1; j < cards.length; j++
 }
 return out;
 """
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _open(browser: Any, path: Path) -> Callable[[], None]:

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import needs_chromium
 from custseg.core.sample import generate_customers
 from custseg.serving.metrics import Metrics
 from custseg.ui.session import SESSION_SECONDS, Sessions
@@ -34,10 +35,6 @@ from custseg.ui.traffic import Traffic
 
 CUSTSEG = Path(sys.executable).parent / "custseg"
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-needs_chromium = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 ENDPOINT = "clustering-model-endpoint-dev"
 GROUP = "clustering-model-model-group"
 RECORD = {"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}
@@ -262,7 +259,7 @@ def test_a_form_without_its_token_is_refused(gated: Served) -> None:
     _, headers, _ = fetch(f"{gated.url}/ui")
     cookie = session_cookie(headers)
     assert fetch(review, approve, cookie)[0] == 403  # a session, no token
-    _, other_headers, other_page = fetch(f"{gated.url}/ui/models/{GROUP}/2")
+    _, _, other_page = fetch(f"{gated.url}/ui/models/{GROUP}/2")
     others = re.search(r'name="csrf" value="([^"]+)"', other_page)
     assert others is not None  # another session's token does not do either
     assert fetch(review, {**approve, "csrf": others.group(1)}, cookie)[0] == 403
@@ -279,29 +276,10 @@ def test_a_form_without_its_token_is_refused(gated: Served) -> None:
 
 # -- in Chromium -----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,1100",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def screenshot(browser: Any, tmp_path: Path, name: str) -> None:
     """Save a screenshot (and into $CUSTSEG_SCREENSHOTS, e.g. docs, when set)."""
     path = tmp_path / name
+    browser.set_window_size(1280, 1100)
     browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
     folder = os.environ.get("CUSTSEG_SCREENSHOTS")

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from custseg.serving.wire import WireError as RequestError  # a refusal: status, message
+
 __all__ = ["FORM_LIMIT", "Request", "RequestError", "Response", "html", "read_request",
            "redirect", "send_response"]
 
@@ -26,15 +28,6 @@ SECURITY_HEADERS = (
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class RequestError(Exception):
-    """A request the dashboard refuses, with its HTTP status and a message for people."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
