@@ -125,10 +125,10 @@ def fetch(url: str, form: dict[str, str] | None = None, cookie: str | None = Non
 
 
 def session_cookie(headers: dict[str, str]) -> str:
-    """`custseg_ui=VALUE` from a Set-Cookie header."""
-    found = re.search(r"custseg_ui=([^;]*)", headers.get("set-cookie", ""))
+    """`custseg_ui_PORT=VALUE` from a Set-Cookie header."""
+    found = re.search(r"(custseg_ui_\d+)=([^;]*)", headers.get("set-cookie", ""))
     assert found, headers
-    return f"custseg_ui={found.group(1)}"
+    return f"{found.group(1)}={found.group(2)}"
 
 
 def invoke(served: Served, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -428,3 +428,32 @@ def test_signing_in_with_the_browser(keyed: Served, browser: Any) -> None:
     titled(browser, "Sign in")
     browser.get(f"{keyed.url}/ui")
     titled(browser, "Sign in")
+
+
+# -- the review form's rules, on a real store ------------------------------------------------
+
+def test_a_review_needs_a_name_and_a_decision(tmp_path: Path) -> None:
+    """Without the server's config (`custseg serve --store`) a decision is recorded and
+    nothing deployed; a missing name or decision, or a change the registry does not
+    allow, is refused with a sentence."""
+    from custseg.config import load_config
+    from custseg.errors import RegistryError
+    from custseg.ui.models import review_version
+
+    served = make_served(tmp_path, deploy={"require_approval": True})
+    assert served.cli("run").returncode == 0
+    store = load_config(served.config).open_store(existing=True)
+    for fields, refusal in [({"action": "approve", "by": "  "}, "say who you are"),
+                            ({"action": "approve", "by": "x" * 101}, "say who you are"),
+                            ({"action": "deploy", "by": "Ada"}, "choose Approve or Reject"),
+                            ({"by": "Ada"}, "choose Approve or Reject")]:
+        with pytest.raises(RegistryError, match=refusal):
+            review_version(store, None, GROUP, 1, fields)
+    done = review_version(store, None, GROUP, 1, {"action": "reject", "by": " Ada\n Lovelace ",
+                                                  "comment": "  too coarse  "})
+    assert done == f"Model {GROUP}/1: PendingManualApproval -> Rejected (by Ada Lovelace)"
+    with pytest.raises(RegistryError, match="cannot become Rejected"):
+        review_version(store, None, GROUP, 1, {"action": "reject", "by": "Ada"})
+    history = json.loads(served.cli("models", "describe", "1", "--json").stdout)["history"]
+    assert (history[-1]["by"], history[-1]["comment"]) == ("Ada Lovelace", "too coarse")
+    assert json.loads(served.cli("endpoints", "list", "--json").stdout) == []

@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from custseg.config import Config
 from custseg.errors import CustsegError, RegistryError, StoreError
 from custseg.serving.metrics import Metrics
 from custseg.serving.settings import ServerSettings
@@ -48,6 +49,7 @@ from custseg.ui.traffic import Traffic
 __all__ = ["Dashboard"]
 
 NOTICE_LIMIT = 600  # characters of a notice kept in its cookie
+WRONG_KEY_DELAY = 0.5  # seconds
 
 PAGES = {name: re.compile(pattern) for name, pattern in {
     "overview": r"",
@@ -91,12 +93,19 @@ class Dashboard:
 
     def __init__(self, settings: ServerSettings, store: Store,
                  metrics: Callable[[], Metrics]) -> None:
-        self._store = store
-        self._s3 = settings.s3_endpoint_url
-        self._config = settings.pipeline_config()  # what approving deploys with
+        self._settings, self._store = settings, store
         self._metrics = metrics
         self._sessions = Sessions(settings.api_key(), store.folder)
         self._traffic = Traffic()
+        # named after the port: browsers send a host's cookies to each of its ports
+        self._session_cookie = f"{SESSION_COOKIE}_{settings.port}"
+        self._flash_cookie = f"{FLASH_COOKIE}_{settings.port}"
+
+    @functools.cached_property
+    def _config(self) -> Config | None:
+        """The config the server was started from: what approving deploys with (read
+        when first needed, in a page's thread, where an error is shown)."""
+        return self._settings.pipeline_config()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
@@ -109,6 +118,9 @@ class Dashboard:
                                           f"server log")
         await send_response(send, response)
 
+    def _set_session(self, value: str, max_age: int = SESSION_SECONDS) -> tuple[str, str]:
+        return "set-cookie", cookie(self._session_cookie, value, max_age)
+
     def _problem(self, status: int, message: str) -> Response:
         body = f"<p id='problem'>{e(message)}</p><p><a href='{href()}'>Back to the overview</a></p>"
         return html(page(f"Error {status}", body, Frame(csrf="")), status)
@@ -116,8 +128,8 @@ class Dashboard:
     # -- who ------------------------------------------------------------------------------
     async def _respond(self, request: Request) -> Response:
         if request.path == "/login":
-            return self._login(request)
-        session = self._sessions.session(request.cookies.get(SESSION_COOKIE))
+            return await self._login(request)
+        session = self._sessions.session(request.cookies.get(self._session_cookie))
         issued = None
         if session is None:
             if self._sessions.login_required and request.method == "GET":
@@ -132,19 +144,19 @@ class Dashboard:
         else:
             response = await self._show(request, session)
         if issued is not None:
-            response = response.with_headers(
-                ("set-cookie", cookie(SESSION_COOKIE, issued, SESSION_SECONDS)))
+            response = response.with_headers(self._set_session(issued))
         return response
 
-    def _login(self, request: Request) -> Response:
+    async def _login(self, request: Request) -> Response:
         if not self._sessions.login_required:
             return redirect(href())
         target = _safe_next(request.form.get("next") or request.query.get("next"))
         wrong = request.method == "POST" and not self._sessions.key_matches(
             request.form.get("key", ""))
-        if request.method == "POST" and not wrong:
-            return redirect(target).with_headers(
-                ("set-cookie", cookie(SESSION_COOKIE, self._sessions.new(), SESSION_SECONDS)))
+        if wrong:  # each wrong guess costs its sender a while (the worker serves on)
+            await asyncio.sleep(WRONG_KEY_DELAY)
+        elif request.method == "POST":
+            return redirect(target).with_headers(self._set_session(self._sessions.new()))
         notice = ("error", "wrong API key") if wrong else None
         body = ("<form method='post' action='/ui/login' class='review'>"
                 f"<input type='hidden' name='next' value='{e(target)}'>"
@@ -156,7 +168,7 @@ class Dashboard:
     # -- pages ----------------------------------------------------------------------------
     async def _show(self, request: Request, session: str) -> Response:
         name, params = _match(PAGES, request.path)
-        notice = _notice(request.cookies.get(FLASH_COOKIE))
+        notice = _notice(request.cookies.get(self._flash_cookie))
         frame = Frame(csrf=self._sessions.csrf_token(session),
                       signed_in=self._sessions.login_required, notice=notice)
         self._traffic.look(self._metrics())  # here, on the loop: the counters change there
@@ -170,7 +182,7 @@ class Dashboard:
             raise RequestError(404, f"no endpoint {params.get('name')!r}")
         response = html(text)
         if notice is not None:  # shown once
-            response = response.with_headers(("set-cookie", cookie(FLASH_COOKIE, "", 0)))
+            response = response.with_headers(("set-cookie", cookie(self._flash_cookie, "", 0)))
         return response
 
     def _page(self, name: str, frame: Frame, params: dict[str, str]) -> str | None:
@@ -178,7 +190,7 @@ class Dashboard:
         if name in ("model", "report"):
             group, version = params["group"], int(params["version"])
             if name == "report":
-                return report_page(store, group, version, self._s3)
+                return report_page(store, group, version, self._settings.s3_endpoint_url)
             return model_page(store, frame, group, version, self._config)
         pages: dict[str, Callable[[], str | None]] = {
             "overview": lambda: overview_page(store, frame, traffic),
@@ -191,6 +203,9 @@ class Dashboard:
         return pages[name]()
 
     # -- forms ----------------------------------------------------------------------------
+    def _review(self, group: str, version: int, fields: dict[str, str]) -> str:
+        return review_version(self._store, self._config, group, version, fields)
+
     async def _act(self, request: Request, session: str) -> Response:
         if request.origin not in (None, "null") and request.host is not None and \
                 urllib.parse.urlsplit(request.origin).netloc != request.host:
@@ -200,14 +215,12 @@ class Dashboard:
                                     "again and resend the form")
         name, params = _match(FORMS, request.path)
         if name == "logout":
-            return redirect(href("login")).with_headers(
-                ("set-cookie", cookie(SESSION_COOKIE, "", 0)))
+            return redirect(href("login")).with_headers(self._set_session("", 0))
         action: Callable[[], str]
         if name == "review":
             group, version = params["group"], int(params["version"])
             back = href("models", group, version)
-            action = functools.partial(review_version, self._store, self._config, group,
-                                       version, request.form)
+            action = functools.partial(self._review, group, version, request.form)
         else:
             back = href("endpoints", params["name"])
             action = functools.partial(roll_back_endpoint, self._store, params["name"])
@@ -216,4 +229,4 @@ class Dashboard:
         except CustsegError as exc:
             notice = f"error:{exc}"
         value = urllib.parse.quote(notice[:NOTICE_LIMIT], safe="")
-        return redirect(back).with_headers(("set-cookie", cookie(FLASH_COOKIE, value, 60)))
+        return redirect(back).with_headers(("set-cookie", cookie(self._flash_cookie, value, 60)))
