@@ -317,6 +317,7 @@ def test_approving_from_the_page_switches_the_endpoint(gated: Served, browser: A
     browser.get(f"{gated.url}/ui")
     titled(browser, "Overview")
     assert browser.execute_script("return window.pwned") is None
+    screenshot(browser, tmp_path, "ui-overview.png")
     browser.find_element(By.LINK_TEXT, "Models").click()
     titled(browser, "Models")
     browser.find_element(By.LINK_TEXT, f"{GROUP}/2").click()
@@ -457,3 +458,24 @@ def test_a_review_needs_a_name_and_a_decision(tmp_path: Path) -> None:
     history = json.loads(served.cli("models", "describe", "1", "--json").stdout)["history"]
     assert (history[-1]["by"], history[-1]["comment"]) == ("Ada Lovelace", "too coarse")
     assert json.loads(served.cli("endpoints", "list", "--json").stdout) == []
+
+
+def test_the_drift_section_shows_the_monitors_results_escaped() -> None:
+    from custseg.ui.drift import drift_section
+
+    assert "No monitoring results yet" in drift_section(None, ENDPOINT)
+    assert "No monitoring results yet" in drift_section([], ENDPOINT)
+    results = [
+        {"created_at": "2026-12-03T08:00:00+00:00", "model_version": f"{GROUP}/2",
+         "source": "capture 24h", "records": 12_345, "drift": True, "max_psi": 0.31,
+         "segment_psi": 0.02, "far_share": 0.12, "alerts": [f"Income PSI 0.31 {HOSTILE}"]},
+        {"created_at": "2026-12-02T08:00:00+00:00", "model_version": f"{GROUP}/1",
+         "source": "data.csv", "records": 900, "drift": False, "max_psi": None,
+         "segment_psi": None, "far_share": None, "alerts": []},
+    ]
+    section = drift_section(results, ENDPOINT)
+    assert "<script" not in section and "&lt;script&gt;" in section
+    rows = re.findall(r"<tr><td>(.*?)</td></tr>", section)
+    assert len(rows) == 2
+    assert "12,345" in rows[0] and "0.310" in rows[0] and ">drift<" in rows[0]
+    assert ">ok<" in rows[1] and "data.csv" in rows[1]

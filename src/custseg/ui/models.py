@@ -21,8 +21,8 @@ from custseg.store.endpoints import wanted_configs
 from custseg.store.registry import ALLOWED, ApprovalStatus, ModelPackage, package, packages
 from custseg.ui.layout import Frame, badge, e, form, href, link, page, table, when
 
-__all__ = ["NAME_LIMIT", "model_page", "models_page", "models_table", "report_page",
-           "review_version"]
+__all__ = ["NAME_LIMIT", "live_versions", "model_page", "models_page", "models_table",
+           "report_page", "review_version"]
 
 NAME_LIMIT, COMMENT_LIMIT = 100, 2000
 ACTIONS = {"approve": ApprovalStatus.APPROVED, "reject": ApprovalStatus.REJECTED}
@@ -39,7 +39,7 @@ def _number(value: Any, spec: str = ".4f") -> str:
     return "-" if not isinstance(value, int | float) else e(format(value, spec))
 
 
-def _live(store: Store) -> dict[str, list[str]]:
+def live_versions(store: Store) -> dict[str, list[str]]:
     """Model ref -> the endpoints serving it."""
     out: dict[str, list[str]] = {}
     for name, row in wanted_configs(store).items():
@@ -60,7 +60,7 @@ def models_table(found: list[ModelPackage], live: dict[str, list[str]]) -> str:
 
 def models_page(store: Store, frame: Frame) -> str:
     found = packages(store)
-    body = (models_table(found, _live(store)) if found else
+    body = (models_table(found, live_versions(store)) if found else
             "<p class='muted'>No model versions yet: <code>custseg run</code> registers one."
             "</p>")
     return page("Models", body, frame, here="/models")
@@ -138,7 +138,7 @@ def _review_form(pkg: ModelPackage, frame: Frame, cfg: Config | None) -> str:
 def model_page(store: Store, frame: Frame, group: str, version: int,
                cfg: Config | None) -> str:
     pkg = package(store, group, version)
-    live = _live(store).get(pkg.ref, [])
+    live = live_versions(store).get(pkg.ref, [])
     serving = (" · served by " + ", ".join(link(href("endpoints", n), n) for n in live)
                if live else "")
     params = e(json.dumps(pkg.lineage.get("parameters") or {}, indent=2, sort_keys=True))

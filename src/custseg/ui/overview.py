@@ -11,7 +11,7 @@ from custseg.ui.drift import drift_results
 from custseg.ui.endpoints import REFRESH, endpoints_table
 from custseg.ui.executions import executions_table
 from custseg.ui.layout import Frame, badge, href, link, page, table, when
-from custseg.ui.models import models_table
+from custseg.ui.models import live_versions, models_table
 from custseg.ui.traffic import Traffic
 
 __all__ = ["overview_page"]
@@ -36,7 +36,7 @@ def overview_page(store: Store, frame: Frame, traffic: Traffic) -> str:
     body = ["<h2>Endpoints</h2>", endpoints_table(live, traffic) if live else
             "<p class='muted'>No endpoints yet.</p>",
             f"<h2>Waiting for review ({len(pending)})</h2>",
-            models_table(pending, {}) if pending else
+            models_table(pending, live_versions(store)) if pending else
             "<p class='muted'>No version waits for review.</p>",
             "<h2>Latest executions</h2>", executions_table(latest) if latest else
             "<p class='muted'>No executions yet: <code>custseg run</code> starts one.</p>",
