@@ -221,10 +221,20 @@ def _copy(metrics: Metrics) -> Metrics:
 
 # -- the served dashboard, over HTTP ---------------------------------------------------------
 
-def test_custseg_ui_prints_the_running_servers_dashboard(gated: Served) -> None:
+def test_custseg_ui_opens_the_running_servers_dashboard(gated: Served, tmp_path: Path
+                                                        ) -> None:
     result = gated.cli("ui", "--no-open")
     assert result.returncode == 0
     assert result.stdout.strip() == f"Dashboard: {gated.url}/ui"
+    opened = tmp_path / "opened.txt"  # $BROWSER: the command webbrowser runs with the URL
+    writer = f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])"
+    gated.env["BROWSER"] = f'{sys.executable} -c "{writer}" %s'
+    try:
+        result = gated.cli("ui")
+    finally:
+        del gated.env["BROWSER"]
+    assert result.returncode == 0 and result.stdout.strip() == f"Dashboard: {gated.url}/ui"
+    assert opened.read_text() == f"{gated.url}/ui"
 
 
 def test_custseg_ui_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
@@ -244,6 +254,7 @@ def test_every_value_shown_is_escaped(gated: Served) -> None:
         status, _, body = fetch(f"{gated.url}/ui{path}", cookie=cookie)
         assert status == 200, path
         assert "<script" not in body, path
+        assert "<h1>" in body, path  # a page, whole
     _, _, model = fetch(f"{gated.url}/ui/models/{GROUP}/1", cookie=cookie)
     assert model.count("&lt;script&gt;window.pwned=1&lt;/script&gt;") == 2  # comment, by
     assert "&lt;b&gt;" in model
