@@ -378,7 +378,9 @@ def test_the_execution_page_draws_the_graph_and_the_steps(gated: Served, browser
     from selenium.webdriver.common.by import By
 
     browser.get(f"{gated.url}/ui/executions")
-    rows = browser.find_elements(By.CSS_SELECTOR, "table.data tbody tr")
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.data")
+    assert "Train → CreateModel → RegisterModel → DeployEndpoint" in tables[0].text
+    rows = tables[1].find_elements(By.CSS_SELECTOR, "tbody tr")
     assert len(rows) == 2
     rows[0].find_element(By.TAG_NAME, "a").click()
     steps = browser.find_elements(By.CSS_SELECTOR, "#graph g.step")

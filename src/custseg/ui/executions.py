@@ -1,6 +1,6 @@
-"""The executions pages: every run with its status and model version, and one run with
-its parameters, each step's status and timing, and the execution graph
-(`pipeline/graph`'s SVG, inline)."""
+"""The pipelines and executions pages: each pipeline's deployed definition and every run
+with its status and model version; one run with its parameters, each step's status and
+timing, and the execution graph (`pipeline/graph`'s SVG, inline)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import json
 
 from custseg.pipeline.graph import render_svg
 from custseg.store.database import Store
-from custseg.store.executions import ExecutionRow, StepRow, execution, executions
+from custseg.store.executions import (
+    ExecutionRow,
+    StepRow,
+    execution,
+    executions,
+    latest_pipeline,
+)
 from custseg.ui.layout import Frame, badge, e, href, link, page, table, when
 
 __all__ = ["execution_page", "executions_page", "executions_table", "seconds"]
@@ -38,11 +44,27 @@ def executions_table(records: list[ExecutionRow]) -> str:
                   "by"], rows)
 
 
+def _pipelines(store: Store, records: list[ExecutionRow]) -> str:
+    """The deployed definition of each pipeline these executions ran."""
+    rows = []
+    for name in sorted({r.pipeline_name for r in records}):
+        latest = latest_pipeline(store, name)
+        if latest is None:
+            continue
+        steps = " → ".join(s["name"] for s in latest.definition.get("steps", []))
+        defaults = e(json.dumps(latest.definition.get("parameters", {}), sort_keys=True))
+        rows.append([e(name), e(f"v{latest.version}"), e(latest.sha256[:12]), e(steps),
+                     f"<code>{defaults}</code>"])
+    return table(["pipeline", "definition", "sha256", "steps", "parameters (defaults)"],
+                 rows) if rows else ""
+
+
 def executions_page(store: Store, frame: Frame) -> str:
     records = executions(store, 100)
-    body = (executions_table(records) if records else
+    body = (f"<h2>Pipelines</h2>{_pipelines(store, records)}<h2>Executions</h2>"
+            f"{executions_table(records)}" if records else
             "<p class='muted'>No executions yet: <code>custseg run</code> starts one.</p>")
-    return page("Executions", body, frame, here="/executions")
+    return page("Pipelines and executions", body, frame, here="/executions")
 
 
 def _step_row(step: StepRow) -> list[str]:
