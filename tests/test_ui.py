@@ -208,6 +208,10 @@ def test_traffic_rate_and_latency_over_the_window() -> None:
     assert t.total_requests == 21 and t.total_errors == 1
     assert t.window_mean == pytest.approx((18 * 0.004 + 0.2) / 19)
     assert t.p50 == 0.005 and t.p95 == 0.25  # the buckets' upper bounds
+    for tick in range(50):  # many views in a second: one look kept for them
+        clock[0] = 10.0 + tick / 100
+        traffic.look(_copy(metrics))
+    assert len(traffic._looks) == 2 and traffic.figures("e").span == pytest.approx(10.49)
     clock[0] = 100.0  # the first looks fall out of the window
     traffic.look(_copy(metrics))
     assert traffic.figures("e").rate is None

@@ -97,6 +97,8 @@ class Traffic:
         """Record the counters as they are now (the server's merged metrics)."""
         now = self._clock()
         with self._lock:
+            if self._looks and now - self._looks[-1][0] < MIN_SPAN and len(self._looks) > 1:
+                self._looks.pop()  # at most a look a second is kept, however many views
             self._looks.append((now, metrics))
             while self._looks and now - self._looks[0][0] > WINDOW:
                 self._looks.popleft()
