@@ -289,6 +289,28 @@ def test_a_form_without_its_token_is_refused(gated: Served) -> None:
     assert all(h["by"] != "mallory" for h in described["history"])
 
 
+def test_unknown_pages_and_refused_changes_say_why(gated: Served) -> None:
+    _, headers, _ = fetch(f"{gated.url}/ui")
+    cookie = session_cookie(headers)
+    for path, why in [(f"/models/{GROUP}/99", "has no version 99"),
+                      ("/endpoints/nowhere", "no endpoint 'nowhere'"),
+                      ("/executions/nope", "no execution 'nope'"), ("/elsewhere", "no dashboard")]:
+        status, _, body = fetch(f"{gated.url}/ui{path}", cookie=cookie)
+        assert status == 404 and why in body.replace("&#x27;", "'"), path
+    _, _, model = fetch(f"{gated.url}/ui/models/{GROUP}/1", cookie=cookie)
+    token = re.search(r'name="csrf" value="([^"]+)"', model)
+    assert token is not None and 'id="approve"' not in model  # approved: only Reject
+    status, headers, _ = fetch(f"{gated.url}/ui/models/{GROUP}/1/review",
+                               {"action": "approve", "by": "Ada", "csrf": token.group(1)}, cookie)
+    assert status == 303 and headers["location"] == f"/ui/models/{GROUP}/1"
+    notice = re.search(r"(custseg_ui_flash_\d+)=([^;]*)", headers["set-cookie"])
+    assert notice is not None
+    _, headers, page = fetch(f"{gated.url}{headers['location']}",
+                             cookie=f"{cookie}; {notice.group(1)}={notice.group(2)}")
+    assert 'class="notice error"' in page and "it cannot become Approved" in page
+    assert f"{notice.group(1)}=;" in headers["set-cookie"]  # shown once
+
+
 # -- in Chromium -----------------------------------------------------------------------------
 
 def screenshot(browser: Any, tmp_path: Path, name: str) -> None:
