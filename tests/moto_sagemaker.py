@@ -8,10 +8,12 @@ exist).
 
 **Pipeline executions that run.** moto marks an execution Succeeded the moment it starts
 and has no ListPipelineExecutionSteps. Here an execution runs its pipeline definition's
-steps one after the other, one stage per DescribePipelineExecution call (a stage: a step
+steps one after the other, one stage per ListPipelineExecutionSteps call (a stage: a step
 starts, Executing; or it ends, Succeeded or Failed), so a client that polls sees every
-state. ListPipelineExecutionSteps lists the steps started so far, newest first (AWS's
-default order), with the `Metadata` AWS documents for each step type:
+state; DescribePipelineExecution reports the execution's status (Executing until the
+last step succeeded or one failed) and, once failed, its FailureReason. The listing
+holds the steps started so far, newest first (AWS's default order), with the `Metadata`
+AWS documents for each step type:
 
 - Training: `TrainingJob.Arn` of a real moto training job whose `FinalMetricDataList`
   holds the step's metric definitions' names with fixed values (0.61, 842.5, 0.55, ...
@@ -260,7 +262,6 @@ def start_pipeline_execution(self: SageMakerModelBackend, pipeline_name: str,
 def describe_pipeline_execution(self: SageMakerModelBackend,
                                 pipeline_execution_arn: str) -> dict[str, Any]:
     execution = get_pipeline_execution_from_arn(self.pipelines, pipeline_execution_arn)
-    advance(self, execution)
     described = _moto_describe(self, pipeline_execution_arn)
     run: Run | None = getattr(execution, "custseg_run", None)
     if run is not None and run.failure:
@@ -271,6 +272,7 @@ def describe_pipeline_execution(self: SageMakerModelBackend,
 def list_pipeline_execution_steps(self: SageMakerModelBackend,
                                   pipeline_execution_arn: str) -> dict[str, Any]:
     execution = get_pipeline_execution_from_arn(self.pipelines, pipeline_execution_arn)
+    advance(self, execution)
     run: Run | None = getattr(execution, "custseg_run", None)
     records = list(run.records.values()) if run is not None else []
     return {"PipelineExecutionSteps": sorted(records, key=lambda r: r["StartTime"],
