@@ -6,8 +6,8 @@ changed is reported. At the end, what the steps made is read from their `Metadat
 training job's final metrics (DescribeTrainingJob's `FinalMetricDataList`, for the job
 named in the Train step's `TrainingJob.Arn`), the registered model package's ARN
 (`RegisterModel.Arn`) and approval status (DescribeModelPackage), and the endpoint the
-deploy Lambda created or updated (its `OutputParameters`). Nothing is stopped from here: after a timeout or Ctrl-C the
-execution keeps running on SageMaker.
+deploy Lambda created or updated (its `OutputParameters`). Nothing is stopped from here:
+after a timeout or Ctrl-C the execution keeps running on SageMaker.
 
 A failed or stopped execution becomes the error of the failing step's branch, so that
 the exit code means what it means for a local run: Train 4 (or the training entry
