@@ -236,3 +236,37 @@ def test_durations(text: str, seconds: float) -> None:
     from custseg.cli.sagemaker_run import parse_duration
 
     assert parse_duration(text, "--timeout") == seconds
+
+
+ARN = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/shop-pipeline-prod/execution/abc"
+
+
+@pytest.mark.parametrize(("status", "steps", "code", "says"), [
+    ("Succeeded", [("Train", "Succeeded", None)], 0, None),
+    ("Failed", [("Train", "Failed", "AlgorithmError: ExecuteUserScriptError:\nExitCode 2\n"
+                 "ErrorMessage \"Error: n_clusters: expected an integer >= 2\"")], 2,
+     "failed at step Train (Failed): AlgorithmError"),
+    ("Failed", [("Train", "Failed", "ClientError: instance type not available")], 4,
+     "failed at step Train (Failed): ClientError: instance type not available"),
+    ("Failed", [("Train", "Succeeded", None),
+                ("CreateModel-CreateModel", "Failed", "ValidationException: bad image")], 5,
+     "at step CreateModel-CreateModel (Failed): ValidationException: bad image"),
+    ("Stopped", [("Train", "Stopped", None)], 4,
+     "stopped at step Train (Stopped): execution stopped by a user"),
+    ("Failed", [], 8, "failed: execution stopped by a user"),
+    ("Executing", [("Train", "Executing", None)], 124, "is still Executing after 60 s"),
+])
+def test_how_an_execution_ended_maps_to_the_local_runs_exit_codes(
+        status: str, steps: list[tuple[str, str, str | None]], code: int,
+        says: str | None) -> None:
+    from custseg.sagemaker.follow import Followed, StepState, error_for
+
+    followed = Followed(ARN, status, "execution stopped by a user",
+                        [StepState(n, s, failure_reason=r) for n, s, r in steps], 60.0)
+    error = error_for(followed, 60.0)
+    if says is None:
+        assert error is None
+        return
+    assert error is not None
+    assert error.exit_code == code
+    assert says in " ".join(str(error).split())

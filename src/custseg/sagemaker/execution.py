@@ -88,9 +88,17 @@ def wait(cfg: Config, arn: str, *, interval: float, timeout: float,
     try:
         sm = boto3.client("sagemaker", region_name=cfg.region)
         followed = follow(sm, arn, interval=interval, timeout=timeout, on_change=on_change)
-        if followed.done:
-            read_results(sm, followed)
     except (ClientError, BotoCoreError) as exc:
         raise DeployError(f"following execution {arn} failed: {exc} (the execution keeps "
                           f"running on SageMaker)") from exc
+    if not followed.done:
+        return followed
+    try:
+        read_results(sm, followed)
+    except (ClientError, BotoCoreError) as exc:
+        if followed.status != "Succeeded":
+            return followed  # what the failed steps left is partial; the failure is the news
+        raise DeployError(f"execution {arn} succeeded, but reading its results failed: "
+                          f"{exc}") from exc
     return followed
+
