@@ -78,7 +78,7 @@ def _original_means(enc: Encoded, transform: FeatureTransform, labels: np.ndarra
         block = np.empty((e - s, len(columns)))
         for i, j in enumerate(columns):
             block[:, i] = transform.unscale(enc.num[s:e, j], j)
-        return np.asarray(indicator(labels[s:e], k).T @ block)
+        return np.asarray(indicator(labels[s:e], k) @ block)
 
     sums = np.zeros((k, len(columns)))
     for part in map_blocks(work, enc.n):

@@ -170,13 +170,13 @@ def _cluster_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
         one_hot = rowblocks.indicator(labels[s:e], k)
         num = enc.num[s:e]
         part = np.zeros((k, d + 2))
-        part[:, :a] = one_hot.T @ num
-        part[:, d] = one_hot.sum(axis=0)
-        part[:, d + 1] = one_hot.T @ np.einsum("ij,ij->i", num, num)
+        part[:, :a] = one_hot @ num
+        part[:, d] = one_hot.sum(axis=1)
+        part[:, d + 1] = one_hot @ rowblocks.sq_norms(num)
         for j, (off, level) in enumerate(zip(transform.offsets, levels, strict=True)):
             w = float(transform.weights[j])
             codes = (enc.codes[s:e, j][:, None] == level).astype(np.float64)  # unknown: 0s
-            table = one_hot.T @ codes
+            table = one_hot @ codes
             part[:, off : off + len(level)] = w * table
             part[:, d + 1] += w * w * table.sum(axis=1)
         return part
@@ -203,14 +203,14 @@ def _distance_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray
     def work(s: int, e: int) -> np.ndarray:
         lab = labels[s:e]
         diff = enc.num[s:e] - means[lab, :a]
-        d2 = np.einsum("ij,ij->i", diff, diff)
+        d2 = rowblocks.sq_norms(diff)
         d2 += mean_sq_cat[lab]
         for j, table in enumerate(tables):
             w = float(transform.weights[j])
             codes = enc.codes[s:e, j]
             d2 += (w * w) * (codes >= 0) - (2.0 * w) * table[lab, codes]  # -1: the 0 column
         np.maximum(d2, 0.0, out=d2)
-        return np.asarray(rowblocks.indicator(lab, k).T @ np.sqrt(d2, out=d2))
+        return np.asarray(rowblocks.indicator(lab, k) @ np.sqrt(d2, out=d2))
 
     total = np.zeros(k)
     for part in rowblocks.map_blocks(work, enc.n):
