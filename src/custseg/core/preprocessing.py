@@ -319,7 +319,7 @@ def _skew(x: np.ndarray) -> float:
     var = float(np.dot(d, d)) / len(d)
     if var == 0.0:
         return 0.0
-    return float(np.dot(d * d, d)) / len(d) / var**1.5
+    return float(np.dot(d * d, d)) / len(d) / float(var**1.5)
 
 
 def plan_numeric(values: np.ndarray, mode: str) -> tuple[str, float, float, float]:

@@ -37,12 +37,13 @@ Names read as an analyst would write them, e.g. "Very high Income · Gender: 92%
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from custseg.core.preprocessing import Encoded, FeatureTransform
-from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
+from custseg.core.rowblocks import indicator, map_blocks
 
 __all__ = [
     "QUANTILE_SAMPLE",
@@ -67,29 +68,55 @@ def _affine(enc: Encoded, transform: FeatureTransform, j: int) -> bool:
     return transform.functions[j] == "none" and j not in enc.clipped
 
 
-def _original_means(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
-                    columns: list[int]) -> dict[int, np.ndarray]:
-    """Per-cluster means in original units of numeric `columns`, in one pass over the
-    rows (clipped rows corrected afterwards, from the values `fit_features` kept)."""
-    if not columns:
-        return {}
+@dataclass(frozen=True)
+class _SegmentSums:
+    """What one pass over the rows gives the profiles: per segment, its size, the sums
+    of the numeric features (k, a), of the original values of the `curved` columns (by
+    column) and the count of each level of each categorical column (k, levels)."""
+
+    sizes: np.ndarray
+    features: np.ndarray
+    original: dict[int, np.ndarray]
+    levels: list[np.ndarray]
+
+
+def _segment_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
+                  curved: list[int]) -> _SegmentSums:
+    """One pass over the rows, block by block on both cores (see core/rowblocks), for
+    every per-segment total the profiles need; the original values of clipped rows are
+    corrected afterwards, from the values `fit_features` kept."""
+    a = enc.num.shape[1]
+    widths = [len(c) for c in transform.categories]
+    offsets = np.cumsum([a + 1 + len(curved), *widths])
 
     def work(s: int, e: int) -> np.ndarray:
-        block = np.empty((e - s, len(columns)))
-        for i, j in enumerate(columns):
-            block[:, i] = transform.unscale(enc.num[s:e, j], j)
-        return np.asarray(indicator(labels[s:e], k) @ block)
+        one_hot = indicator(labels[s:e], k)
+        part = np.empty((k, int(offsets[-1])))
+        part[:, :a] = one_hot @ enc.num[s:e]
+        part[:, a] = one_hot.sum(axis=1)
+        if curved:
+            block = np.empty((e - s, len(curved)))
+            for i, j in enumerate(curved):
+                block[:, i] = transform.unscale(enc.num[s:e, j], j)
+            part[:, a + 1 : offsets[0]] = one_hot @ block
+        for j, (start, width) in enumerate(zip(offsets[:-1], widths, strict=True)):
+            codes = enc.codes[s:e, j]
+            part[:, start : start + width] = one_hot @ (
+                codes[:, None] == np.arange(width, dtype=codes.dtype)).astype(np.float64)
+        return part
 
-    sums = np.zeros((k, len(columns)))
+    total = np.zeros((k, int(offsets[-1])))
     for part in map_blocks(work, enc.n):
-        sums += part
-    for i, j in enumerate(columns):
+        total += part
+    original = {j: total[:, a + 1 + i].copy() for i, j in enumerate(curved)}
+    for j in curved:
         if j in enc.clipped:
             rows, values = enc.clipped[j]
             bound = transform.unscale(enc.num[rows, j], j)
-            sums[:, i] += np.bincount(labels[rows], weights=values - bound, minlength=k)
-    sizes = np.maximum(np.bincount(labels, minlength=k), 1)
-    return {j: sums[:, i] / sizes for i, j in enumerate(columns)}
+            original[j] += np.bincount(labels[rows], weights=values - bound, minlength=k)
+    levels = [np.rint(total[:, start : start + width]).astype(np.int64)
+              for start, width in zip(offsets[:-1], widths, strict=True)]
+    return _SegmentSums(np.rint(total[:, a]).astype(np.int64), total[:, :a], original, levels)
 
 
 def _sample(n: int, random_state: int) -> np.ndarray:
@@ -109,20 +136,20 @@ def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarr
                      random_state: int = 0) -> list[dict[str, Any]]:
     """One profile per segment (see the module docstring)."""
     n = enc.n
-    sizes = np.bincount(labels, minlength=k)
+    curved = [j for j in range(len(transform.numeric)) if not _affine(enc, transform, j)]
+    totals = _segment_sums(enc, transform, labels, k, curved)
+    sizes = totals.sizes
+    per_row = np.maximum(sizes, 1)
     sample = _sample(n, random_state)
     sample_labels = labels[sample]
     profiles: list[dict[str, Any]] = [
         {"id": c, "size": int(sizes[c]), "share": float(sizes[c] / n), "numeric": {},
          "categorical": {}, "differences": []} for c in range(k)]
     binary = []
-    z_sums, _, _ = cluster_sums(enc.num, labels, k)
-    curved = _original_means(enc, transform, labels, k, [
-        j for j in range(len(transform.numeric)) if not _affine(enc, transform, j)])
     for j, name in enumerate(transform.numeric):
-        z_means = z_sums[:, j] / np.maximum(sizes, 1)
-        if j in curved:
-            means = curved[j]
+        z_means = totals.features[:, j] / per_row
+        if j in totals.original:
+            means = totals.original[j] / per_row
             sampled = transform.original(enc, j, sample)
         else:
             means = z_means * transform.scales[j] + transform.means[j]
@@ -137,9 +164,7 @@ def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarr
                 {"feature": name, "kind": "numeric", "z": float(z_means[c])})
     for j, name in enumerate(transform.categorical):
         cats = transform.categories[j]
-        codes = enc.codes[:, j]
-        table = np.bincount(labels * len(cats) + codes, minlength=k * len(cats)).reshape(
-            k, len(cats))
+        table = totals.levels[j]
         population = table.sum(axis=0) / n
         for c in range(k):
             shares = table[c] / max(int(sizes[c]), 1)
