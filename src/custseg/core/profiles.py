@@ -37,13 +37,12 @@ Names read as an analyst would write them, e.g. "Very high Income · Gender: 92%
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from custseg.core.preprocessing import Encoded, FeatureTransform
-from custseg.core.rowblocks import indicator, map_blocks
+from custseg.core.segment_sums import SegmentSums, curved_columns, segment_sums
 
 __all__ = [
     "QUANTILE_SAMPLE",
@@ -62,63 +61,6 @@ BOOLEAN_LEVELS = ({"false", "true"}, {"0", "1"}, {"no", "yes"}, {"n", "y"})
 TRUE_WORDS = {"true", "1", "yes", "y"}
 
 
-def _affine(enc: Encoded, transform: FeatureTransform, j: int) -> bool:
-    """Whether numeric column j is its original values scaled (no log, nothing clipped):
-    then its segment means follow from the feature means, without a pass over the rows."""
-    return transform.functions[j] == "none" and j not in enc.clipped
-
-
-@dataclass(frozen=True)
-class _SegmentSums:
-    """What one pass over the rows gives the profiles: per segment, its size, the sums
-    of the numeric features (k, a), of the original values of the `curved` columns (by
-    column) and the count of each level of each categorical column (k, levels)."""
-
-    sizes: np.ndarray
-    features: np.ndarray
-    original: dict[int, np.ndarray]
-    levels: list[np.ndarray]
-
-
-def _segment_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
-                  curved: list[int]) -> _SegmentSums:
-    """One pass over the rows, block by block on both cores (see core/rowblocks), for
-    every per-segment total the profiles need; the original values of clipped rows are
-    corrected afterwards, from the values `fit_features` kept."""
-    a = enc.num.shape[1]
-    widths = [len(c) for c in transform.categories]
-    offsets = np.cumsum([a + 1 + len(curved), *widths])
-
-    def work(s: int, e: int) -> np.ndarray:
-        one_hot = indicator(labels[s:e], k)
-        part = np.empty((k, int(offsets[-1])))
-        part[:, :a] = one_hot @ enc.num[s:e]
-        part[:, a] = one_hot.sum(axis=1)
-        if curved:
-            block = np.empty((e - s, len(curved)))
-            for i, j in enumerate(curved):
-                block[:, i] = transform.unscale(enc.num[s:e, j], j)
-            part[:, a + 1 : offsets[0]] = one_hot @ block
-        for j, (start, width) in enumerate(zip(offsets[:-1], widths, strict=True)):
-            codes = enc.codes[s:e, j]
-            part[:, start : start + width] = one_hot @ (
-                codes[:, None] == np.arange(width, dtype=codes.dtype)).astype(np.float64)
-        return part
-
-    total = np.zeros((k, int(offsets[-1])))
-    for part in map_blocks(work, enc.n):
-        total += part
-    original = {j: total[:, a + 1 + i].copy() for i, j in enumerate(curved)}
-    for j in curved:
-        if j in enc.clipped:
-            rows, values = enc.clipped[j]
-            bound = transform.unscale(enc.num[rows, j], j)
-            original[j] += np.bincount(labels[rows], weights=values - bound, minlength=k)
-    levels = [np.rint(total[:, start : start + width]).astype(np.int64)
-              for start, width in zip(offsets[:-1], widths, strict=True)]
-    return _SegmentSums(np.rint(total[:, a]).astype(np.int64), total[:, :a], original, levels)
-
-
 def _sample(n: int, random_state: int) -> np.ndarray:
     rng = np.random.default_rng([random_state, 17])
     if n <= QUANTILE_SAMPLE:
@@ -133,11 +75,14 @@ def _quantiles(values: np.ndarray) -> list[float | None]:
 
 
 def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
-                     random_state: int = 0) -> list[dict[str, Any]]:
-    """One profile per segment (see the module docstring)."""
+                     random_state: int = 0, sums: SegmentSums | None = None
+                     ) -> list[dict[str, Any]]:
+    """One profile per segment (see the module docstring); `sums`: the segments' totals
+    (`core/segment_sums`, with every curved column's original sum), when the caller has
+    them."""
     n = enc.n
-    curved = [j for j in range(len(transform.numeric)) if not _affine(enc, transform, j)]
-    totals = _segment_sums(enc, transform, labels, k, curved)
+    totals = sums or segment_sums(enc, transform, labels, k,
+                                  original=curved_columns(enc, transform))
     sizes = totals.sizes
     per_row = np.maximum(sizes, 1)
     sample = _sample(n, random_state)
@@ -147,7 +92,7 @@ def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarr
          "categorical": {}, "differences": []} for c in range(k)]
     binary = []
     for j, name in enumerate(transform.numeric):
-        z_means = totals.features[:, j] / per_row
+        z_means = totals.numeric[:, j] / per_row
         if j in totals.original:
             means = totals.original[j] / per_row
             sampled = transform.original(enc, j, sample)

@@ -23,6 +23,7 @@ import numpy as np
 
 from custseg.core import kmeans, metrics, quality, rowblocks
 from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.segment_sums import SegmentSums, curved_columns, segment_sums
 from custseg.errors import TrainError
 
 __all__ = [
@@ -137,6 +138,7 @@ class TrainResult:
     sentence: str = ""
     warnings: list[str] = field(default_factory=list)
     feature_space: dict[str, Any] = field(default_factory=dict)
+    totals: SegmentSums | None = None  # the chosen clustering's, for the profiles
 
 
 # -- PCA -----------------------------------------------------------------------------------
@@ -552,8 +554,11 @@ def train(
     # the feature space has more dimensions than PCA's: its silhouette is sampled sooner
     fs_index = metrics.silhouette_sample_index(
         len(z), min(silhouette_sample_size, quality.FEATURE_SILHOUETTE_SAMPLE), random_state)
+    # the segments' totals serve the feature-space metrics and, later, the profiles
+    totals = segment_sums(enc, transform, clustering.labels, chosen.k,
+                          original=curved_columns(enc, transform))
     feature_space = quality.feature_space_metrics(enc, transform, clustering.labels, chosen.k,
-                                                  sample_index=fs_index)
+                                                  sample_index=fs_index, totals=totals)
     timings["metrics_feature_space"] = time.perf_counter() - t
     return TrainResult(
         projection=projection,
@@ -565,4 +570,5 @@ def train(
         sentence=choice.sentence,
         warnings=choice.warnings,
         feature_space=feature_space,
+        totals=totals,
     )
