@@ -30,8 +30,15 @@ from custseg.engines.common import (
     selection_record,
     versions,
 )
+from custseg.engines.memory import (
+    Need,
+    available,
+    check_fits,
+    estimate_csv,
+    out_of_memory,
+)
 from custseg.errors import ConfigError
-from custseg.io.data import read_data
+from custseg.io.data import is_parquet, list_sources, read_data
 
 __all__ = ["LocalEngine", "train_local"]
 
@@ -45,6 +52,22 @@ class LocalEngine:
         return {"name": self.name}
 
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
+        """Train here, refusing up front data that clearly needs more memory than this
+        process may take, and turning a MemoryError on the way into the same clear error
+        (see `engines/memory`)."""
+        need = memory_need(cfg)
+        if need is not None:
+            check_fits(need, available())
+        try:
+            return self._train(cfg, request, reporter)
+        except MemoryError as exc:
+            error = out_of_memory(need.source if need else cfg.data_location,
+                                  need.rows if need and need.rows_exact else None, exc)
+        # raised outside the handler: the traceback, and the arrays its frames hold,
+        # are gone before the failure is recorded
+        raise error
+
+    def _train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
         # the row blocks run on a thread per core (core/rowblocks): a BLAS that also
         # starts a thread per core under each of them fights them for the cores (a
         # sampled silhouette measured 4 to 10x slower on a busy machine), so BLAS runs
@@ -53,6 +76,26 @@ class LocalEngine:
 
         with threadpool_limits(limits=1, user_api="blas"):
             return train_local(cfg, request, reporter)
+
+
+def memory_need(cfg: Config) -> Need | None:
+    """What training on the config's data will take (None: unknown, e.g. Parquet, which
+    reading refuses)."""
+    files = list_sources(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
+    if any(is_parquet(f) for f in files):
+        return None
+    include, exclude = _columns(cfg)
+    return estimate_csv(files, delimiter=cfg.csv.delimiter, include=include,
+                        exclude=exclude, s3_endpoint_url=cfg.s3.endpoint_url)
+
+
+def _columns(cfg: Config) -> tuple[list[str] | None, list[str]]:
+    """The columns to parse (None: all) and those to skip, as the config declares them."""
+    features = cfg.features
+    declared = features.numeric is not None or features.categorical is not None
+    include = [*(features.numeric or []), *(features.categorical or []), *features.dates,
+               *features.profile_only] if declared else None
+    return include, list(features.ignore)
 
 
 def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
@@ -66,15 +109,14 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     t0 = time.perf_counter()
     reporter.stage("Reading data", 0.0)
     features = cfg.features
-    declared = features.numeric is not None or features.categorical is not None
+    include, exclude = _columns(cfg)
     data = read_data(
         cfg.data_location,
         known_sha256=data_sha256,
         delimiter=cfg.csv.delimiter,
         s3_endpoint_url=cfg.s3.endpoint_url,
-        include=[*(features.numeric or []), *(features.categorical or []), *features.dates,
-                 *features.profile_only] if declared else None,
-        exclude=features.ignore,
+        include=include,
+        exclude=exclude,
     )
     t_read = time.perf_counter() - t0
     reporter.stage("Feature engineering", 0.0)
