@@ -8,7 +8,6 @@ the previous version's so that a retrain keeps them (`engines/common`, `core/mat
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from custseg.artifact.scorer import Model
@@ -23,12 +22,10 @@ from custseg.core.train import train
 from custseg.engines.base import Reporter, TrainRequest
 from custseg.engines.common import (
     match_previous,
-    metrics_record,
+    model_meta,
     original_sd,
     previous_labels,
     relabel,
-    selection_record,
-    versions,
 )
 from custseg.engines.memory import (
     Need,
@@ -104,8 +101,7 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     With `request.previous` (the model group's latest version), cluster ids are matched
     to its segments (see `core/matching`) and the agreement on this data is recorded.
     """
-    execution_id, data_sha256, previous = (request.execution_id, request.data_sha256,
-                                           request.previous)
+    data_sha256, previous = request.data_sha256, request.previous
     t0 = time.perf_counter()
     reporter.stage("Reading data", 0.0)
     features = cfg.features
@@ -165,33 +161,12 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
     warnings = run_warnings(schema, transform, result, missing, encoded.n, cfg)
-    meta = {
-        "execution_id": execution_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "parameters": cfg.parameters(),
-        "engine": LocalEngine.name,
-        "metrics": metrics_record(result) | {"cluster_sizes": [p["size"] for p in profiles]},
-        "candidates": [c.to_dict() for c in result.candidates],
-        "selection": selection_record(cfg, result.sentence, result.metric),
-        "warnings": warnings,
-        "value_labels": cfg.value_labels,
-        "correlations": correlations,
-        "segments": profiles,
-        "segment_names": names,
-        "stability": stability,
-        "report_sample": sample,
-        "data": {
-            "uri": cfg.data_location,
-            "files": data.files,
-            "sha256": data.sha256,
-            "rows": encoded.n,
-            "delimiter": data.delimiter,
-            "missing": missing,
-        },
-        "timings": {"read": t_read, "features": t_features, **result.timings},
-        "versions": versions(),
-        "code_version": request.code_version,
-    }
+    meta = model_meta(
+        cfg, request, LocalEngine.name, result, profiles=profiles, names=names,
+        stability=stability, correlations=correlations, sample=sample, warnings=warnings,
+        data={"files": data.files, "sha256": data.sha256, "rows": encoded.n,
+              "delimiter": data.delimiter, "missing": missing},
+        timings={"read": t_read, "features": t_features, **result.timings})
     return Model(
         schema=schema,
         transform=transform,
