@@ -205,7 +205,7 @@ def _read_int(path: Path) -> int | None:
         text = path.read_text().strip()
     except OSError:
         return None
-    return None if text in ("", "max") else int(text)
+    return int(text) if text.isdigit() else None  # "max": no limit
 
 
 def _stat(path: Path, key: str) -> int:
@@ -228,7 +228,10 @@ def _cgroup_rooms(proc_cgroup: Path = Path("/proc/self/cgroup"),
         return []
     rooms = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
         if controllers == "":  # v2
             base, files = root, ("memory.max", "memory.current", "memory.stat",
                                  "inactive_file")
