@@ -58,8 +58,7 @@ class LocalEngine:
         try:
             return self._train(cfg, request, reporter)
         except MemoryError as exc:
-            error = out_of_memory(need.source if need else cfg.data_location,
-                                  need.rows if need and need.rows_exact else None, exc)
+            error = out_of_memory(cfg.data_location, need, exc)
         # raised outside the handler: the traceback, and the arrays its frames hold,
         # are gone before the failure is recorded
         raise error

@@ -58,7 +58,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from custseg.errors import CustsegError, MemoryLimitError
+from custseg.errors import MemoryLimitError
 
 __all__ = [
     "Need",
@@ -90,6 +90,10 @@ class Need:
 
     def of(self, kind: Kind) -> int:
         return self.resident if kind == "resident" else self.address_space
+
+    @property
+    def rows_text(self) -> str:
+        return f"{self.rows:,} rows" if self.rows_exact else f"about {self.rows:,} rows"
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def estimate_csv(files: list[str], *, delimiter: str = "auto",
         head, ratio = _head(files[0], s3_endpoint_url)
         whole = len(files) == 1 and sizes[0] <= SAMPLE_BYTES and len(head) < SAMPLE_BYTES
         table, sample_bytes = _parse_sample(head, whole, delimiter, include, exclude)
-    except (OSError, CustsegError, pa.ArrowException):
+    except Exception:  # no estimate then: reading reports what is wrong, if anything
         return None
     if table.num_rows == 0:
         return None
@@ -300,17 +304,16 @@ def check_fits(need: Need, rooms: list[Room]) -> None:
     if not short:
         return
     room = min(short, key=lambda r: r.bytes - need.of(r.kind))
-    rows = f"{need.rows:,} rows" if need.rows_exact else f"about {need.rows:,} rows"
     raise MemoryLimitError(
-        f"{need.source} ({rows}) needs about {_mb(need.of(room.kind))} of "
+        f"{need.source} ({need.rows_text}) needs about {_mb(need.of(room.kind))} of "
         f"{room.kind} to train on the local engine, and {_mb(room.bytes)} is available "
         f"({room.what}): {WHAT_TO_DO}")
 
 
-def out_of_memory(source: str, rows: int | None, exc: MemoryError) -> MemoryLimitError:
-    """The clear error for a `MemoryError` raised while training."""
+def out_of_memory(source: str, need: Need | None, exc: MemoryError) -> MemoryLimitError:
+    """The clear error for a `MemoryError` raised while training on `source`."""
     detail = str(exc).strip() or "an allocation failed"
-    at = f"{source} ({rows:,} rows)" if rows is not None else source
+    at = f"{need.source} ({need.rows_text})" if need is not None else source
     return MemoryLimitError(
         f"ran out of memory training on {at} with the local engine ({detail}); "
         f"{_free_now()}: {WHAT_TO_DO}")
