@@ -7,8 +7,9 @@ refuses such a run up front, naming the file, its rows, the estimate, what is av
 and what to do instead.
 
 **The estimate** (`estimate_csv`). Rows: exact when the file is smaller than the sample,
-else the file's size over the bytes per row of a parsed sample of its first
-`SAMPLE_BYTES` (decompressed, for `.gz`: sizes scaled by the sample's compression ratio).
+else the files' size over the bytes per row of a parsed sample of the first file's first
+`SAMPLE_BYTES` (decompressed, for `.gz`: sizes scaled by the sample's compression ratio),
+averaged with the bytes a line of the last file's last `SAMPLE_BYTES` (uncompressed).
 Memory: `rows x (Arrow's bytes per row of the columns read + PER_COLUMN_FACTOR x 8 x the
 columns read)` plus `FIXED_BYTES`; the columns read are those the run parses (all, or
 the declared ones), each standing for one float64 feature or category code.
@@ -16,14 +17,16 @@ the declared ones), each standing for one float64 feature or category code.
 Calibrated on whole `custseg run` processes on this 2-core machine: peak RSS
 (`os.wait4`) less the resident memory when the check runs (~100 MB of imports).
 `custseg sample` data (5 columns: an id, 3 numeric, a 3-level categorical; Arrow 42 B a
-row): 300,000 / 1M / 3M rows added 58 / 127 / 288 MB, 77 B a row beyond ~35 MB; at 10M
+row): 300,000 / 1M / 3M rows added 58-63 / 120-127 / 288 MB, 77 B a row beyond ~35 MB; at 10M
 rows benchmarks/RESULTS.md gives a peak of 1,040-1,047 MB (2.1-2.2x the float64 one-hot
 feature matrix of 48 B a row), ~99 B a row. A wide table (1M rows: an id, 24 numeric
 and 2 categorical columns; Arrow 213 B a row) added 448 MB, 464 B a row.
 `PER_COLUMN_FACTOR` 0.9 and `FIXED_BYTES` 32 MB put the estimate just under every one
-of these (55 / 109 / 269 MB, 421 MB wide, ~770 MB at 10M rows): the check refuses what
+of these (54 / 107 / 260 MB, 423 MB wide, 798 MB at 10M rows): the check refuses what
 clearly does not fit, never a run that would; what slips through ends in the
-`MemoryError` that the local engine turns into the same message.
+`MemoryError` that the local engine turns into the same message. The 10M and 50M-row
+`custseg sample` files are estimated at 10.4M / 52.6M rows, 0.8 / 3.9 GB: both run on a
+24 GiB machine.
 
 **Address space.** `RLIMIT_AS` (`ulimit -v`) and `RLIMIT_DATA` count reserved, not
 resident, memory: glibc reserves address space per thread arena and per thread stack,
@@ -144,6 +147,21 @@ def _head(uri: str, s3_endpoint_url: str | None) -> tuple[bytes, float]:
     return head, max(len(head) / max(compressed.tell(), 1), 1.0)
 
 
+def _tail_bytes_per_row(uri: str, size: int, s3_endpoint_url: str | None) -> float | None:
+    """Bytes a line in the file's last `SAMPLE_BYTES` (uncompressed files; None else): ids
+    and counters grow longer down a file, so the head alone undercounts the bytes a row."""
+    from custseg.io.data import open_source
+
+    if uri.lower().endswith(".gz") or size <= 2 * SAMPLE_BYTES:
+        return None
+    with open_source(uri, s3_endpoint_url=s3_endpoint_url) as raw:
+        raw.seek(size - SAMPLE_BYTES)
+        tail = raw.read(SAMPLE_BYTES)
+    tail = tail[tail.find(b"\n") + 1:]  # from the first whole line
+    lines = tail.count(b"\n")
+    return len(tail) / lines if lines else None
+
+
 def _parse_sample(head: bytes, whole: bool, delimiter: str, include: Collection[str] | None,
                   exclude: Collection[str]) -> tuple[pa.Table, int]:
     """The sample's rows as the run parses them (its columns), and the bytes they took."""
@@ -177,12 +195,15 @@ def estimate_csv(files: list[str], *, delimiter: str = "auto",
         head, ratio = _head(files[0], s3_endpoint_url)
         whole = len(files) == 1 and sizes[0] <= SAMPLE_BYTES and len(head) < SAMPLE_BYTES
         table, sample_bytes = _parse_sample(head, whole, delimiter, include, exclude)
+        tail = None if whole else _tail_bytes_per_row(files[-1], sizes[-1], s3_endpoint_url)
     except Exception:  # no estimate then: reading reports what is wrong, if anything
         return None
     if table.num_rows == 0:
         return None
-    rows = table.num_rows if whole else int(
-        sum(sizes) * ratio * table.num_rows / max(sample_bytes, 1))
+    per_row = sample_bytes / table.num_rows
+    if tail is not None:
+        per_row = (per_row + tail) / 2
+    rows = table.num_rows if whole else int(sum(sizes) * ratio / max(per_row, 1e-9))
     row_bytes = table.nbytes / table.num_rows + PER_COLUMN_FACTOR * 8 * table.num_columns
     resident = FIXED_BYTES + int(rows * row_bytes)
     address_space = int(ADDRESS_SPACE_FACTOR * resident) + ADDRESS_SPACE_FIXED
