@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from custseg.errors import CustsegError
+from custseg.serving.capture import CaptureWriter, pii_key
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
 from custseg.serving.metrics import Metrics, merged_metrics
 from custseg.serving.routes import ROUTES, resolve
@@ -61,6 +62,7 @@ class App:
         self.table = EndpointTable(self.store, settings.s3_endpoint_url)
         self.metrics = Metrics()
         self._metrics_dir = self.store.folder / "metrics"
+        self.capture = self._capture_writer()
         self._task: asyncio.Task[None] | None = None
         key = settings.api_key()
         self._api_key = key.encode() if key else None
@@ -71,6 +73,16 @@ class App:
         unanswered = {r.handler for r in ROUTES if not r.records} - set(self._pages)
         if unanswered:
             raise RuntimeError(f"routes without a handler: {sorted(unanswered)}")
+
+    def _capture_writer(self) -> CaptureWriter | None:
+        """The worker's data capture (`endpoint.capture`), or None when it is off."""
+        options = self.settings.capture
+        if options is None:
+            return None
+        key = pii_key(options, self.store.folder) if options.pii else b""
+        return CaptureWriter(options, self.store.artifacts, key=key,
+                             s3_endpoint_url=self.settings.s3_endpoint_url,
+                             counts=self.metrics.capture)
 
     def _live_models(self) -> dict[str, Any]:
         return {name: served.model for name, served in self.table.live.items()}
@@ -95,11 +107,15 @@ class App:
             if message["type"] == "lifespan.startup":
                 await asyncio.get_running_loop().run_in_executor(None, self.table.sync)
                 self.table.register_worker()
+                if self.capture is not None:
+                    self.capture.start()
                 self._task = asyncio.create_task(self._follow_store())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._task:
                     self._task.cancel()
+                if self.capture is not None:  # the last records written before exiting
+                    await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
                 self.table.forget_worker()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -293,6 +309,7 @@ class App:
                 else f"endpoint {name!r} has no model: {self.table.failed[name][1]}",
             )
             return
+        unseen = [0] * len(served.model.transform.categorical)
         try:
             body = await self._read_body(scope, receive)
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
@@ -301,10 +318,10 @@ class App:
                 # so that the worker keeps answering small requests meanwhile
                 out, media, n = await asyncio.to_thread(
                     score_response, served.model, body, content_type, served.segment_names,
-                    accept, chunked=True)
+                    accept, chunked=True, unseen=unseen)
             else:
                 out, media, n = score_response(served.model, body, content_type,
-                                               served.segment_names, accept)
+                                               served.segment_names, accept, unseen=unseen)
         except WireError as exc:
             self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
             await self._error(send, exc.status, exc.message)
@@ -324,6 +341,12 @@ class App:
             ],
         )
         self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, n)
+        if any(unseen):
+            self.metrics.observe_unseen(name, served.ref, served.model.transform.categorical,
+                                        unseen)
+        if self.capture is not None and self.capture.sampled():  # after the response
+            self.capture.offer(name, served.ref, served.model.input_columns, body,
+                               content_type, out, media, n)
 
 
 def create_app() -> App:

@@ -33,14 +33,19 @@ _WRAPPED_END = re.compile(rb"\]\s*\}\s*\Z")
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
 
 
-def score_body(model: Any, body: bytes, content_type: str) -> tuple[list[int], list[float]]:
-    """Parse a request body and score its records: cluster ids and distances."""
+def score_body(model: Any, body: bytes, content_type: str, unseen: list[int] | None = None
+               ) -> tuple[list[int], list[float]]:
+    """Parse a request body and score its records: cluster ids and distances. `unseen`
+    (a counter per categorical column) counts the categories the model never saw."""
     records = parse_body(body, content_type, model.input_columns)
     if len(records) == 1:  # the common case: plain Python, no numpy per call
-        label, distance = model.score_record(records[0])
+        label, distance = model.score_record(records[0], unseen)
         labels, distances = [label], [distance]
     else:
-        scored = model.score_encoded(model.encode_records(records))
+        encoded = model.encode_records(records)
+        if unseen is not None:
+            model.count_unseen(encoded, unseen)
+        scored = model.score_encoded(encoded)
         labels, distances = scored[0].tolist(), scored[1].tolist()
     check_distances(distances)
     return labels, distances
@@ -91,38 +96,46 @@ def _render_part(labels: list[int], distances: list[float], names: Sequence[str]
     return out[len(b'{"predictions":['):-2]  # the predictions without the brackets
 
 
-def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bool
-                  ) -> tuple[bytes, str, int] | None:
+def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bool,
+                  unseen: list[int] | None) -> tuple[bytes, str, int] | None:
     """The response for a body cut into chunks, or None when a chunk is not a valid
     list of good records (the caller then scores the whole body at once)."""
     parts, n = [], 0
+    counted = [0] * len(model.transform.categorical)  # kept only when every chunk scores
     try:
         for chunk in chunks:
             records = as_records(orjson.loads(chunk), model.input_columns)
-            labels, distances = model.score_encoded(model.encode_records(records))
+            encoded = model.encode_records(records)
+            model.count_unseen(encoded, counted)
+            labels, distances = model.score_encoded(encoded)
             labels, distances = labels.tolist(), distances.tolist()
             check_distances(distances)
             parts.append(_render_part(labels, distances, names, csv))
             n += len(labels)
     except (orjson.JSONDecodeError, WireError, CustsegError):
         return None
+    if unseen is not None:
+        for j, count in enumerate(counted):
+            unseen[j] += count
     if csv:
         return b"cluster,segment,distance\n" + b"".join(parts), "text/csv", n
     return b'{"predictions":[' + b",".join(parts) + b"]}", "application/json", n
 
 
 def score_response(model: Any, body: bytes, content_type: str, names: Sequence[str],
-                   accept: str, *, chunked: bool = False) -> tuple[bytes, str, int]:
+                   accept: str, *, chunked: bool = False, unseen: list[int] | None = None
+                   ) -> tuple[bytes, str, int]:
     """The response body, its media type and the number of records scored. With
     `chunked`, a JSON list of records is scored piece by piece (see the module's doc).
-    Raises WireError or CustsegError for a request that cannot be scored."""
+    `unseen` (a counter per categorical column) counts the categories the model never
+    saw. Raises WireError or CustsegError for a request that cannot be scored."""
     csv = "text/csv" in accept.lower()
     if chunked and content_type.split(";", 1)[0].strip().lower() in ("application/json", ""):
         chunks = record_chunks(body)
         if chunks is not None:
-            done = _score_chunks(model, chunks, names, csv)
+            done = _score_chunks(model, chunks, names, csv, unseen)
             if done is not None:
                 return done
-    labels, distances = score_body(model, body, content_type)
+    labels, distances = score_body(model, body, content_type, unseen)
     out, media = render(labels, distances, names, accept)
     return out, media, len(labels)

@@ -1,0 +1,207 @@
+"""Data capture on a real server: `custseg serve` on a free port, real HTTP requests,
+a graceful stop (SIGTERM), then the Parquet files it wrote, read back; a queue of one
+that must drop (and count) rather than slow a request; unseen categories in /metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from custseg.config import load_config
+from custseg.serving.settings import ServerSettings
+from test_inference import (
+    CUSTSEG,
+    ENDPOINT,
+    RECORD,
+    Project,
+    make_project,
+    post_json,
+    request,
+    wait_for,
+)
+
+KEY = "capture-test-key-0123"
+
+
+def _serve(project: Project) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
+                            cwd=project.root, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "CAPTURE_KEY": KEY})
+    wait_for(project.url)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    return out.decode(errors="replace")
+
+
+def _captured(project: Project) -> list[dict[str, Any]]:
+    folder = project.root / "store" / "artifacts" / "capture" / ENDPOINT
+    rows: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*/*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return rows
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    _, _, body = request("GET", f"{url}/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = make_project(tmp_path_factory.mktemp("capture"))
+    result = project.cli("run")
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+def _configure(project: Project, **capture: Any) -> None:
+    config = yaml.safe_load(project.config.read_text())
+    config["endpoint"]["capture"] = capture
+    project.config.write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture()
+def serving(trained: Project) -> Iterator[Project]:
+    yield trained
+    for path in (trained.root / "store" / "artifacts" / "capture").glob("**/*.parquet"):
+        path.unlink()
+
+
+def test_a_sample_of_requests_is_captured_with_the_pii_hashed_and_flushed_at_shutdown(
+        serving: Project) -> None:
+    _configure(serving, sample=0.3, pii=["Email"], pii_key_env="CAPTURE_KEY")
+    proc = _serve(serving)
+    try:
+        for i in range(400):
+            record = {**RECORD, "Age": 20 + i % 50, "Email": f"user{i}@example.com"}
+            status, headers, _ = post_json(f"{serving.url}/endpoints/{ENDPOINT}/invocations",
+                                           record)
+            assert status == 200
+        status, _, _ = post_json(f"{serving.url}/invocations", [RECORD] * 3)
+        assert status == 200
+    finally:
+        log = _stop(proc)
+    rows = _captured(serving)
+    assert "Traceback" not in log
+    singles = [r for r in rows if r["input"].get("Email") is not None]
+    assert 0.2 * 400 < len(singles) < 0.4 * 400  # sampled at 0.3 (p of failing ~1e-5)
+    version = headers["x-custseg-model-version"]
+    assert {r["model_version"] for r in rows} == {version}
+    emails = {f"user{i}@example.com" for i in range(400)}
+    for row in singles:
+        assert row["input"]["Email"] not in emails
+        assert row["input"]["Age"] in {float(20 + i % 50) for i in range(400)}
+        assert row["time"] is not None and row["distance"] >= 0
+    row = singles[0]
+    sent = next(e for e in emails if hmac.new(KEY.encode(), e.encode(), hashlib.sha256
+                                              ).hexdigest() == row["input"]["Email"])
+    assert sent  # keyed sha256 of the value: equal values stay equal, guesses need the key
+    assert hashlib.sha256(sent.encode()).hexdigest() != row["input"]["Email"]
+    expected = serving_model_prediction(serving, row["input"])
+    assert (row["cluster"], pytest.approx(row["distance"])) == expected
+
+
+def serving_model_prediction(project: Project, record: dict[str, Any]) -> tuple[int, Any]:
+    from test_inference import model_of
+
+    model = model_of(project)
+    label, distance = model.score_record({k: record[k] for k in model.input_columns})
+    return label, pytest.approx(distance)
+
+
+def test_omitted_pii_fields_are_not_written(serving: Project) -> None:
+    _configure(serving, sample=1.0, pii=["Email", "Phone"], pii_action="omit")
+    proc = _serve(serving)
+    try:
+        records = [{**RECORD, "Email": "a@b.c", "Phone": "555"}] * 5
+        status, _, _ = post_json(f"{serving.url}/invocations", records)
+        assert status == 200
+    finally:
+        _stop(proc)
+    rows = _captured(serving)
+    assert len(rows) == 5
+    assert all(set(r["input"]) == set(RECORD) for r in rows)
+    assert "a@b.c" not in json.dumps(rows, default=str)
+
+
+def test_a_full_queue_drops_and_counts_and_never_fails_a_request(serving: Project) -> None:
+    # one worker, a queue of one and files written on every record: requests outrun the
+    # writer thread, and what does not fit is dropped
+    _configure(serving, sample=1.0, queue_size=1, file_records=1)
+    config = yaml.safe_load(serving.config.read_text())
+    config["endpoint"]["workers"] = 1
+    serving.config.write_text(yaml.safe_dump(config))
+    proc = _serve(serving)
+    statuses: list[int] = []
+    try:
+        def send() -> None:
+            for _ in range(60):
+                statuses.append(post_json(f"{serving.url}/invocations", [RECORD] * 50)[0])
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        dropped = _metric(serving.url, "custseg_capture_records_total", outcome="dropped")
+        captured = _metric(serving.url, "custseg_capture_records_total", outcome="captured")
+    finally:
+        _stop(proc)
+    assert statuses == [200] * 240
+    assert dropped > 0 and dropped % 50 == 0  # whole requests
+    assert captured + dropped <= 240 * 50
+    # what was counted, and the one request the queue held at the stop, written by it
+    assert captured <= len(_captured(serving)) <= captured + 50
+
+
+def test_unseen_categories_are_counted_per_feature(serving: Project) -> None:
+    _configure(serving, sample=0.01)
+    proc = _serve(serving)
+    try:
+        url = f"{serving.url}/invocations"
+        assert post_json(url, {**RECORD, "Gender": "Martian"})[0] == 200
+        assert post_json(url, [{**RECORD, "Gender": "Venusian"}] * 12 + [RECORD])[0] == 200
+        assert post_json(url, {**RECORD, "Gender": None})[0] == 200  # missing: the mode
+        unseen = _metric(serving.url, "custseg_unseen_categories_total", feature="Gender")
+    finally:
+        _stop(proc)
+    assert unseen == 13
+
+
+def test_the_server_runs_with_the_configs_capture_settings(trained: Project) -> None:
+    _configure(trained, sample=0.5, max_mb=1, pii=["Email"])
+    cfg = load_config(trained.config)
+    settings = ServerSettings.from_config(cfg, "db", "artifacts")
+    path = settings.write(trained.root / "settings.json")
+    assert ServerSettings.read(path) == settings
+    assert settings.capture is not None and settings.capture.pii == ("Email",)
+    recorded = settings.record()
+    assert settings.differences(recorded) == []
+    _configure(trained, sample=0.2, max_mb=1, pii=["Email"])
+    changed = ServerSettings.from_config(load_config(trained.config), "db", "artifacts")
+    assert changed.differences(recorded) == ["capture.sample 0.5 -> 0.2"]
+    config = yaml.safe_load(trained.config.read_text())
+    del config["endpoint"]["capture"]
+    trained.config.write_text(yaml.safe_dump(config))
+    off = ServerSettings.from_config(load_config(trained.config), "db", "artifacts")
+    assert off.differences(recorded) == ["capture on -> off"]
