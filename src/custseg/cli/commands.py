@@ -442,6 +442,7 @@ def main() -> None:
 
 # the other command groups use the helpers above
 from custseg.cli.endpoints import endpoints_app, serve  # noqa: E402
+from custseg.cli.monitor import monitor  # noqa: E402
 from custseg.cli.schema import schema  # noqa: E402
 from custseg.cli.store_commands import executions_app, models_app  # noqa: E402
 
@@ -450,6 +451,7 @@ app.add_typer(executions_app, name="executions")
 app.add_typer(models_app, name="models")
 app.add_typer(endpoints_app, name="endpoints")
 app.command()(serve)
+app.command()(monitor)
 
 if __name__ == "__main__":
     main()

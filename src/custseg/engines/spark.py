@@ -27,6 +27,7 @@ from typing import Any
 from custseg.artifact.scorer import Model
 from custseg.config import Config, SparkOptions
 from custseg.core import metrics, quality
+from custseg.core.baseline import training_baseline
 from custseg.core.diagnostics import run_warnings
 from custseg.core.profile_only import describe_profile_only, profile_only_columns
 from custseg.core.profiles import name_segments, numeric_correlations, profile_segments
@@ -173,6 +174,9 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
                                         original_sd(enc, transform, rs))
         clustering, profiles = relabel(clustering, profiles, ids)
     sample = report_sample(enc, transform, projection, clustering.labels, k, rs) | {"of": n}
+    baseline = training_baseline(enc, transform, projection, clustering.centers,
+                                 clustering.labels, missing=fitted.missing, rows=n,
+                                 random_state=rs)
     names = name_segments(profiles, cfg.segment_names, value_labels=cfg.value_labels,
                           correlations=correlations)
     for profile, name in zip(profiles, names, strict=True):
@@ -210,6 +214,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
         "segment_names": names,
         "stability": stability,
         "report_sample": sample,
+        "baseline": baseline,
         "data": {
             "uri": cfg.data_location,
             "files": data.files,

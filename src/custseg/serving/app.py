@@ -26,7 +26,7 @@ import orjson
 from custseg.errors import CustsegError
 from custseg.serving.capture import CaptureWriter, pii_key
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
-from custseg.serving.metrics import Metrics, merged_metrics
+from custseg.serving.metrics import Metrics, drift_metrics, merged_metrics
 from custseg.serving.routes import ROUTES, resolve
 from custseg.serving.scoring import score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
@@ -180,7 +180,19 @@ class App:
 
     async def _metrics(self, send: Send) -> None:  # every worker's counters, whichever answers
         body = merged_metrics(self.metrics, self._metrics_dir).render()
+        body += await asyncio.get_running_loop().run_in_executor(None, self._drift_metrics)
         await self._send(send, 200, body, "text/plain; version=0.0.4")
+
+    def _drift_metrics(self) -> bytes:
+        """The last `custseg monitor` figures of each endpoint, from the store."""
+        from custseg.errors import StoreError
+        from custseg.store.drift import latest_drift
+
+        try:
+            return drift_metrics(latest_drift(self.store))
+        except StoreError as exc:  # the counters still answer
+            print(f"custseg: reading drift reports failed: {exc}", flush=True)
+            return b""
 
     async def _openapi(self, send: Send) -> None:
         from custseg.serving.openapi import spec_for

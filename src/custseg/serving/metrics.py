@@ -11,12 +11,13 @@ import json
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from custseg.store.database import process_alive
 
-__all__ = ["BUCKETS", "CaptureCounts", "Metrics", "merged_metrics"]
+__all__ = ["BUCKETS", "CaptureCounts", "Metrics", "drift_metrics", "merged_metrics"]
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -197,3 +198,36 @@ def merged_metrics(own: Metrics, folder: Path) -> Metrics:
             continue  # being replaced right now: the next scrape has it
         total.workers += 1
     return total
+
+
+_DRIFT_GAUGES: list[tuple[str, str, Callable[[Any], Any]]] = [
+    ("custseg_drift_flagged", "1 when the last `custseg monitor` report crossed a threshold.",
+     lambda r: int(r.drift)),
+    ("custseg_drift_records", "Records the last report judged.", lambda r: r.records),
+    ("custseg_drift_max_feature_psi", "The largest feature PSI of the last report.",
+     lambda r: r.max_psi),
+    ("custseg_drift_segment_psi", "Segment-share PSI of the last report.",
+     lambda r: r.segment_psi),
+    ("custseg_drift_far_share", "Share of records beyond the training 95th percentile "
+     "distance in the last report (5% expected).", lambda r: r.far_share),
+]
+
+
+def drift_metrics(records: list[Any]) -> bytes:
+    """The last drift figures of each endpoint (`store.drift.DriftRecord`s), as gauges."""
+    lines: list[str] = []
+    for name, help_text, value in _DRIFT_GAUGES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for r in records:
+            v = value(r)
+            if v is not None:
+                lines.append(f'{name}{{endpoint="{_label(r.endpoint)}",'
+                             f'version="{_label(r.model_version)}"}} {v}')
+    lines += ["# HELP custseg_drift_feature_psi Each feature's PSI in the last report.",
+              "# TYPE custseg_drift_feature_psi gauge"]
+    for r in records:
+        for f in r.report.get("features", []):
+            if f.get("psi") is not None:
+                lines.append(f'custseg_drift_feature_psi{{endpoint="{_label(r.endpoint)}",'
+                             f'feature="{_label(f["feature"])}"}} {f["psi"]}')
+    return ("\n".join(lines) + "\n").encode()
