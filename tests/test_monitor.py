@@ -206,6 +206,21 @@ def test_a_data_file_is_scored_and_judged(project: Project, tmp_path: Path, suff
     assert "<h2>Drift of " + ENDPOINT in page and "drift: psi" in page
 
 
+def test_the_training_data_itself_matches_its_baseline(project: Project) -> None:
+    """The baseline read back: on the training rows every PSI is ~0, the segment shares
+    are the training sizes and 5% of the rows lie beyond the 95th percentile."""
+    result = monitor(project, "--data", str(project.root / "customers.csv"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["records"] == 2000 and report["alerts"] == []
+    assert all(f["psi"] < 1e-3 for f in report["features"])
+    assert all(f["missing_share"] == pytest.approx(f["training_missing_share"])
+               for f in report["features"])
+    assert report["segments"]["shares"] == pytest.approx(report["segments"]["training_shares"])
+    assert report["distance"]["far_share"] == pytest.approx(0.05, abs=0.002)
+    assert report["schema"]["extra_columns"] == ["CustomerID"]
+
+
 def test_schema_violations_in_a_file(project: Project, tmp_path: Path) -> None:
     records = customers(600, part=13)[0]
     for i, r in enumerate(records):

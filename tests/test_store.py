@@ -129,6 +129,29 @@ def test_a_version_4_store_keeps_its_workers_and_servers_keyed_by_this_host(
     assert server_rows(store) == []
 
 
+def test_a_version_5_store_gains_the_drift_reports_and_keeps_its_rows(tmp_path: Path) -> None:
+    from custseg.store.drift import drift_history, record_drift
+    from custseg.store.migrations import MIGRATIONS
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    conn = sqlite3.connect(folder / DB_FILE)
+    for migration in MIGRATIONS[:5]:
+        conn.executescript(migration)
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute("INSERT INTO pipelines VALUES ('p', 1, '{}', 'sha', 't')")
+    conn.commit()
+    conn.close()
+    store = Store.open(str(folder))
+    with store.read() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 6
+        assert conn.execute("SELECT name FROM pipelines").fetchall()[0][0] == "p"
+    report = {"records": 3, "drift": False, "alerts": [], "features": []}
+    number = record_drift(store, "e", "g/1", "capture", None, report, "ann")
+    assert [(r.id, r.max_psi, r.segment_psi) for r in drift_history(store, "e")] == [
+        (number, None, None)]
+
+
 def _newer_schema(folder: Path) -> None:
     Store.open(str(folder))
     conn = sqlite3.connect(folder / DB_FILE)
