@@ -53,7 +53,11 @@ def _captured(project: Project) -> list[dict[str, Any]]:
     folder = project.root / "store" / "artifacts" / "capture" / ENDPOINT
     rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*/*.parquet")):
-        rows += pq.read_table(path).to_pylist()
+        for row in pq.read_table(path).to_pylist():
+            fields = {k.removeprefix("input."): v for k, v in row.items()
+                      if k.startswith("input.") and v is not None}
+            rows.append({k: v for k, v in row.items() if not k.startswith("input.")}
+                        | {"input": fields})
     return rows
 
 

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from custseg.errors import DataError
 
-__all__ = ["CAPTURE_COLUMNS", "CaptureFile", "CaptureFolder", "parquet_bytes"]
+__all__ = ["CAPTURE_COLUMNS", "CaptureFile", "CaptureFolder", "concat_tables", "parquet_bytes"]
 
 # the columns every capture file has besides `input` (the request's fields)
 CAPTURE_COLUMNS = ("time", "model_version", "request", "cluster", "segment", "distance")
@@ -138,9 +138,9 @@ class CaptureFolder:
         return pq.read_table(Path(self.root) / relative)
 
     def read_since(self, since: datetime) -> pa.Table | None:
-        """The records captured at or after `since` (None when there are none): the
-        files of the days that can hold them, their `input` fields as columns
-        (`input.NAME`), a field typed differently in two files read as text."""
+        """The records captured at or after `since` (None when there are none), from the
+        files of the days that can hold them; a field typed differently in two files is
+        read as text."""
         first_day = (since - timedelta(days=1)).date().isoformat()  # a file may span midnight
         tables = []
         for f in self.files():
@@ -157,13 +157,15 @@ class CaptureFolder:
                 table.column("time"), pa.scalar(since.astimezone(UTC), table.schema.field(
                     "time").type)))
             if table.num_rows:
-                tables.append(table.flatten())
-        return _concat(tables) if tables else None
+                tables.append(table)
+        return concat_tables(tables) if tables else None
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
+def concat_tables(tables: list[pa.Table]) -> pa.Table:
     """Tables whose columns may differ (fields sent by some requests only) or be typed
     differently (a number in one file, text in another: read as text)."""
+    if len(tables) == 1:
+        return tables[0]
     types: dict[str, set[pa.DataType]] = {}
     for t in tables:
         for field in t.schema:

@@ -28,7 +28,7 @@ from custseg.serving.capture import CaptureWriter, pii_key
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
 from custseg.serving.metrics import Metrics, drift_metrics, merged_metrics
 from custseg.serving.routes import ROUTES, resolve
-from custseg.serving.scoring import score_response
+from custseg.serving.scoring import Observed, score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
 from custseg.serving.wire import WireError
 
@@ -321,7 +321,8 @@ class App:
                 else f"endpoint {name!r} has no model: {self.table.failed[name][1]}",
             )
             return
-        unseen = [0] * len(served.model.transform.categorical)
+        observed = Observed([0] * len(served.model.transform.categorical),
+                            keep=self.capture is not None and self.capture.sampled())
         try:
             body = await self._read_body(scope, receive)
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
@@ -330,10 +331,11 @@ class App:
                 # so that the worker keeps answering small requests meanwhile
                 out, media, n = await asyncio.to_thread(
                     score_response, served.model, body, content_type, served.segment_names,
-                    accept, chunked=True, unseen=unseen)
+                    accept, chunked=True, observed=observed)
             else:
                 out, media, n = score_response(served.model, body, content_type,
-                                               served.segment_names, accept, unseen=unseen)
+                                               served.segment_names, accept,
+                                               observed=observed)
         except WireError as exc:
             self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
             await self._error(send, exc.status, exc.message)
@@ -353,12 +355,12 @@ class App:
             ],
         )
         self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, n)
-        if any(unseen):
+        if any(observed.unseen):
             self.metrics.observe_unseen(name, served.ref, served.model.transform.categorical,
-                                        unseen)
-        if self.capture is not None and self.capture.sampled():  # after the response
-            self.capture.offer(name, served.ref, served.model.input_columns, body,
-                               content_type, out, media, n)
+                                        observed.unseen)
+        if self.capture is not None and observed.scored:  # sampled: after the response
+            self.capture.offer(name, served.ref, served.segment_names, observed.scored,
+                               len(body), n)
 
 
 def create_app() -> App:

@@ -1,15 +1,16 @@
 """Data capture: a sampled share of the requests and their responses, written off the
 request path to Parquet files (`io/capture_files` has the layout).
 
-On the request path a worker only draws a random number and, for a sampled request,
-puts the raw request body and response body on a bounded queue (`offer`, a few
-microseconds). When the queue is full (or holds over `MAX_PENDING_BYTES` of bodies), the
-request's records are dropped and counted: capture never makes a request slower or the
-worker's memory unbounded. A background thread per worker takes them off the queue,
-parses them (the body again, and the response), hashes or leaves out the PII fields,
-buffers the rows and writes a file every `file_records` records or `flush_seconds`,
-then removes the endpoint's oldest files beyond `max_mb`. `close` (the worker's
-graceful shutdown) writes what is buffered.
+On the request path a worker draws a random number per request; for a sampled one, the
+scorer keeps the records it parsed and their cluster ids and distances, and after the
+response is sent they go on a bounded queue (`offer`: a few microseconds, nothing
+copied or parsed again). When the queue is full (or holds requests of over
+`MAX_PENDING_BYTES`), the request's records are dropped and counted: capture never makes
+a request slower or the worker's memory unbounded. A background thread per worker takes
+them off the queue, turns them into Arrow a block at a time (`capture_table`), hashes or
+leaves out the PII fields, and writes a file every `file_records` records or
+`flush_seconds`, then removes the endpoint's oldest files beyond `max_mb`. `close` (the
+worker's graceful shutdown) writes what is buffered.
 
 PII fields (`pii`) are hashed with HMAC-SHA256 under a secret key (from the variable
 `pii_key_env` names, else a random key kept in the store's folder), so that a hashed
@@ -37,31 +38,63 @@ import orjson
 import pyarrow as pa
 
 from custseg.core.preprocessing import category_key
-from custseg.io.capture_files import CaptureFolder, parquet_bytes
+from custseg.io.capture_files import CaptureFolder, concat_tables, parquet_bytes
+from custseg.serving.capture_table import INPUT_PREFIX, Chunk, chunk_table, hashed
 from custseg.serving.metrics import CaptureCounts
 from custseg.serving.settings import CaptureSettings
-from custseg.serving.wire import WireError, parse_body
 
-__all__ = ["MAX_PENDING_BYTES", "CaptureWriter", "capture_table", "pii_key"]
+__all__ = ["BLOCK_ROWS", "MAX_PENDING_BYTES", "CaptureWriter", "pii_key"]
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024  # request bodies waiting for the writer, per worker
+BLOCK_ROWS = 1000  # records turned into Arrow at a time
 KEY_FILE = "capture.key"
 CLOSE_TIMEOUT = 8.0  # seconds the shutdown waits for the last file (the grace is 12)
 
 
 @dataclass(frozen=True)
 class _Item:
-    """A sampled request as it left the request path: nothing parsed yet."""
+    """A sampled request as it left the request path: its records as the scorer parsed
+    them, with their cluster ids and distances (nothing parsed again, nothing copied)."""
 
     endpoint: str
     version: str
-    columns: tuple[str, ...]
+    names: Sequence[str]  # segment names by cluster id
     at: float  # seconds since the epoch
     request: str
-    body: bytes
-    content_type: str
-    response: bytes
-    media: str
+    scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]]
+    size: int  # the request body's bytes (what the pending budget counts)
+
+
+class _Buffer:
+    """An endpoint's records waiting for their file: converted to Arrow a block of
+    `BLOCK_ROWS` at a time (a bounded hold of the GIL), the rest still parsed chunks."""
+
+    def __init__(self, started: float, private: Callable[[pa.Table], pa.Table]) -> None:
+        self.started = started  # monotonic time of its first chunk
+        self._private = private
+        self.first_ms: int = 0
+        self.rows = 0
+        self._chunks: list[Chunk] = []
+        self._pending = 0
+        self._tables: list[pa.Table] = []
+
+    def add(self, chunk: Chunk) -> None:
+        if not self.rows:
+            self.first_ms = chunk.time_ms
+        self._chunks.append(chunk)
+        self._pending += len(chunk.records)
+        self.rows += len(chunk.records)
+        if self._pending >= BLOCK_ROWS:
+            self._convert()
+
+    def _convert(self) -> None:
+        if self._chunks:
+            self._tables.append(self._private(chunk_table(self._chunks)))
+            self._chunks, self._pending = [], 0
+
+    def table(self) -> pa.Table:
+        self._convert()
+        return concat_tables(self._tables)
 
 
 def pii_key(settings: CaptureSettings, folder: Path) -> bytes:
@@ -104,13 +137,15 @@ class CaptureWriter:
         self._taken_bytes = 0  # written by the writer thread only
         self._sequence = 0
         self._pii = frozenset(settings.pii)
-        self._buffers: dict[str, list[dict[str, Any]]] = {}
-        self._started: dict[str, float] = {}  # endpoint -> monotonic time of its first row
+        self._buffers: dict[str, _Buffer] = {}
         self._folders: dict[str, CaptureFolder] = {}
         self._files = 0
         self._thread = threading.Thread(target=self._run, name="custseg-capture", daemon=True)
 
     def start(self) -> CaptureWriter:
+        """Start the writer thread. Arrow's first conversion imports pandas (about a
+        second): done here, at the worker's start, not at its first captured request."""
+        pa.array([0])
         self._thread.start()
         return self
 
@@ -119,22 +154,23 @@ class CaptureWriter:
         """Whether to capture this request (drawn once per request)."""
         return self._draw() < self.settings.sample
 
-    def offer(self, endpoint: str, version: str, columns: Sequence[str], body: bytes,
-              content_type: str, response: bytes, media: str, records: int) -> None:
-        """Queue a sampled, scored request; drop (and count) it when the queue is full.
-        Never blocks."""
-        if self._offered_bytes - self._taken_bytes + len(body) > MAX_PENDING_BYTES:
+    def offer(self, endpoint: str, version: str, names: Sequence[str],
+              scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]],
+              size: int, records: int) -> None:
+        """Queue a sampled request's scored records (`scoring.Observed.scored`; `size`:
+        its body's bytes); drop (and count) them when the queue is full. Never blocks."""
+        if self._offered_bytes - self._taken_bytes + size > MAX_PENDING_BYTES:
             self.counts.add(endpoint, "dropped", records)
             return
         self._sequence += 1
-        item = _Item(endpoint, version, tuple(columns), time.time(),
-                     f"{os.getpid()}-{self._sequence}", body, content_type, response, media)
+        item = _Item(endpoint, version, names, time.time(), f"{os.getpid()}-{self._sequence}",
+                     scored, size)
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             self.counts.add(endpoint, "dropped", records)
             return
-        self._offered_bytes += len(body)
+        self._offered_bytes += size
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -142,62 +178,63 @@ class CaptureWriter:
             try:
                 item = self._queue.get(timeout=self._wait())
             except queue.Empty:
-                item = None
                 self._flush_due()
                 continue
             if item is None:  # close()
-                self._flush_all()
+                for endpoint in list(self._buffers):
+                    self._flush(endpoint)
                 return
-            self._taken_bytes += len(item.body)
-            rows = self._rows(item)
-            if rows:
-                self._buffers.setdefault(item.endpoint, []).extend(rows)
-                self._started.setdefault(item.endpoint, time.monotonic())
-                self.counts.add(item.endpoint, "captured", len(rows))
-            if len(self._buffers.get(item.endpoint, ())) >= self.settings.file_records:
-                self._flush(item.endpoint)
+            self._taken_bytes += item.size
+            chunk = self._chunk(item)
+            if chunk is not None:
+                buffer = self._buffers.get(item.endpoint)
+                if buffer is None:
+                    buffer = self._buffers[item.endpoint] = _Buffer(time.monotonic(),
+                                                                    self._private)
+                buffer.add(chunk)
+                self.counts.add(item.endpoint, "captured", len(chunk.records))
+                if buffer.rows >= self.settings.file_records:
+                    self._flush(item.endpoint)
             self._flush_due()
 
     def _wait(self) -> float:
-        if not self._started:
+        if not self._buffers:
             return self.settings.flush_seconds
-        oldest = min(self._started.values())
+        oldest = min(b.started for b in self._buffers.values())
         return max(0.01, oldest + self.settings.flush_seconds - time.monotonic())
 
     def _flush_due(self) -> None:
         deadline = time.monotonic() - self.settings.flush_seconds
-        for endpoint, started in list(self._started.items()):
-            if started <= deadline:
+        for endpoint, buffer in list(self._buffers.items()):
+            if buffer.started <= deadline:
                 self._flush(endpoint)
 
-    def _flush_all(self) -> None:
-        for endpoint in list(self._buffers):
-            self._flush(endpoint)
+    def _chunk(self, item: _Item) -> Chunk | None:
+        """The request's records beside their answers (None when there are none)."""
+        records: list[Mapping[str, Any]] = []
+        labels: list[int] = []
+        distances: list[float] = []
+        for part, part_labels, part_distances in item.scored:
+            records += part
+            labels += part_labels
+            distances += part_distances
+        if not records:
+            return None
+        return Chunk(round(item.at * 1000), item.version, item.request, records, labels,
+                     distances, item.names)
 
-    def _rows(self, item: _Item) -> list[dict[str, Any]]:
-        """The request's records beside their predictions (none when either cannot be
-        read back: the request was scored, so this does not happen in practice)."""
-        try:
-            records = parse_body(item.body, item.content_type, item.columns)
-            predictions = _predictions(item.response, item.media)
-        except (WireError, ValueError, IndexError):
-            return []
-        if len(records) != len(predictions):
-            return []
-        return [{"time": item.at, "model_version": item.version, "request": item.request,
-                 "input": self._private(record), **prediction}
-                for record, prediction in zip(records, predictions, strict=True)]
-
-    def _private(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        if not self._pii:
-            return dict(record)
-        out = {}
-        for name, value in record.items():
-            if name not in self._pii:
-                out[name] = value
-            elif self.settings.pii_action == "hash":
-                out[name] = self._hash(value)
-        return out
+    def _private(self, table: pa.Table) -> pa.Table:
+        """The PII fields of a block hashed, or left out."""
+        for name in self._pii:
+            column = INPUT_PREFIX + name
+            if column not in table.column_names:
+                continue
+            index = table.column_names.index(column)
+            if self.settings.pii_action == "omit":
+                table = table.remove_column(index)
+            else:
+                table = table.set_column(index, column, hashed(table.column(index), self._hash))
+        return table
 
     def _hash(self, value: Any) -> str | None:
         key = value if isinstance(value, str) else (
@@ -208,23 +245,22 @@ class CaptureWriter:
         return hmac.new(self._key, key.encode(), hashlib.sha256).hexdigest()
 
     def _flush(self, endpoint: str) -> None:
-        rows = self._buffers.pop(endpoint, [])
-        self._started.pop(endpoint, None)
-        if not rows:
+        buffer = self._buffers.pop(endpoint, None)
+        if buffer is None or buffer.rows == 0:
             return
         folder = self._folders.get(endpoint)
         if folder is None:
             folder = self._folders[endpoint] = CaptureFolder(
                 self._artifacts, endpoint, self._s3_endpoint_url)
-        first = datetime.fromtimestamp(rows[0]["time"], UTC)
+        first = datetime.fromtimestamp(buffer.first_ms / 1000, UTC)
         self._files += 1
         name = (f"{first:%Y-%m-%d}/{first:%H%M%S}.{first.microsecond // 1000:03d}-"
                 f"{os.getpid()}-{self._files}.parquet")
         try:
-            folder.write(name, parquet_bytes(capture_table(rows)))
+            folder.write(name, parquet_bytes(buffer.table()))
             folder.keep_within(int(self.settings.max_mb * 1024 * 1024))
         except Exception as exc:  # a full disk or S3 outage must not stop the worker
-            self.counts.add(endpoint, "failed", len(rows))
+            self.counts.add(endpoint, "failed", buffer.rows)
             print(f"custseg: capture of {endpoint}: cannot write {folder.uri}/{name}: "
                   f"{type(exc).__name__}: {exc}", flush=True)
 
@@ -239,53 +275,3 @@ class CaptureWriter:
         except queue.Full:
             return
         self._thread.join(timeout)
-
-
-def _predictions(response: bytes, media: str) -> list[dict[str, Any]]:
-    """cluster, segment and distance of each record, from the response body."""
-    if media.startswith("text/csv"):
-        import csv
-        import io
-
-        rows = list(csv.reader(io.StringIO(response.decode())))[1:]
-        return [{"cluster": int(r[0]), "segment": r[1], "distance": float(r[2])}
-                for r in rows if r]
-    predictions = orjson.loads(response)["predictions"]
-    return [{"cluster": int(p["cluster"]), "segment": str(p["segment"]),
-             "distance": float(p["distance"])} for p in predictions]
-
-
-def capture_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows as the capture file's table: `io/capture_files.CAPTURE_COLUMNS` plus the
-    struct `input`, each of its fields typed by the values sent (numbers as float64,
-    true/false as bool, anything else as text)."""
-    names = list(dict.fromkeys(name for row in rows for name in row["input"]))
-    fields = [_field(name, [row["input"].get(name) for row in rows]) for name in names]
-    inputs = (pa.StructArray.from_arrays([a for _, a in fields], [n for n, _ in fields])
-              if fields else pa.array([{}] * len(rows), pa.struct([])))
-    return pa.table({
-        "time": pa.array([round(row["time"] * 1000) for row in rows], pa.timestamp("ms", "UTC")),
-        "model_version": pa.array([row["model_version"] for row in rows], pa.string()),
-        "request": pa.array([row["request"] for row in rows], pa.string()),
-        "cluster": pa.array([row["cluster"] for row in rows], pa.int32()),
-        "segment": pa.array([row["segment"] for row in rows], pa.string()),
-        "distance": pa.array([row["distance"] for row in rows], pa.float64()),
-        "input": inputs,
-    })
-
-
-def _field(name: str, values: list[Any]) -> tuple[str, pa.Array]:
-    present = [v for v in values if v is not None]
-    if present and all(type(v) is bool for v in present):
-        return name, pa.array(values, pa.bool_())
-    if all(isinstance(v, int | float) and type(v) is not bool for v in present):
-        return name, pa.array(values, pa.float64())
-    return name, pa.array([None if v is None else _text(v) for v in values], pa.string())
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return category_key(value) or ""
