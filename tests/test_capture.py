@@ -7,11 +7,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -20,33 +19,17 @@ import yaml
 
 from custseg.config import load_config
 from custseg.serving.settings import ServerSettings
-from test_inference import (
-    CUSTSEG,
-    ENDPOINT,
-    RECORD,
-    Project,
-    make_project,
-    post_json,
-    request,
-    wait_for,
-)
+from test_inference import ENDPOINT, RECORD, Project, make_project, post_json, request, serving
 
 KEY = "capture-test-key-0123"
 
 
-def _serve(project: Project) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
-                            cwd=project.root, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "CAPTURE_KEY": KEY})
-    wait_for(project.url)
-    return proc
+def _serve(project: Project) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return serving(project, env={"CAPTURE_KEY": KEY})
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> str:
-    os.killpg(proc.pid, signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    return out.decode(errors="replace")
+def _log(project: Project) -> str:
+    return (project.root / "serve.log").read_text(errors="replace")
 
 
 def _captured(project: Project) -> list[dict[str, Any]]:
@@ -85,28 +68,26 @@ def _configure(project: Project, **capture: Any) -> None:
 
 
 @pytest.fixture()
-def serving(trained: Project) -> Iterator[Project]:
+def project(trained: Project) -> Iterator[Project]:
+    """The trained project; the capture files of the test removed after it."""
     yield trained
     for path in (trained.root / "store" / "artifacts" / "capture").glob("**/*.parquet"):
         path.unlink()
 
 
 def test_a_sample_of_requests_is_captured_with_the_pii_hashed_and_flushed_at_shutdown(
-        serving: Project) -> None:
-    _configure(serving, sample=0.3, pii=["Email"], pii_key_env="CAPTURE_KEY")
-    proc = _serve(serving)
-    try:
+        project: Project) -> None:
+    _configure(project, sample=0.3, pii=["Email"], pii_key_env="CAPTURE_KEY")
+    with _serve(project):
         for i in range(400):
             record = {**RECORD, "Age": 20 + i % 50, "Email": f"user{i}@example.com"}
-            status, headers, _ = post_json(f"{serving.url}/endpoints/{ENDPOINT}/invocations",
+            status, headers, _ = post_json(f"{project.url}/endpoints/{ENDPOINT}/invocations",
                                            record)
             assert status == 200
-        status, _, _ = post_json(f"{serving.url}/invocations", [RECORD] * 3)
+        status, _, _ = post_json(f"{project.url}/invocations", [RECORD] * 3)
         assert status == 200
-    finally:
-        log = _stop(proc)
-    rows = _captured(serving)
-    assert "Traceback" not in log
+    rows = _captured(project)
+    assert "Traceback" not in _log(project)
     singles = [r for r in rows if r["input"].get("Email") is not None]
     assert 0.2 * 400 < len(singles) < 0.4 * 400  # sampled at 0.3 (p of failing ~1e-5)
     version = headers["x-custseg-model-version"]
@@ -121,7 +102,7 @@ def test_a_sample_of_requests_is_captured_with_the_pii_hashed_and_flushed_at_shu
                                               ).hexdigest() == row["input"]["Email"])
     assert sent  # keyed sha256 of the value: equal values stay equal, guesses need the key
     assert hashlib.sha256(sent.encode()).hexdigest() != row["input"]["Email"]
-    expected = serving_model_prediction(serving, row["input"])
+    expected = serving_model_prediction(project, row["input"])
     assert (row["cluster"], pytest.approx(row["distance"])) == expected
 
 
@@ -133,62 +114,53 @@ def serving_model_prediction(project: Project, record: dict[str, Any]) -> tuple[
     return label, pytest.approx(distance)
 
 
-def test_omitted_pii_fields_are_not_written(serving: Project) -> None:
-    _configure(serving, sample=1.0, pii=["Email", "Phone"], pii_action="omit")
-    proc = _serve(serving)
-    try:
+def test_omitted_pii_fields_are_not_written(project: Project) -> None:
+    _configure(project, sample=1.0, pii=["Email", "Phone"], pii_action="omit")
+    with _serve(project):
         records = [{**RECORD, "Email": "a@b.c", "Phone": "555"}] * 5
-        status, _, _ = post_json(f"{serving.url}/invocations", records)
+        status, _, _ = post_json(f"{project.url}/invocations", records)
         assert status == 200
-    finally:
-        _stop(proc)
-    rows = _captured(serving)
+    rows = _captured(project)
     assert len(rows) == 5
     assert all(set(r["input"]) == set(RECORD) for r in rows)
     assert "a@b.c" not in json.dumps(rows, default=str)
 
 
-def test_a_full_queue_drops_and_counts_and_never_fails_a_request(serving: Project) -> None:
+def test_a_full_queue_drops_and_counts_and_never_fails_a_request(project: Project) -> None:
     # one worker, a queue of one and files written on every record: requests outrun the
     # writer thread, and what does not fit is dropped
-    _configure(serving, sample=1.0, queue_size=1, file_records=1)
-    config = yaml.safe_load(serving.config.read_text())
+    _configure(project, sample=1.0, queue_size=1, file_records=1)
+    config = yaml.safe_load(project.config.read_text())
     config["endpoint"]["workers"] = 1
-    serving.config.write_text(yaml.safe_dump(config))
-    proc = _serve(serving)
+    project.config.write_text(yaml.safe_dump(config))
     statuses: list[int] = []
-    try:
+    with _serve(project):
         def send() -> None:
             for _ in range(60):
-                statuses.append(post_json(f"{serving.url}/invocations", [RECORD] * 50)[0])
+                statuses.append(post_json(f"{project.url}/invocations", [RECORD] * 50)[0])
 
         threads = [threading.Thread(target=send) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        dropped = _metric(serving.url, "custseg_capture_records_total", outcome="dropped")
-        captured = _metric(serving.url, "custseg_capture_records_total", outcome="captured")
-    finally:
-        _stop(proc)
+        dropped = _metric(project.url, "custseg_capture_records_total", outcome="dropped")
+        captured = _metric(project.url, "custseg_capture_records_total", outcome="captured")
     assert statuses == [200] * 240
     assert dropped > 0 and dropped % 50 == 0  # whole requests
     assert captured + dropped <= 240 * 50
     # what was counted, and the one request the queue held at the stop, written by it
-    assert captured <= len(_captured(serving)) <= captured + 50
+    assert captured <= len(_captured(project)) <= captured + 50
 
 
-def test_unseen_categories_are_counted_per_feature(serving: Project) -> None:
-    _configure(serving, sample=0.01)
-    proc = _serve(serving)
-    try:
-        url = f"{serving.url}/invocations"
+def test_unseen_categories_are_counted_per_feature(project: Project) -> None:
+    _configure(project, sample=0.01)
+    with _serve(project):
+        url = f"{project.url}/invocations"
         assert post_json(url, {**RECORD, "Gender": "Martian"})[0] == 200
         assert post_json(url, [{**RECORD, "Gender": "Venusian"}] * 12 + [RECORD])[0] == 200
         assert post_json(url, {**RECORD, "Gender": None})[0] == 200  # missing: the mode
-        unseen = _metric(serving.url, "custseg_unseen_categories_total", feature="Gender")
-    finally:
-        _stop(proc)
+        unseen = _metric(project.url, "custseg_unseen_categories_total", feature="Gender")
     assert unseen == 13
 
 

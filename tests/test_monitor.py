@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from custseg.core.sample import iter_customer_chunks
-from test_inference import CUSTSEG, ENDPOINT, Project, make_project, post_json, request, wait_for
+from test_inference import ENDPOINT, Project, make_project, post_json, request, serving
 
 INPUTS = ["Age", "Income", "Purchases", "Gender"]
 
@@ -40,21 +38,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 @pytest.fixture()
 def server(project: Project) -> Iterator[Project]:
     """The project served; its capture files removed after the test."""
-    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
-                            cwd=project.root, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(project.url)
-        yield project
+        with serving(project):
+            yield project
     finally:
-        _stop(proc)
         shutil.rmtree(project.root / "store" / "artifacts" / "capture", ignore_errors=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def customers(rows: int, part: int) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -93,14 +81,8 @@ def monitor(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
 def judged(project: Project, records: list[dict[str, Any]], *args: str
            ) -> tuple[int, dict[str, Any]]:
     """Serve, replay `records`, stop gracefully, then `custseg monitor --json`."""
-    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
-                            cwd=project.root, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(project.url)
+    with serving(project):
         replay(project, records)
-    finally:
-        _stop(proc)
     try:
         result = monitor(project, "--json", *args)
         assert "Traceback" not in result.stderr, result.stderr
