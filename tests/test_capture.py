@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -181,3 +183,27 @@ def test_the_server_runs_with_the_configs_capture_settings(trained: Project) -> 
     trained.config.write_text(yaml.safe_dump(config))
     off = ServerSettings.from_config(load_config(trained.config), "db", "artifacts")
     assert off.differences(recorded) == ["capture on -> off"]
+
+
+@pytest.mark.parametrize(("capture", "message"), [
+    ({"sample": 1.5}, "endpoint.capture.sample: Input should be less than or equal to 1"),
+    ({"sample": 0}, "endpoint.capture.sample: Input should be greater than 0"),
+    ({"pii_action": "mask"}, "endpoint.capture.pii_action: Input should be 'hash' or 'omit'"),
+    ({"max_md": 5}, "unknown key 'endpoint.capture.max_md'; did you mean 'max_mb'?"),
+])
+def test_capture_settings_are_validated_with_the_key_named(tmp_path: Path, capture: Any,
+                                                            message: str) -> None:
+    from custseg.config import config_from_dict
+    from custseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict({"data_uri": "x.csv", "endpoint": {"capture": capture}})
+
+
+def test_a_missing_pii_key_variable_stops_serve_with_one_line(project: Project) -> None:
+    _configure(project, pii=["Email"], pii_key_env="NO_SUCH_CAPTURE_KEY")
+    result = project.cli("serve")
+    assert result.returncode == 2
+    assert ("endpoint.capture.pii_key_env names the environment variable "
+            "'NO_SUCH_CAPTURE_KEY', which is not set") in result.stderr
+    assert "Traceback" not in result.stderr
