@@ -95,8 +95,20 @@ def test_too_few_records_show_figures_but_flag_nothing() -> None:
     assert report.features[0].psi is not None and report.features[0].psi > 1
 
 
-def test_the_capture_folder_keeps_within_its_size_oldest_first(tmp_path: Path) -> None:
-    folder = CaptureFolder(str(tmp_path), "e")
+@pytest.fixture(params=["local", "s3"])
+def capture_folder(request: pytest.FixtureRequest, tmp_path: Path) -> CaptureFolder:
+    """An endpoint's capture folder in a local artifact folder, or under s3:// (a real
+    moto server)."""
+    if request.param == "local":
+        return CaptureFolder(str(tmp_path), "e")
+    bucket = request.getfixturevalue("make_bucket")()
+    return CaptureFolder(f"s3://{bucket}/artifacts", "e",
+                         request.getfixturevalue("moto_server"))
+
+
+def test_the_capture_folder_keeps_within_its_size_oldest_first(
+        capture_folder: CaptureFolder, tmp_path: Path) -> None:
+    folder = capture_folder
     data = parquet_bytes(pa.table({"x": np.arange(2000)}))
     names = [f"2026-01-0{day}/000000.000-1-{i}.parquet" for day in (1, 2) for i in (1, 2)]
     for name in names:
@@ -105,3 +117,25 @@ def test_the_capture_folder_keeps_within_its_size_oldest_first(tmp_path: Path) -
     assert folder.keep_within(2 * len(data) + 10) == 2
     assert [f.path for f in folder.files()] == names[2:]
     assert not list(tmp_path.glob("capture/e/*/.capture-*"))  # no temporary files left
+
+
+def test_a_window_is_read_from_the_days_that_can_hold_it(capture_folder: CaptureFolder
+                                                         ) -> None:
+    """Files of the day before the window are read too (a file may span midnight), and
+    filtered by time; a field typed differently in two files is read as text."""
+    from datetime import UTC, datetime
+
+    def table(day: int, hour: int, age: list[object]) -> pa.Table:
+        when = datetime(2026, 1, day, hour, tzinfo=UTC)
+        return pa.table({"time": pa.array([when] * len(age), pa.timestamp("ms", "UTC")),
+                         "input.Age": pa.array(age)})
+
+    capture_folder.write("2026-01-01/100000.000-1-1.parquet", parquet_bytes(table(1, 10, [1.0])))
+    capture_folder.write("2026-01-01/235959.000-1-2.parquet",
+                         parquet_bytes(table(2, 0, [2.0, 3.0])))  # spans midnight
+    capture_folder.write("2026-01-02/120000.000-1-3.parquet",
+                         parquet_bytes(table(2, 12, ["x"])))
+    window = capture_folder.read_since(datetime(2026, 1, 2, tzinfo=UTC))
+    assert window is not None
+    assert window.column("input.Age").to_pylist() == ["2", "3", "x"]
+    assert capture_folder.read_since(datetime(2026, 1, 3, tzinfo=UTC)) is None
