@@ -66,6 +66,32 @@ def test_silhouette_memory_is_bounded() -> None:
     assert peak < 200 * 2**20  # an n x n float64 matrix would be 800 MB
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 40])
+def test_nearest_equals_argmin_ties_included(k: int) -> None:
+    """The nearest centre from k contiguous rows of distances is numpy's argmin over
+    them, the first of equal distances winning, and its distance the minimum."""
+    from custseg.core import rowblocks
+
+    rng = np.random.default_rng(k)
+    d2 = rng.integers(0, 4, size=(k, 5000)).astype(np.float64)  # many ties
+    labels, best = rowblocks.nearest(d2)
+    assert labels.dtype == np.int32
+    assert labels.tolist() == d2.argmin(axis=0).tolist()
+    assert best.tolist() == d2.min(axis=0).tolist()
+    d2[0, 0] = -1.0  # `best` is a new array, not a view of the distances
+    assert best[0] >= 0.0
+
+
+def test_indicator_and_sq_norms() -> None:
+    from custseg.core import rowblocks
+
+    labels = np.array([2, 0, 2, 1], dtype=np.int32)
+    assert rowblocks.indicator(labels, 3).tolist() == [[0, 1, 0, 0], [0, 0, 0, 1],
+                                                       [1, 0, 1, 0]]
+    x = np.random.default_rng(0).normal(size=(1000, 5))
+    np.testing.assert_allclose(rowblocks.sq_norms(x), (x * x).sum(axis=1), rtol=1e-14)
+
+
 @pytest.mark.parametrize("rows", [1000, 600_000])
 def test_cluster_sums_equal_bincount_in_one_thread_or_several(rows: int) -> None:
     """Per-cluster sums from one-hot block products (on threads past PARALLEL_ROWS) equal

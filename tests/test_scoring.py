@@ -143,3 +143,19 @@ def test_the_json_answer_is_byte_for_byte_orjsons(names: list[str], data: st.Dat
     assert body == orjson.dumps({"predictions": [
         {"cluster": c, "segment": names[c], "distance": d}
         for c, d in zip(labels, distances, strict=True)]})
+
+
+@pytest.mark.parametrize("rows", [1, 1000, 70_000])  # the last spans two blocks
+def test_nearest_centres_are_the_plain_sums_bit_for_bit(model: Model, rows: int) -> None:
+    """The batch path's distances, summed coordinate by coordinate centre by centre,
+    equal a plain sum of squared differences over the coordinates, ties going to the
+    first centre as argmin's."""
+    rng = np.random.default_rng(rows)
+    z = rng.normal(size=(rows, model.centers.shape[1]))
+    z[: rows // 3] = model.centers[1]  # on a centre: distance 0
+    if rows > 1:
+        z[1] = (model.centers[0] + model.centers[1]) / 2  # halfway: a likely tie
+    d2 = ((z[:, None, :] - model.centers[None, :, :]) ** 2).sum(axis=2)
+    labels, dist = model._assign(z)
+    assert labels.tolist() == d2.argmin(axis=1).tolist()
+    assert dist.tolist() == np.sqrt(d2.min(axis=1)).tolist()

@@ -133,3 +133,25 @@ def test_connections_that_send_nothing_or_half_the_headers_are_closed(one_worker
     assert time.monotonic() - started < 25
     status, _ = post(one_worker, json.dumps(RECORD).encode())  # others are served as ever
     assert status == 200
+
+
+def test_a_slow_body_that_keeps_arriving_is_served(one_worker: str) -> None:
+    """The window is per gap, not per request: a body sent in pieces 6 s apart (12 s in
+    all, over the 10 s window) is answered."""
+    host, port = one_worker.removeprefix("http://").split(":")
+    body = json.dumps(RECORD).encode()
+    third = len(body) // 3
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        for piece in (body[:third], body[third : 2 * third], body[2 * third :]):
+            time.sleep(6)
+            s.sendall(piece)
+        reply = b""
+        while b"}]}" not in reply:  # the head and the body may come in two reads
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
+    assert b'"cluster"' in reply

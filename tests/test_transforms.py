@@ -320,6 +320,13 @@ def test_original_at_some_rows_and_profile_means_in_original_units(
                 raw[labels == c].mean(), rel=1e-9)
     assert any(len(enc.clipped.get(col(t, name), ((),))[0]) for name in t.numeric)
     assert any(f != "none" for f in t.functions)
+    for c in range(3):  # sizes and level shares, from the same pass
+        assert profiles[c]["size"] == int((labels == c).sum())
+        for j, name in enumerate(t.categorical):
+            codes = enc.codes[labels == c, j]
+            assert profiles[c]["categorical"][name] == {
+                cat: float((codes == i).sum() / (labels == c).sum())
+                for i, cat in enumerate(t.categories[j])}
 
 
 def test_original_of_re_encoded_rows_is_clipped(fit_columns: Callable[..., Fit]) -> None:

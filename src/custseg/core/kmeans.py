@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custseg.core.kmeans1d import LineFit, SortedLine
-from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
+from custseg.core.rowblocks import cluster_sums, indicator, map_blocks, nearest, sq_norms
 
 __all__ = ["KMeansFit", "Prepared", "assign", "fit", "kmeans_plusplus", "lloyd"]
 
@@ -63,10 +63,12 @@ class _Step:
 
 
 def _assign_step(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None, *,
-                 sums: bool) -> _Step:
+                 sums: bool, x_aug: np.ndarray | None = None) -> _Step:
     """Assign the rows to their nearest centres; with `sums`, also sum them per cluster
     while each block is in the cache (the M step then needs no pass of its own). Without
-    `x_sq`, each block's squared norms are computed with it (no array of them kept)."""
+    `x_sq`, each block's squared norms are computed with it (no array of them kept), and
+    their total is returned. `x_aug`: [x, 1]^T (p + 1, n), when the caller keeps it (a
+    seeding sample): with [-2c, |c|^2] it gives |x - c|^2 - |x|^2 in one product."""
     n, k = len(x), len(centers)
     labels = np.empty(n, dtype=np.int32)
     d2min = np.empty(n)
@@ -84,28 +86,32 @@ def _assign_step(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None, *,
             return _Step(labels, d2min)
         total, counts, _ = cluster_sums(x, labels, k)
         return _Step(labels, d2min, total, counts, float(x[:, 0] @ x[:, 0]))
-    c_sq = (centers * centers).sum(axis=1)
-    centers_t = np.ascontiguousarray(centers.T)
     p = x.shape[1]
+    c_sq = (centers * centers).sum(axis=1)
+    c_aug = np.hstack([-2.0 * centers, c_sq[:, None]])
+    squares = x_sq is None  # the rows' squared norms are summed only when not given
 
-    def work(s: int, e: int) -> np.ndarray | None:  # in place, in cache-sized blocks
+    def work(s: int, e: int) -> np.ndarray | None:  # in cache-sized blocks
         block = x[s:e]
-        d2 = block @ centers_t
-        d2 *= -2.0
-        d2 += c_sq
-        lab = d2.argmin(axis=1)
+        if x_aug is not None:
+            d2 = c_aug @ x_aug[:, s:e]
+        else:  # (k, rows): see rowblocks on the layout
+            d2 = centers @ block.T
+            d2 *= -2.0
+            d2 += c_sq[:, None]
+        lab, best = nearest(d2)
         labels[s:e] = lab
-        best = np.take_along_axis(d2, lab[:, None], axis=1)[:, 0]
-        norms = x_sq[s:e] if x_sq is not None else np.einsum("ij,ij->i", block, block)
+        norms = x_sq[s:e] if x_sq is not None else sq_norms(block)
         best += norms
         np.maximum(best, 0.0, out=d2min[s:e])
         if not sums:
             return None
         one_hot = indicator(lab, k)
-        part = np.empty((k, p + 2))
-        part[:, :p] = one_hot.T @ block
-        part[:, p] = one_hot.sum(axis=0)
-        part[:, p + 1] = one_hot.T @ norms
+        part = np.zeros((k, p + 2))
+        part[:, :p] = one_hot @ block
+        part[:, p] = one_hot.sum(axis=1)
+        if squares:
+            part[:, p + 1] = one_hot @ norms
         return part
 
     parts = map_blocks(work, n, _BLOCK)
@@ -119,26 +125,32 @@ def _assign_step(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | None, *,
                  float(total[:, p + 1].sum()))
 
 
-def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Squared distances (len(points), n) from each of `points` (rows of x) to every row."""
-    d = points @ x.T
-    d *= -2.0
+def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray,
+                x_aug: np.ndarray | None = None) -> np.ndarray:
+    """Squared distances (len(points), n) from each of `points` (rows of x) to every row
+    (`x_aug`: [x, 1]^T, as in `_assign_step`)."""
+    if x_aug is not None:
+        d = np.hstack([-2.0 * points, sq_norms(points)[:, None]]) @ x_aug
+    else:
+        d = points @ x.T
+        d *= -2.0
+        d += sq_norms(points)[:, None]
     d += x_sq
-    d += np.einsum("ij,ij->i", points, points)[:, None]
     return np.asarray(np.maximum(d, 0.0, out=d))
 
 
 def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator,
-                    x_sq: np.ndarray | None = None) -> np.ndarray:
+                    x_sq: np.ndarray | None = None, x_aug: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Greedy k-means++ seeding (as scikit-learn): each step keeps the best of several
-    draws. `x_sq`: the rows' squared norms, when the caller has them."""
+    draws. `x_sq`, `x_aug`: the rows' squared norms and [x, 1]^T, when the caller has them."""
     n = len(x)
     trials = 2 + int(math.log(k))
     if x_sq is None:
-        x_sq = np.einsum("ij,ij->i", x, x)
+        x_sq = sq_norms(x)
     centers = np.empty((k, x.shape[1]))
     centers[0] = x[rng.integers(n)]
-    closest = _sq_dist_to(x, x_sq, centers[:1])[0]
+    closest = _sq_dist_to(x, x_sq, centers[:1], x_aug)[0]
     pot = closest.sum()
     for c in range(1, k):
         if pot <= 0:
@@ -146,7 +158,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator,
             break
         draws = np.searchsorted(np.cumsum(closest), rng.random(trials) * pot)
         draws = np.minimum(draws, n - 1)
-        cand_d = _sq_dist_to(x, x_sq, x[draws])  # (trials, n)
+        cand_d = _sq_dist_to(x, x_sq, x[draws], x_aug)  # (trials, n)
         np.minimum(cand_d, closest[None, :], out=cand_d)
         pots = cand_d.sum(axis=1)
         best = int(pots.argmin())
@@ -157,15 +169,17 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator,
 def lloyd(
     x: np.ndarray, centers: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4,
     x_sq: np.ndarray | None = None, variance: float | None = None,
+    x_aug: np.ndarray | None = None,
 ) -> KMeansFit:
     """Lloyd iterations from `centers` until the squared centre shift is below `tol` x the
-    mean feature variance (`x_sq`, `variance`: the rows' squared norms and that mean
-    variance, when the caller has them from an earlier fit on the same rows)."""
+    mean feature variance (`x_sq`, `variance`, `x_aug`: the rows' squared norms, that mean
+    variance and [x, 1]^T, when the caller keeps them for several fits on the same rows)."""
     centers = centers.copy()
-    step = _assign_step(x, centers, x_sq, sums=True)
+    step = _assign_step(x, centers, x_sq, sums=True, x_aug=x_aug)
     if variance is None:  # from the first assignment's sums: no pass of its own
         assert step.sums is not None
-        variance = _variance(len(x), step.sums.sum(axis=0), step.sq_total)
+        total = step.sq_total if x_sq is None else float(x_sq.sum())
+        variance = _variance(len(x), step.sums.sum(axis=0), total)
     tol_abs = tol * variance
     n_iter = 0
     while n_iter < max_iter:
@@ -181,7 +195,7 @@ def lloyd(
         shift = float(((new - centers) ** 2).sum())
         centers = new
         last = step
-        step = _assign_step(x, centers, x_sq, sums=True)
+        step = _assign_step(x, centers, x_sq, sums=True, x_aug=x_aug)
         if shift <= tol_abs or np.array_equal(step.labels, last.labels):
             break
     return KMeansFit(centers=centers, labels=step.labels, inertia=float(step.d2.sum()),
@@ -226,8 +240,10 @@ class Prepared:
             self.sample = self.x[np.sort(rng.choice(n, init_sample, replace=False))]
         self.one_dim = self.x.shape[1] == 1
         # what every seeding and Lloyd run on the sample needs, computed once
-        self.sample_sq = np.einsum("ij,ij->i", self.sample, self.sample)
+        self.sample_sq = sq_norms(self.sample)
         self.sample_variance = mean_variance(self.sample, self.sample_sq)
+        self.sample_aug = (None if self.one_dim else
+                           np.vstack([self.sample.T, np.ones(len(self.sample))]))
         # sorting all rows (O(n log n) once) pays off only over several fits (a k sweep)
         self.sort_all = sort_all
         self._lines: dict[str, SortedLine] = {}
@@ -298,8 +314,9 @@ def fit(
         return _fit_1d(data, k, n_init, rng)
     best: KMeansFit | None = None
     for _ in range(n_init):
-        run = lloyd(data.sample, kmeans_plusplus(data.sample, k, rng, data.sample_sq),
-                    x_sq=data.sample_sq, variance=data.sample_variance)
+        start = kmeans_plusplus(data.sample, k, rng, data.sample_sq, data.sample_aug)
+        run = lloyd(data.sample, start, x_sq=data.sample_sq, variance=data.sample_variance,
+                    x_aug=data.sample_aug)
         if best is None or run.inertia < best.inertia:
             best = run
     assert best is not None

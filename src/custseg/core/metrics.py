@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
+from custseg.core.rowblocks import cluster_sums, indicator, map_blocks, sq_norms
 
 __all__ = [
     "Silhouette",
@@ -66,7 +66,7 @@ def cluster_means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray
 
 def _row_sq_dist(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
     d = x - centers[labels]
-    return np.asarray(np.einsum("ij,ij->i", d, d))
+    return sq_norms(d)
 
 
 def inertia(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
@@ -86,7 +86,7 @@ def _spread(x: np.ndarray, labels: np.ndarray, k: int, means: np.ndarray
     def work(s: int, e: int) -> tuple[float, np.ndarray]:
         lab = labels[s:e]
         d2 = _row_sq_dist(x[s:e], lab, means)
-        return float(d2.sum()), indicator(lab, k).T @ np.sqrt(d2, out=d2)
+        return float(d2.sum()), indicator(lab, k) @ np.sqrt(d2, out=d2)
 
     total, dist_sum = 0.0, np.zeros(k)
     for sq, dist in map_blocks(work, len(x)):
@@ -142,20 +142,6 @@ def _davies_bouldin(means: np.ndarray, sizes: np.ndarray, dist_sum: np.ndarray) 
     return float(scores.max(axis=1).mean())
 
 
-def _distances(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarray
-               ) -> np.ndarray:
-    """Euclidean distances between the rows of `a` and of `b` (squared norms given),
-    computed in place in one buffer."""
-    if a.shape[1] == 1:  # exact and fastest in one dimension
-        return np.asarray(np.abs(a[:, 0, None] - b[None, :, 0]))
-    d = a @ b.T
-    d *= -2.0
-    d += a_sq[:, None]
-    d += b_sq[None, :]
-    np.maximum(d, 0.0, out=d)
-    return np.asarray(np.sqrt(d, out=d))
-
-
 def _distance_sums_1d(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """sums[i, c] = sum of |x_i - y| over the rows y of cluster c, in O(m k log m).
 
@@ -201,13 +187,20 @@ def silhouettes(x: np.ndarray, labelings: list[tuple[np.ndarray, int]], *,
     onehot = np.zeros((m, int(offsets[-1])), dtype=dtype)
     for (labels, _), start in zip(labelings, offsets[:-1], strict=True):
         onehot[np.arange(m), start + labels] = 1.0
-    x = np.ascontiguousarray(x, dtype=dtype)
-    x_sq = np.einsum("ij,ij->i", x, x)
+    # |a - b|^2 = [a, |a|^2, 1] . [-2b, 1, |b|^2]: each block's squared distances come out
+    # of one matrix product, with no passes of their own to scale and add the norms
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    x_sq = sq_norms(x)
+    left: np.ndarray = np.hstack([x, x_sq[:, None], np.ones((m, 1))]).astype(dtype)
+    right: np.ndarray = np.ascontiguousarray(
+        np.hstack([-2.0 * x, np.ones((m, 1)), x_sq[:, None]]).T, dtype=dtype)
     block = max(1, _BLOCK_BYTES // (np.dtype(dtype).itemsize * max(m, 1)))
     sums = np.empty_like(onehot)  # sums[i, c]: row i's total distance to cluster c
 
     def work(s: int, e: int) -> None:
-        d = _distances(x[s:e], x, x_sq[s:e], x_sq)
+        d = left[s:e] @ right
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
         rows = np.arange(s, e)
         d[rows - s, rows] = 0.0
         np.matmul(d, onehot, out=sums[s:e])

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from custseg.core.preprocessing import Encoded, FeatureTransform
-from custseg.core.rowblocks import cluster_sums, indicator, map_blocks
+from custseg.core.segment_sums import SegmentSums, curved_columns, segment_sums
 
 __all__ = [
     "QUANTILE_SAMPLE",
@@ -61,37 +61,6 @@ BOOLEAN_LEVELS = ({"false", "true"}, {"0", "1"}, {"no", "yes"}, {"n", "y"})
 TRUE_WORDS = {"true", "1", "yes", "y"}
 
 
-def _affine(enc: Encoded, transform: FeatureTransform, j: int) -> bool:
-    """Whether numeric column j is its original values scaled (no log, nothing clipped):
-    then its segment means follow from the feature means, without a pass over the rows."""
-    return transform.functions[j] == "none" and j not in enc.clipped
-
-
-def _original_means(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
-                    columns: list[int]) -> dict[int, np.ndarray]:
-    """Per-cluster means in original units of numeric `columns`, in one pass over the
-    rows (clipped rows corrected afterwards, from the values `fit_features` kept)."""
-    if not columns:
-        return {}
-
-    def work(s: int, e: int) -> np.ndarray:
-        block = np.empty((e - s, len(columns)))
-        for i, j in enumerate(columns):
-            block[:, i] = transform.unscale(enc.num[s:e, j], j)
-        return np.asarray(indicator(labels[s:e], k).T @ block)
-
-    sums = np.zeros((k, len(columns)))
-    for part in map_blocks(work, enc.n):
-        sums += part
-    for i, j in enumerate(columns):
-        if j in enc.clipped:
-            rows, values = enc.clipped[j]
-            bound = transform.unscale(enc.num[rows, j], j)
-            sums[:, i] += np.bincount(labels[rows], weights=values - bound, minlength=k)
-    sizes = np.maximum(np.bincount(labels, minlength=k), 1)
-    return {j: sums[:, i] / sizes for i, j in enumerate(columns)}
-
-
 def _sample(n: int, random_state: int) -> np.ndarray:
     rng = np.random.default_rng([random_state, 17])
     if n <= QUANTILE_SAMPLE:
@@ -106,23 +75,26 @@ def _quantiles(values: np.ndarray) -> list[float | None]:
 
 
 def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int,
-                     random_state: int = 0) -> list[dict[str, Any]]:
-    """One profile per segment (see the module docstring)."""
+                     random_state: int = 0, sums: SegmentSums | None = None
+                     ) -> list[dict[str, Any]]:
+    """One profile per segment (see the module docstring); `sums`: the segments' totals
+    (`core/segment_sums`, with every curved column's original sum), when the caller has
+    them."""
     n = enc.n
-    sizes = np.bincount(labels, minlength=k)
+    totals = sums or segment_sums(enc, transform, labels, k,
+                                  original=curved_columns(enc, transform))
+    sizes = totals.sizes
+    per_row = np.maximum(sizes, 1)
     sample = _sample(n, random_state)
     sample_labels = labels[sample]
     profiles: list[dict[str, Any]] = [
         {"id": c, "size": int(sizes[c]), "share": float(sizes[c] / n), "numeric": {},
          "categorical": {}, "differences": []} for c in range(k)]
     binary = []
-    z_sums, _, _ = cluster_sums(enc.num, labels, k)
-    curved = _original_means(enc, transform, labels, k, [
-        j for j in range(len(transform.numeric)) if not _affine(enc, transform, j)])
     for j, name in enumerate(transform.numeric):
-        z_means = z_sums[:, j] / np.maximum(sizes, 1)
-        if j in curved:
-            means = curved[j]
+        z_means = totals.numeric[:, j] / per_row
+        if j in totals.original:
+            means = totals.original[j] / per_row
             sampled = transform.original(enc, j, sample)
         else:
             means = z_means * transform.scales[j] + transform.means[j]
@@ -137,9 +109,7 @@ def profile_segments(enc: Encoded, transform: FeatureTransform, labels: np.ndarr
                 {"feature": name, "kind": "numeric", "z": float(z_means[c])})
     for j, name in enumerate(transform.categorical):
         cats = transform.categories[j]
-        codes = enc.codes[:, j]
-        table = np.bincount(labels * len(cats) + codes, minlength=k * len(cats)).reshape(
-            k, len(cats))
+        table = totals.levels[j]
         population = table.sum(axis=0) / n
         for c in range(k):
             shares = table[c] / max(int(sizes[c]), 1)

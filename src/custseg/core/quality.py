@@ -27,6 +27,7 @@ import numpy as np
 
 from custseg.core import kmeans, metrics, rowblocks
 from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.segment_sums import SegmentSums, segment_sums
 
 __all__ = [
     "FEATURE_SILHOUETTE_SAMPLE",
@@ -158,33 +159,20 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
     return Choice(i, sentence, eligible, notes, warnings)
 
 
-def _cluster_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray, k: int
+def _feature_sums(sums: SegmentSums, transform: FeatureTransform
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cluster sizes, feature sums (k, d) and sums of squared norms, in the weighted
-    feature space, from the codes (no one-hot matrix of the data), in one pass."""
-    a = enc.num.shape[1]
-    d = transform.n_features
-    levels = [np.arange(len(c), dtype=enc.codes.dtype) for c in transform.categories]
-
-    def work(s: int, e: int) -> np.ndarray:
-        one_hot = rowblocks.indicator(labels[s:e], k)
-        num = enc.num[s:e]
-        part = np.zeros((k, d + 2))
-        part[:, :a] = one_hot.T @ num
-        part[:, d] = one_hot.sum(axis=0)
-        part[:, d + 1] = one_hot.T @ np.einsum("ij,ij->i", num, num)
-        for j, (off, level) in enumerate(zip(transform.offsets, levels, strict=True)):
-            w = float(transform.weights[j])
-            codes = (enc.codes[s:e, j][:, None] == level).astype(np.float64)  # unknown: 0s
-            table = one_hot.T @ codes
-            part[:, off : off + len(level)] = w * table
-            part[:, d + 1] += w * w * table.sum(axis=1)
-        return part
-
-    total = np.zeros((k, d + 2))
-    for part in rowblocks.map_blocks(work, enc.n):
-        total += part
-    return total[:, d], total[:, :d], total[:, d + 1]
+    """Per-cluster sizes, feature sums (k, d) and sums of squared norms in the weighted
+    feature space, from the segments' totals (no one-hot matrix of the data)."""
+    a = sums.numeric.shape[1]
+    k = len(sums.sizes)
+    features = np.zeros((k, transform.n_features))
+    features[:, :a] = sums.numeric
+    squares = sums.squares.copy()
+    for j, (off, counts) in enumerate(zip(transform.offsets, sums.levels, strict=True)):
+        w = float(transform.weights[j])
+        features[:, off : off + counts.shape[1]] = w * counts
+        squares += w * w * counts.sum(axis=1)
+    return sums.sizes.astype(np.float64), features, squares
 
 
 def _distance_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
@@ -203,14 +191,14 @@ def _distance_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray
     def work(s: int, e: int) -> np.ndarray:
         lab = labels[s:e]
         diff = enc.num[s:e] - means[lab, :a]
-        d2 = np.einsum("ij,ij->i", diff, diff)
+        d2 = rowblocks.sq_norms(diff)
         d2 += mean_sq_cat[lab]
         for j, table in enumerate(tables):
             w = float(transform.weights[j])
             codes = enc.codes[s:e, j]
             d2 += (w * w) * (codes >= 0) - (2.0 * w) * table[lab, codes]  # -1: the 0 column
         np.maximum(d2, 0.0, out=d2)
-        return np.asarray(rowblocks.indicator(lab, k).T @ np.sqrt(d2, out=d2))
+        return np.asarray(rowblocks.indicator(lab, k) @ np.sqrt(d2, out=d2))
 
     total = np.zeros(k)
     for part in rowblocks.map_blocks(work, enc.n):
@@ -219,10 +207,13 @@ def _distance_sums(enc: Encoded, transform: FeatureTransform, labels: np.ndarray
 
 
 def feature_space_metrics(enc: Encoded, transform: FeatureTransform, labels: np.ndarray,
-                          k: int, *, sample_index: np.ndarray | None) -> dict[str, Any]:
-    """Silhouette, Calinski-Harabasz and Davies-Bouldin in the feature space."""
+                          k: int, *, sample_index: np.ndarray | None,
+                          totals: SegmentSums | None = None) -> dict[str, Any]:
+    """Silhouette, Calinski-Harabasz and Davies-Bouldin in the feature space (`totals`:
+    the segments' totals, when the caller has them)."""
     n = enc.n
-    sizes, sums, sq = _cluster_sums(enc, transform, labels, k)
+    totals = totals or segment_sums(enc, transform, labels, k, original=[])
+    sizes, sums, sq = _feature_sums(totals, transform)
     means = sums / np.maximum(sizes, 1)[:, None]
     overall = sums.sum(axis=0) / n
     extra = float((sizes * ((means - overall) ** 2).sum(axis=1)).sum())

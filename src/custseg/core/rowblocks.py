@@ -2,10 +2,12 @@
 
 numpy releases the GIL inside matrix products and element-wise loops but not in
 `bincount`, so per-cluster sums are taken as one-hot block products instead: each block
-of rows becomes a small (rows x k) indicator matrix, and `indicator.T @ block` sums the
-block's rows per cluster. Blocks run on a thread per core when the rows are many; the
-partial results are added in block order, so the answer does not depend on the timing
-of the threads.
+of rows becomes a small (k x rows) indicator matrix, and `indicator @ block` sums the
+block's rows per cluster. The indicator is laid out cluster by cluster: reductions
+along numpy's short axis (a (rows x k) matrix's `argmin(axis=1)` or `sum(axis=0)`) are
+5 to 20x slower than the same work on k contiguous rows. Blocks run on a thread per core
+when the rows are many; the partial results are added in block order, so the answer
+does not depend on the timing of the threads.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["BLOCK", "PARALLEL_ROWS", "blocks", "cluster_sums", "indicator", "map_blocks"]
+__all__ = ["BLOCK", "PARALLEL_ROWS", "blocks", "cluster_sums", "indicator", "map_blocks",
+           "nearest", "sq_norms"]
 
 BLOCK = 1 << 16  # rows: a block's temporaries stay in the CPU's cache
 PARALLEL_ROWS = 1 << 18  # below this, one thread is as fast
@@ -44,8 +47,31 @@ def map_blocks(work: Callable[[int, int], T], n: int, size: int = BLOCK, *,
 
 
 def indicator(labels: np.ndarray, k: int) -> np.ndarray:
-    """The (len(labels), k) one-hot matrix of cluster labels, as float64."""
-    return np.asarray(labels[:, None] == np.arange(k, dtype=labels.dtype), dtype=np.float64)
+    """The (k, len(labels)) one-hot matrix of cluster labels, as float64."""
+    return np.asarray(labels[None, :] == np.arange(k, dtype=labels.dtype)[:, None],
+                      dtype=np.float64)
+
+
+def sq_norms(x: np.ndarray) -> np.ndarray:
+    """Each row's squared norm: a matrix-vector product, 2 to 3x faster than
+    `einsum("ij,ij->i")` on few columns."""
+    return np.asarray(np.square(x) @ np.ones(x.shape[1], dtype=x.dtype))
+
+
+def nearest(d2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For (k, rows) distances to k centres: each row's nearest centre (the first of
+    equals, as `argmin`) as int32, and its distance (a new array). k passes over
+    contiguous rows, 5x faster than `argmin` over numpy's short axis."""
+    k, m = d2.shape
+    best = d2[0].copy()
+    for j in range(1, k):
+        np.minimum(best, d2[j], out=best)
+    labels = np.full(m, k - 1, dtype=np.int32)
+    equal = np.empty(m, dtype=bool)
+    for j in range(k - 2, -1, -1):  # downwards: the first centre at the minimum wins
+        np.equal(d2[j], best, out=equal)
+        labels += (j - labels) * equal
+    return labels, best
 
 
 def cluster_sums(x: np.ndarray, labels: np.ndarray, k: int, *, squares: bool = False
@@ -58,10 +84,10 @@ def cluster_sums(x: np.ndarray, labels: np.ndarray, k: int, *, squares: bool = F
         one_hot = indicator(labels[s:e], k)
         block = x[s:e]
         part = np.zeros((k, d + 2))
-        part[:, :d] = one_hot.T @ block
-        part[:, d] = one_hot.sum(axis=0)
+        part[:, :d] = one_hot @ block
+        part[:, d] = one_hot.sum(axis=1)
         if squares:
-            part[:, d + 1] = one_hot.T @ np.einsum("ij,ij->i", block, block)
+            part[:, d + 1] = one_hot @ sq_norms(block)
         return part
 
     total = np.zeros((k, d + 2))

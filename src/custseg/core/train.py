@@ -23,6 +23,7 @@ import numpy as np
 
 from custseg.core import kmeans, metrics, quality, rowblocks
 from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.segment_sums import SegmentSums, curved_columns, segment_sums
 from custseg.errors import TrainError
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
 AUTO_VARIANCE = 0.9  # n_components: auto keeps the components explaining 90% of variance
 INIT_SAMPLE = 10_000  # rows the k-means++ starts run on, before the refinement on all rows
 SCORE_SAMPLE = 200_000  # rows a sweep's candidates are scored on (the chosen k: all rows)
+PROBE_ROWS = (1_000, 50_000)  # samples that count distinct rows first (_distinct_rows)
 Progress = Callable[[str, float], None]
 
 
@@ -136,6 +138,7 @@ class TrainResult:
     sentence: str = ""
     warnings: list[str] = field(default_factory=list)
     feature_space: dict[str, Any] = field(default_factory=dict)
+    totals: SegmentSums | None = None  # the chosen clustering's, for the profiles
 
 
 # -- PCA -----------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ def _gram(enc: Encoded, transform: FeatureTransform) -> tuple[np.ndarray, np.nda
     gram = np.zeros((d, d))
     sums = np.zeros(d)
     gram[:a, :a] = enc.num.T @ enc.num
-    sums[:a] = enc.num.sum(axis=0)
+    sums[:a] = np.ones(enc.n) @ enc.num  # numpy sums over the short axis slowly
     offsets = transform.offsets
     sizes = [len(c) for c in transform.categories]
     # few levels: the numeric x category and category x category blocks as products of
@@ -304,17 +307,21 @@ def project(enc: Encoded, transform: FeatureTransform, projection: Projection,
 
 
 def _distinct_rows(z: np.ndarray, limit: int) -> int:
-    """Number of distinct rows, counting only up to `limit` (cheap on a sample first)."""
+    """Number of distinct rows, counting only up to `limit`: on growing seeded samples
+    first (a thousand rows nearly always show enough), on all rows only when they do not."""
     rng = np.random.default_rng(0)
-    probe = z if len(z) <= 50_000 else z[rng.choice(len(z), 50_000, replace=False)]
-    found = len(np.unique(probe, axis=0))
-    if found >= limit or len(probe) == len(z):
-        return found
+    for size in PROBE_ROWS:
+        if len(z) <= size:
+            break
+        found = len(np.unique(z[rng.choice(len(z), size, replace=False)], axis=0))
+        if found >= limit:
+            return found
     return len(np.unique(z, axis=0))
 
 
-def _check_distinct(z: np.ndarray, k: int) -> None:
-    distinct = _distinct_rows(z, k)
+def _check_distinct(z: np.ndarray, k: int, distinct: int | None = None) -> None:
+    """Refuse a k above the distinct rows (`distinct`: their count, when known)."""
+    distinct = _distinct_rows(z, k) if distinct is None else distinct
     if distinct < k:
         raise TrainError(
             f"only {distinct} distinct rows after feature engineering and PCA, fewer than "
@@ -374,8 +381,8 @@ def _feasible(z: np.ndarray, k_candidates: list[int]) -> list[int]:
         raise TrainError(f"{len(z)} rows cannot form n_clusters={min(k_candidates)} clusters")
     distinct = _distinct_rows(z, max(k_candidates))
     feasible = [k for k in k_candidates if k <= distinct]
-    if not feasible or len(k_candidates) == 1:
-        _check_distinct(z, k_candidates[0] if len(k_candidates) == 1 else min(k_candidates))
+    if not feasible:  # then `distinct` is the exact count, below every candidate
+        _check_distinct(z, min(k_candidates), distinct)
     return feasible
 
 
@@ -547,8 +554,11 @@ def train(
     # the feature space has more dimensions than PCA's: its silhouette is sampled sooner
     fs_index = metrics.silhouette_sample_index(
         len(z), min(silhouette_sample_size, quality.FEATURE_SILHOUETTE_SAMPLE), random_state)
+    # the segments' totals serve the feature-space metrics and, later, the profiles
+    totals = segment_sums(enc, transform, clustering.labels, chosen.k,
+                          original=curved_columns(enc, transform))
     feature_space = quality.feature_space_metrics(enc, transform, clustering.labels, chosen.k,
-                                                  sample_index=fs_index)
+                                                  sample_index=fs_index, totals=totals)
     timings["metrics_feature_space"] = time.perf_counter() - t
     return TrainResult(
         projection=projection,
@@ -560,4 +570,5 @@ def train(
         sentence=choice.sentence,
         warnings=choice.warnings,
         feature_space=feature_space,
+        totals=totals,
     )

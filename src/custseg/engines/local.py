@@ -108,7 +108,8 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         raise ConfigError(f"segment_names has {len(cfg.segment_names)} names, but the model "
                           f"has {k} segments")
     clustering = result.clustering
-    profiles = profile_segments(encoded, transform, clustering.labels, k, cfg.random_state)
+    profiles = profile_segments(encoded, transform, clustering.labels, k, cfg.random_state,
+                                result.totals)
     describe_profile_only(profiles, described, clustering.labels, k)
     correlations = numeric_correlations(encoded, transform, cfg.random_state)
     stability = None

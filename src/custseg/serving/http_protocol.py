@@ -1,12 +1,17 @@
-"""uvicorn's httptools protocol with request timeouts, one timer per request.
+"""uvicorn's httptools protocol with request timeouts, one timer per connection.
 
 A connection that sends nothing, or only part of a request's headers, within
 `REQUEST_TIMEOUT` seconds is closed (uvicorn only times out idle connections after a
 response). A request whose body stops arriving for `REQUEST_TIMEOUT` seconds gets a 408
-and the connection is closed. Both run on the same timer, armed when a request is due
-and cancelled when its message is complete; body chunks only note the time (the timer,
-when it fires, re-arms itself for the rest of the window), so a request costs one timer
-whatever its size. The app itself then reads bodies without a timeout of its own.
+and the connection is closed.
+
+Requests only note the time: when the client owes us bytes (a request is due, its
+headers or its body are incomplete), `_waiting_since` holds when it last sent some, and
+None while the app works on a complete request. One timer per connection checks that
+note when the window could have run out, and sets itself again for the rest of it; so a
+request costs no timer of its own (a timer per request cost a handle, a start and a
+cancel on every request of a keep-alive connection). The app reads bodies without a
+timeout of its own.
 """
 
 from __future__ import annotations
@@ -29,54 +34,48 @@ _LATE_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/js
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
     _timer: asyncio.TimerHandle | None = None
-    _progress: float = 0.0  # when the current request's body last advanced
+    _waiting_since: float | None = None  # when the client last sent what it owes
 
-    def _arm(self, delay: float = REQUEST_TIMEOUT) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(delay, self._late)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _late(self) -> None:
+    def _check(self) -> None:
+        """The connection's timer: close it, or answer 408, when the client has owed us
+        bytes for the whole window; else look again when the window could end."""
         self._timer = None
         if self.transport.is_closing():
             return
+        since = self._waiting_since
+        waited = 0.0 if since is None else self.loop.time() - since
+        if waited < REQUEST_TIMEOUT:
+            self._timer = self.loop.call_later(REQUEST_TIMEOUT - waited, self._check)
+            return
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and cycle.more_body:
-            waited = self.loop.time() - self._progress  # headers in, body incomplete
-            if waited < REQUEST_TIMEOUT:
-                self._arm(REQUEST_TIMEOUT - waited)
-                return
-            if not cycle.response_started:
-                self.transport.write(_LATE_RESPONSE)
-            self.transport.close()
-        elif cycle is None or cycle.response_complete:  # the headers are late
-            self.transport.close()
+        if (cycle is not None and not cycle.response_complete and cycle.more_body
+                and not cycle.response_started):  # headers in, the body stopped
+            self.transport.write(_LATE_RESPONSE)
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._waiting_since = self.loop.time()  # the first request is due
+        self._timer = self.loop.call_later(REQUEST_TIMEOUT, self._check)
 
     def on_headers_complete(self) -> None:
-        self._progress = self.loop.time()
+        self._waiting_since = self.loop.time()  # the body, if any, is due
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        self._progress = self.loop.time()
+        self._waiting_since = self.loop.time()
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._waiting_since = None  # the client owes nothing while the app works
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request is due in time too
+        self._waiting_since = self.loop.time()  # the next request is due in time too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)

@@ -136,6 +136,7 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
         "http": TimedHttpToolsProtocol,  # httptools, with request timeouts
         "lifespan": "on",
         "access_log": False,
+        "proxy_headers": False,  # no use for X-Forwarded-*, and a middleware per request
         "log_level": "warning",
         "timeout_graceful_shutdown": 10,
         "limit_concurrency": 512,  # beyond: 503 at once rather than unbounded memory
