@@ -5,6 +5,7 @@ seeds; and the capture folder's rotation on real files."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,6 @@ def test_a_window_is_read_from_the_days_that_can_hold_it(capture_folder: Capture
                                                          ) -> None:
     """Files of the day before the window are read too (a file may span midnight), and
     filtered by time; a field typed differently in two files is read as text."""
-    from datetime import UTC, datetime
-
     def table(day: int, hour: int, age: list[object]) -> pa.Table:
         when = datetime(2026, 1, day, hour, tzinfo=UTC)
         return pa.table({"time": pa.array([when] * len(age), pa.timestamp("ms", "UTC")),
@@ -139,3 +138,27 @@ def test_a_window_is_read_from_the_days_that_can_hold_it(capture_folder: Capture
     assert window is not None
     assert window.column("input.Age").to_pylist() == ["2", "3", "x"]
     assert capture_folder.read_since(datetime(2026, 1, 3, tzinfo=UTC)) is None
+
+
+def test_the_capture_writer_keeps_fields_of_mixed_types_as_text(tmp_path: Path) -> None:
+    """Records as requests send them (a number as text from a CSV request, an object, a
+    field some records lack) written by a real writer thread and read back."""
+    from custseg.serving.capture import CaptureWriter
+    from custseg.serving.settings import CaptureSettings
+
+    writer = CaptureWriter(CaptureSettings(sample=1.0, pii=("Email",), pii_action="omit"),
+                           str(tmp_path), key=b"").start()
+    records = [{"Age": 30, "Gender": "M", "Email": "a@b"}, {"Age": "31", "Gender": 2},
+               {"Age": None, "Gender": "F", "Tags": {"vip": True}}]
+    writer.offer("e", "g/1", ["low", "high"], [(records, [0, 1, 1], [0.5, 1.5, 2.5])],
+                 size=100, records=3)
+    writer.close()
+    table = CaptureFolder(str(tmp_path), "e").read_since(datetime(2000, 1, 1, tzinfo=UTC))
+    assert table is not None
+    rows = table.to_pylist()
+    assert [r["input.Age"] for r in rows] == ["30", "31", None]
+    assert [r["input.Gender"] for r in rows] == ["M", "2", "F"]
+    assert rows[2]["input.Tags"] == '{"vip":true}' and "input.Email" not in table.column_names
+    assert [(r["cluster"], r["segment"], r["distance"]) for r in rows] == [
+        (0, "low", 0.5), (1, "high", 1.5), (1, "high", 2.5)]
+    assert writer.counts.items() == [("e", "captured", 3)]

@@ -185,17 +185,26 @@ class CaptureWriter:
                     self._flush(endpoint)
                 return
             self._taken_bytes += item.size
-            chunk = self._chunk(item)
-            if chunk is not None:
-                buffer = self._buffers.get(item.endpoint)
-                if buffer is None:
-                    buffer = self._buffers[item.endpoint] = _Buffer(time.monotonic(),
-                                                                    self._private)
-                buffer.add(chunk)
-                self.counts.add(item.endpoint, "captured", len(chunk.records))
-                if buffer.rows >= self.settings.file_records:
-                    self._flush(item.endpoint)
+            try:
+                self._take(item)
+            except Exception as exc:  # a bug must not stop capture for the worker's life
+                self._buffers.pop(item.endpoint, None)  # the block that failed, and its file
+                self.counts.add(item.endpoint, "failed", sum(len(r) for r, _, _ in item.scored))
+                print(f"custseg: capture of {item.endpoint} failed: {type(exc).__name__}: "
+                      f"{exc}", flush=True)
             self._flush_due()
+
+    def _take(self, item: _Item) -> None:
+        chunk = self._chunk(item)
+        if chunk is None:
+            return
+        buffer = self._buffers.get(item.endpoint)
+        if buffer is None:
+            buffer = self._buffers[item.endpoint] = _Buffer(time.monotonic(), self._private)
+        buffer.add(chunk)
+        self.counts.add(item.endpoint, "captured", len(chunk.records))
+        if buffer.rows >= self.settings.file_records:
+            self._flush(item.endpoint)
 
     def _wait(self) -> float:
         if not self._buffers:
