@@ -69,8 +69,10 @@ def _categorical(codes: np.ndarray, levels: list[str], mode: str, missing: int,
 def _distances(enc: Encoded, transform: FeatureTransform, projection: Projection,
                centers: np.ndarray) -> np.ndarray:
     z = project(enc, transform, projection)
-    d2 = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-    return np.asarray(np.sqrt(d2.min(axis=1)))
+    nearest = np.full(len(z), np.inf)
+    for center in centers:  # a centre at a time: memory of one (n, p) difference
+        np.minimum(nearest, ((z - center) ** 2).sum(axis=1), out=nearest)
+    return np.asarray(np.sqrt(nearest))
 
 
 def training_baseline(enc: Encoded, transform: FeatureTransform, projection: Projection,
