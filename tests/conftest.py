@@ -405,8 +405,9 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def moto_sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real moto server process, with the UpdateEndpoint that moto lacks added to its
-    SageMaker backend (tests/moto_sagemaker.py); yields its URL."""
+    """A real moto server process, with what moto lacks added to its SageMaker backend
+    (UpdateEndpoint, pipeline executions whose steps run: tests/moto_sagemaker.py);
+    yields its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto_sagemaker") / "moto.log"

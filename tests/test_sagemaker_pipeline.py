@@ -104,11 +104,12 @@ def test_the_definition_has_the_seeds_steps_parameters_and_references(
     assert register["ModelApprovalStatus"] == "PendingManualApproval"
     container = register["InferenceSpecification"]["Containers"][0]
     assert container["ModelDataUrl"] == artifacts
+    train = steps["Train"]["Arguments"]
     for c in (container, create["PrimaryContainer"]):
         assert c["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
         assert c["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == \
             "s3://shop-ml/shop/code/source.tar.gz"
-        assert c["Image"].endswith("/sagemaker-scikit-learn:1.4-2-py312")
+        assert c["Image"] == train["AlgorithmSpecification"]["TrainingImage"]
     deploy = steps["DeployEndpoint"]
     assert deploy["FunctionArn"] == \
         "arn:aws:lambda:eu-west-1:123456789012:function:shop-deploy-endpoint-prod"
@@ -116,7 +117,6 @@ def test_the_definition_has_the_seeds_steps_parameters_and_references(
         "model_name": {"Get": "Steps.CreateModel-CreateModel.ModelName"},
         "project_name": "shop", "environment": "prod",
         "instance_type": {"Get": "Parameters.InferenceInstanceType"}}
-    train = steps["Train"]["Arguments"]
     assert train["RoleArn"] == SM_CONFIG["role_arn"]
     assert train["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
     assert train["AlgorithmSpecification"]["TrainingImage"].startswith(
@@ -125,6 +125,54 @@ def test_the_definition_has_the_seeds_steps_parameters_and_references(
     assert channel["ChannelName"] == "training"
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == {"Std:Join": {
         "On": "/", "Values": ["s3://shop-ml/data", {"Get": "Parameters.DataFile"}]}}
+
+
+SKLEARN_312 = "sagemaker-scikit-learn:1.4-2-py312-cpu-py3"
+
+
+@needs_sdk
+def test_the_images_are_the_sklearn_containers_python_312_variant(
+        pipeline: dict[str, Any]) -> None:
+    """The newest scikit-learn image SDK v2 lists (1.4-2, `1.4-2-cpu-py3`) has Python
+    3.10, below custseg's Requires-Python; training and serving use the same registry's
+    Python 3.12 variant, framework version 1.4-2-py312, tagged as the SDK tags images."""
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+    from sagemaker import image_uris
+
+    from custseg.sagemaker.pipeline import SKLEARN_FRAMEWORK
+
+    sdk = image_uris.retrieve("sklearn", "eu-west-1", "1.4-2", py_version="py3",
+                              instance_type="ml.m5.xlarge", image_scope="training")
+    registry = "141502667606.dkr.ecr.eu-west-1.amazonaws.com"
+    assert sdk == f"{registry}/sagemaker-scikit-learn:1.4-2-cpu-py3"
+    steps = {s["Name"]: s["Arguments"] for s in pipeline["Steps"]}
+    images = {steps["Train"]["AlgorithmSpecification"]["TrainingImage"],
+              steps["CreateModel-CreateModel"]["PrimaryContainer"]["Image"],
+              steps["RegisterModel-RegisterModel"]["InferenceSpecification"]["Containers"][0][
+                  "Image"]}
+    assert images == {f"{registry}/{SKLEARN_312}"}
+    try:  # an SDK that lists the variant (v3 does) must agree
+        listed = image_uris.retrieve("sklearn", "eu-west-1", SKLEARN_FRAMEWORK, py_version="py3",
+                                     instance_type="ml.m5.xlarge", image_scope="training")
+    except ValueError:  # SDK v2 does not
+        listed = f"{registry}/{SKLEARN_312}"
+    assert listed == f"{registry}/{SKLEARN_312}"
+    found = re.fullmatch(r"\d+\.\d+-\d+-py(\d)(\d+)", SKLEARN_FRAMEWORK)
+    assert found, SKLEARN_FRAMEWORK
+    requires = SpecifierSet(metadata.metadata("custseg")["Requires-Python"])
+    assert f"{found.group(1)}.{found.group(2)}" in requires
+    assert "3.10" not in requires  # why not the SDK's own 1.4-2 image
+
+
+@needs_sdk
+@pytest.mark.parametrize(("region", "account"), [("us-east-1", "683313688378"),
+                                                 ("eu-central-1", "492215442770")])
+def test_the_image_is_in_each_regions_registry(region: str, account: str) -> None:
+    from custseg.sagemaker.pipeline import image_uri
+
+    assert image_uri(region) == f"{account}.dkr.ecr.{region}.amazonaws.com/{SKLEARN_312}"
 
 
 def _resolve(value: Any, parameters: dict[str, Any]) -> Any:

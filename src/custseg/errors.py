@@ -16,6 +16,7 @@ __all__ = [
     "RegistryError",
     "StoreError",
     "TrainError",
+    "WaitTimeout",
 ]
 
 
@@ -65,3 +66,9 @@ class DeployError(CustsegError):
     """An endpoint could not be created, updated or rolled back."""
 
     exit_code = 8
+
+
+class WaitTimeout(CustsegError):
+    """A followed execution had not ended within the time given; it goes on where it runs."""
+
+    exit_code = 124  # as timeout(1)

@@ -186,7 +186,7 @@ def _print_examples(
 
 TargetOpt = Annotated[str, typer.Option(
     "--target", help="Where the pipeline runs: local, or sagemaker (run starts an execution "
-                     "there and prints its ARN).")]
+                     "there and prints its ARN; --wait follows it).")]
 
 
 @app.command()
@@ -203,33 +203,46 @@ def run(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON.")] = False,
     target: TargetOpt = "local",
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="--target sagemaker: follow the execution to its end, printing each "
+                       "step's status, then its metrics, model package and endpoint.")] = False,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", metavar="DURATION",
+        help="With --wait: stop following after this long (90s, 30m, 2h; default 2h); the "
+             "execution goes on.")] = None,
+    poll_interval: Annotated[float | None, typer.Option(
+        "--poll-interval", metavar="SECONDS", min=0.05,
+        help="With --wait: seconds between two looks at the execution (default 15).")] = None,
 ) -> None:
     """Run the pipeline: Train -> CreateModel -> RegisterModel and DeployEndpoint."""
+    from custseg.cli.sagemaker_run import parse_duration, run_on_sagemaker
     from custseg.config import load_config
+    from custseg.errors import ConfigError
     from custseg.pipeline.targets import SageMakerTarget, target_for
 
+    where = target_for(target)
+    if not isinstance(where, SageMakerTarget) and (wait or timeout or poll_interval):
+        raise ConfigError("--wait, --timeout and --poll-interval follow an execution on "
+                          "SageMaker: use them with --target sagemaker (a local run is "
+                          "always followed to its end)")
+    if not wait and (timeout or poll_interval):
+        raise ConfigError("--timeout and --poll-interval apply to --wait: add --wait")
     try:
-        where = target_for(target)
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
-        if isinstance(where, SageMakerTarget):  # started there, not followed from here
-            started = where.start(cfg)
-            if as_json:
-                typer.echo(json.dumps(started, indent=2))
-            else:
-                typer.echo(f"Started {started['pipeline']} on SageMaker: "
-                           f"{started['execution_arn']} ({started['status']})")
-                typer.echo("Parameters: " + ", ".join(
-                    f"{k}={v}" for k, v in started["parameters"].items()))
+        if isinstance(where, SageMakerTarget):
+            run_on_sagemaker(where, cfg, wait=wait, interval=poll_interval or 15.0,
+                             timeout=parse_duration(timeout or "2h", "--timeout"),
+                             as_json=as_json)
             return
         console = err_console()
         with _RichReporter(console) as reporter:
             execution = where.run(cfg, reporter, no_cache=no_cache, base=base)
     except KeyboardInterrupt:
-        err_console().print(
-            "[bold red]error:[/] interrupted; the execution is recorded as Failed",
-            soft_wrap=True,
-        )
+        recorded = ("the execution may have started on SageMaker: `aws sagemaker "
+                    "list-pipeline-executions` lists it" if isinstance(where, SageMakerTarget)
+                    else "the execution is recorded as Failed")
+        err_console().print(f"[bold red]error:[/] interrupted; {recorded}", soft_wrap=True)
         raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(_execution_json(execution), indent=2))

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from custseg.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, open_config_store
+from custseg.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    JsonOpt,
+    open_config_store,
+    parse_duration,
+)
 from custseg.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -95,7 +101,9 @@ def monitor(
     if since is not None and data is not None:
         raise ConfigError("pass --since (captured traffic) or --data (a file), not both")
     cfg, store = open_config_store(config)
-    result = monitor_endpoint(cfg, store, endpoint, since=since,
+    window = parse_duration(since or cfg.monitor.since,
+                            "--since" if since is not None else "monitor.since")
+    result = monitor_endpoint(cfg, store, endpoint, window=window,
                               data=None if data is None else _data_uri(data),
                               user=current_user())
     payload: dict[str, Any] = result.to_dict()

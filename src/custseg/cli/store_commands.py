@@ -163,7 +163,8 @@ def models_list(
 @models_app.command("import")
 def models_import(
     archive: Annotated[str, typer.Argument(
-        help="A SageMaker-trained model.tar.gz: a local file or s3:// (s3.endpoint_url).")],
+        help="A SageMaker-trained model.tar.gz: a local file, s3:// (s3.endpoint_url), or "
+             "a model package ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/NAME/N).")],
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -179,6 +180,10 @@ def models_import(
         return
     typer.echo(f"Model {pkg.ref}: {pkg.approval_status.value} (imported from {archive})")
     typer.echo(f"Artifact: {pkg.artifact_uri}")
+    on_sagemaker = pkg.lineage.get("model_package_approval_status")
+    if on_sagemaker:
+        typer.echo(f"On SageMaker: {on_sagemaker} (not carried over: approve it here with "
+                   f"`custseg models approve {pkg.version}`)")
 
 
 @models_app.command("describe")
@@ -203,6 +208,10 @@ def models_describe(
     out(f"Model {pkg.ref}: {pkg.approval_status.value}")
     out(f"Artifact: {pkg.artifact_uri}")
     out(f"Execution: {lin['execution_id']} (trained by {lin['trained_by_execution']})")
+    if lin.get("imported_from"):
+        status = lin.get("model_package_approval_status")
+        out(f"Imported from: {lin['imported_from']}"
+            + (f" (on SageMaker: {status})" if status else ""))
     out(f"Data: {lin['data_uri']} ({lin['rows']:,} rows, sha256 {lin['data_sha256']})")
     code = lin["code_version"]
     out(

@@ -14,7 +14,7 @@ from custseg.config import Config
 from custseg.errors import DeployError, ModelError
 from custseg.io.capture_files import CaptureFolder
 from custseg.monitor.drift import DriftReport, compare
-from custseg.monitor.traffic import Traffic, captured_traffic, file_traffic, parse_since
+from custseg.monitor.traffic import Traffic, captured_traffic, file_traffic
 from custseg.store.database import Store
 from custseg.store.drift import record_drift
 from custseg.store.endpoints import endpoint_record, endpoint_records
@@ -73,16 +73,17 @@ def _skipped(cfg: Config, model: Model) -> dict[str, str]:
             if name in model.input_columns}
 
 
-def monitor_endpoint(cfg: Config, store: Store, endpoint: str, *, since: str | None = None,
+def monitor_endpoint(cfg: Config, store: Store, endpoint: str, *, window: float,
                      data: str | None = None, user: str = "unknown") -> MonitorResult:
-    """Compare the endpoint's traffic with its model's baseline and record the report."""
+    """Compare the endpoint's traffic with its model's baseline and record the report:
+    the records captured in the last `window` seconds, or the file `data`."""
     version, model = deployed_model(store, endpoint, cfg.s3.endpoint_url)
     baseline = baseline_of(model, version)
     window_start = None
     if data is not None:
         traffic: Traffic = file_traffic(model, data, cfg.s3.endpoint_url, {})
     else:
-        start = datetime.now(UTC) - timedelta(seconds=parse_since(since or cfg.monitor.since))
+        start = datetime.now(UTC) - timedelta(seconds=window)
         window_start = start.isoformat(timespec="seconds")
         folder = CaptureFolder(store.artifacts, endpoint, cfg.s3.endpoint_url)
         traffic = captured_traffic(model, version, folder, start, _skipped(cfg, model))

@@ -28,20 +28,9 @@ from custseg.errors import DataError
 from custseg.io.capture_files import CaptureFolder
 from custseg.monitor.drift import NumericValues, Window
 
-__all__ = ["Traffic", "captured_traffic", "file_traffic", "parse_since"]
+__all__ = ["Traffic", "captured_traffic", "file_traffic"]
 
 _NUMBER = re.compile(NUMBER)
-_SINCE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_since(text: str) -> float:
-    """`24h`, `30m`, `7d`, `2w`, `90s` in seconds; a DataError naming the option else."""
-    found = _SINCE.match(text.strip())
-    if not found or int(found.group(1)) == 0:
-        raise DataError(f"--since: expected a duration such as 30m, 24h, 7d or 2w, "
-                        f"found {text!r}")
-    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,23 @@
 `local` runs the pipeline in this process against the config's store (`runner`).
 `sagemaker` (SPEC section 8) builds the seed's pipeline with the SageMaker SDK
 (`custseg.sagemaker.pipeline`): its definition is printed offline (`deploy --dry-run`)
-or upserted on AWS (`custseg.sagemaker.upsert`), and an execution started
-(`custseg.sagemaker.execution`); it is never run locally under its name.
+or upserted on AWS (`custseg.sagemaker.upsert`), and an execution started and
+followed there (`custseg.sagemaker.execution`); it is never run locally under its name.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from custseg import __version__
 from custseg.config import Config
 from custseg.engines import Reporter
 from custseg.errors import ConfigError
 from custseg.pipeline import runner
+
+if TYPE_CHECKING:
+    from custseg.sagemaker.follow import Followed, StepState
 
 __all__ = ["TARGETS", "SageMakerTarget", "Target", "target_for"]
 
@@ -57,8 +61,8 @@ class SageMakerTarget:
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(f"{what} on SageMaker is not available in custseg {__version__}: "
-                           f"`custseg run --target sagemaker` starts it and prints its ARN; "
-                           f"docs/sagemaker.md shows how to follow it with the AWS CLI")
+                           f"`custseg run --target sagemaker` starts an execution there "
+                           f"(`--wait` follows it); see docs/sagemaker.md")
 
     def deploy(self, cfg: Config) -> tuple[int, bool, list[str]]:
         from custseg.sagemaker.upsert import upsert
@@ -67,14 +71,21 @@ class SageMakerTarget:
 
     def start(self, cfg: Config) -> dict[str, Any]:
         """Start an execution of the deployed pipeline (which must match the config) and
-        return its ARN and parameters; it runs on SageMaker, not followed from here."""
+        return its ARN and parameters; it runs on SageMaker (`wait` follows it)."""
         from custseg.sagemaker.execution import start
 
         return start(cfg)
 
+    def wait(self, cfg: Config, arn: str, *, interval: float, timeout: float,
+             on_change: Callable[[StepState], None]) -> Followed:
+        """Follow a started execution to its end (or `timeout` seconds), with its results."""
+        from custseg.sagemaker.execution import wait
+
+        return wait(cfg, arn, interval=interval, timeout=timeout, on_change=on_change)
+
     def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
             base: Config | None) -> runner.Execution:
-        raise self._refuse("following an execution")
+        raise self._refuse("a local-style run")
 
 
 def target_for(name: str) -> Target:

@@ -5,22 +5,24 @@ offline and compared with the deployed one, pipeline parameters' defaults aside 
 are passed with the execution, so `-p n_clusters=5` needs no redeploy). Any other
 difference (features, tuning, roles, instance types baked into the registration, ...)
 refuses the run and names it: `custseg deploy --target sagemaker` first. The execution
-is started with the config's five parameters and left to run; its ARN is returned
-(following it from custseg, `--wait`, is not in this version).
+is started with the config's five parameters; its ARN is returned, and `wait` follows
+it to its end (`custseg.sagemaker.follow`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from custseg.config import Config
 from custseg.errors import ConfigError, DeployError
+from custseg.sagemaker.follow import Followed, StepState, follow, read_results
 from custseg.sagemaker.pipeline import definition, names
 from custseg.sagemaker.upsert import changes
 
-__all__ = ["parameters", "start"]
+__all__ = ["parameters", "start", "wait"]
 
 
 def parameters(cfg: Config) -> list[dict[str, str]]:
@@ -74,3 +76,29 @@ def start(cfg: Config) -> dict[str, Any]:
         raise DeployError(f"starting pipeline {pipeline} on SageMaker failed: {exc}") from exc
     return {"pipeline": pipeline, "execution_arn": arn, "status": status,
             "parameters": {p["Name"]: p["Value"] for p in given}}
+
+
+def wait(cfg: Config, arn: str, *, interval: float, timeout: float,
+         on_change: Callable[[StepState], None]) -> Followed:
+    """Follow the execution `arn` until it ends or `timeout` seconds have passed; once it
+    has ended, with the training job's metrics, the model package and the endpoint."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        sm = boto3.client("sagemaker", region_name=cfg.region)
+        followed = follow(sm, arn, interval=interval, timeout=timeout, on_change=on_change)
+    except (ClientError, BotoCoreError) as exc:
+        raise DeployError(f"following execution {arn} failed: {exc} (the execution keeps "
+                          f"running on SageMaker)") from exc
+    if not followed.done:
+        return followed
+    try:
+        read_results(sm, followed)
+    except (ClientError, BotoCoreError) as exc:
+        if followed.status != "Succeeded":
+            return followed  # what the failed steps left is partial; the failure is the news
+        raise DeployError(f"execution {arn} succeeded, but reading its results failed: "
+                          f"{exc}") from exc
+    return followed
+

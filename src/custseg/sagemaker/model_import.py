@@ -2,11 +2,18 @@
 
 The training job writes custseg's artifact (`model.json`, `arrays.npz`, `manifest.json`)
 into `SM_MODEL_DIR`, which SageMaker packs as `model.tar.gz`. Importing reads the archive
-(a local file or `s3://`, with `s3.endpoint_url`), takes only those three regular files
+(a local file, `s3://` with `s3.endpoint_url`, or the one a SageMaker model package ARN
+registers: `custseg.sagemaker.model_package`), takes only those three regular files
 (anything else in it is refused: links, paths outside, other files), verifies them
 against the manifest, saves the artifact in the store's artifact location and registers
-it as the next version of `{project_name}-model-group` (PendingManualApproval), with
-its lineage from the artifact. `report`, `predict` and approval then work on it.
+it as the next version of `{project_name}-model-group`, with its lineage from the
+artifact (and, from an ARN, the package's ARN and its approval status on SageMaker).
+`report`, `predict` and approval then work on it.
+
+The version is always registered PendingManualApproval, whatever the package's status on
+SageMaker: an approval there was given for SageMaker's endpoint, by someone the local
+audit does not know, and here it would deploy (`deploy.require_approval`); approving is
+`custseg models approve`, recorded with its author.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from custseg.artifact.storage import load_model, save_model
 from custseg.config import Config
 from custseg.core.preprocessing import schema_rows
 from custseg.errors import ModelError
+from custseg.sagemaker.model_package import is_package_arn, source_of
 from custseg.store.database import Store
 from custseg.store.registry import ApprovalStatus, ModelPackage, current_user, group_name, package
 from custseg.store.registry import register as register_version
@@ -78,9 +86,22 @@ def read_archive(uri: str, s3_endpoint_url: str | None = None
     return parse_artifact(blobs, where), files, hashlib.sha256(data).hexdigest()
 
 
+def _origin(uri: str) -> tuple[str, dict[str, Any]]:
+    """The archive to read for `uri`, and what the lineage records of where it came from."""
+    if not is_package_arn(uri):
+        return uri, {"imported_from": uri}
+    source = source_of(uri)
+    return source.model_data_url, {
+        "imported_from": uri, "model_data_url": source.model_data_url,
+        "model_package_arn": source.arn,
+        "model_package_approval_status": source.approval_status}
+
+
 def import_model(store: Store, cfg: Config, uri: str) -> ModelPackage:
-    """Verify, save and register the archive at `uri`; returns the new version."""
-    model, _, archive_sha = read_archive(uri, cfg.s3.endpoint_url)
+    """Verify, save and register the archive at `uri` (a path, an s3:// URI or a model
+    package ARN); returns the new version, PendingManualApproval."""
+    archive, origin = _origin(uri)
+    model, _, archive_sha = read_archive(archive, cfg.s3.endpoint_url)
     meta = model.meta
     dest = f"{store.artifacts.rstrip('/')}/imported/{archive_sha[:16]}/model"
     try:  # imported before: the same archive gives the same artifact, saved once
@@ -91,7 +112,7 @@ def import_model(store: Store, cfg: Config, uri: str) -> ModelPackage:
     lineage = {
         "execution_id": None,
         "trained_by_execution": meta.get("execution_id"),
-        "imported_from": uri,
+        **origin,
         "archive_sha256": archive_sha,
         "data_uri": data.get("uri"),
         "data_sha256": data.get("sha256"),

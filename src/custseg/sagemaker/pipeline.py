@@ -29,12 +29,17 @@ from typing import Any
 from custseg.config import Config
 from custseg.errors import ConfigError
 
-__all__ = ["SKLEARN_IMAGE_TAG", "definition", "names", "package_source", "require_sdk"]
+__all__ = ["SKLEARN_FRAMEWORK", "definition", "image_uri", "names", "package_source",
+           "require_sdk"]
 
-# The scikit-learn framework container with Python 3.12 (custseg needs 3.11 or later;
-# the SDK's default `1.4-2-cpu-py3` image has Python 3.10).
-SKLEARN_FRAMEWORK = "1.4-2"
-SKLEARN_IMAGE_TAG = "1.4-2-py312"
+# The scikit-learn framework container, in its Python 3.12 variant. custseg needs Python
+# 3.11 or later; the newest sklearn image SDK v2 lists, framework version `1.4-2` (tag
+# `1.4-2-cpu-py3`), has Python 3.10. AWS publishes the 3.12 variant as framework version
+# `1.4-2-py312` (tag `1.4-2-py312-cpu-py3`) in the same per-region registries; SDK v2
+# (2.257.7, the last v2) predates it, so `image_uri` takes the registry from the SDK's
+# `1.4-2` entry and writes the variant's tag as the SDK writes tags.
+SKLEARN_FRAMEWORK = "1.4-2-py312"
+SKLEARN_REGISTRY_ENTRY = "1.4-2"
 ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
 # no telemetry request from the SDK: building the definition calls nothing
 SDK_CONFIG = {"SchemaVersion": "1.0",
@@ -115,6 +120,16 @@ def definition(cfg: Config) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
+def image_uri(region: str) -> str:
+    """The training and serving image: the scikit-learn container `SKLEARN_FRAMEWORK`
+    (`{version}-cpu-py3`, as `image_uris.retrieve` writes it) in the region's registry."""
+    from sagemaker import image_uris
+
+    known = image_uris.retrieve("sklearn", region, SKLEARN_REGISTRY_ENTRY, py_version="py3",
+                                instance_type="ml.m5.large", image_scope="training")
+    return f"{known.rsplit(':', 1)[0]}:{SKLEARN_FRAMEWORK}-cpu-py3"
+
+
 def build(cfg: Config, *, offline: bool) -> Any:
     """The SDK's Pipeline. Offline, nothing is called: the Lambda is referred to by ARN
     (a real deploy upserts it from `lambda_handler.py`)."""
@@ -126,7 +141,6 @@ def build(cfg: Config, *, offline: bool) -> Any:
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     require_sdk()
     import boto3
-    from sagemaker import image_uris
     from sagemaker.inputs import TrainingInput
     from sagemaker.lambda_helper import Lambda
     from sagemaker.model import Model
@@ -152,9 +166,7 @@ def build(cfg: Config, *, offline: bool) -> Any:
                                     default_value=cfg.training_instance_type)
     inference_type = ParameterString("InferenceInstanceType",
                                      default_value=cfg.inference_instance_type)
-    image = image_uris.retrieve("sklearn", cfg.region, SKLEARN_FRAMEWORK,
-                                image_scope="training")
-    image = image.rsplit(":", 1)[0] + ":" + SKLEARN_IMAGE_TAG
+    image = image_uri(cfg.region)
 
     estimator = SKLearn(
         entry_point="train.py", source_dir=n["source"], image_uri=image,
