@@ -3,14 +3,14 @@ request path to Parquet files (`io/capture_files` has the layout).
 
 On the request path a worker draws a random number per request; for a sampled one, the
 scorer keeps the records it parsed and their cluster ids and distances, and after the
-response is sent they go on a bounded queue (`offer`: a few microseconds, nothing
-copied or parsed again). When the queue is full (or holds requests of over
-`MAX_PENDING_BYTES`), the request's records are dropped and counted: capture never makes
-a request slower or the worker's memory unbounded. A background thread per worker takes
-them off the queue, turns them into Arrow a block at a time (`capture_table`), hashes or
-leaves out the PII fields, and writes a file every `file_records` records or
-`flush_seconds`, then removes the endpoint's oldest files beyond `max_mb`. `close` (the
-worker's graceful shutdown) writes what is buffered.
+response is sent they go on a bounded queue (`offer`: a deque append, nothing copied or
+parsed again, no thread woken: the writer looks every `POLL_SECONDS`). When the queue is
+full (or holds requests of over `MAX_PENDING_BYTES`), the request's records are dropped
+and counted: capture never makes a request slower or the worker's memory unbounded. A
+background thread per worker takes them off the queue, turns them into Arrow a block at
+a time (`capture_table`), hashes or leaves out the PII fields, and writes a file every
+`file_records` records or `flush_seconds`, then removes the endpoint's oldest files
+beyond `max_mb`. `close` (the worker's graceful shutdown) writes what is buffered.
 
 PII fields (`pii`) are hashed with HMAC-SHA256 under a secret key (from the variable
 `pii_key_env` names, else a random key kept in the store's folder), so that a hashed
@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import queue
 import random
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +49,9 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024  # request bodies waiting for the writer, p
 BLOCK_ROWS = 1000  # records turned into Arrow at a time
 KEY_FILE = "capture.key"
 CLOSE_TIMEOUT = 8.0  # seconds the shutdown waits for the last file (the grace is 12)
+# how often the writer thread looks at its queue: a request never wakes it (a wake-up per
+# captured request cost the event loop a GIL hand-over each time)
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class CaptureWriter:
         self._s3_endpoint_url = s3_endpoint_url
         self._key = key
         self._draw = draw
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=settings.queue_size)
+        self._queue: deque[_Item] = deque()  # appended by the request path, popped by the
+        self._stopping = threading.Event()  # writer (both atomic in CPython)
         self._offered_bytes = 0  # written by the request path only
         self._taken_bytes = 0  # written by the writer thread only
         self._sequence = 0
@@ -165,34 +169,33 @@ class CaptureWriter:
         self._sequence += 1
         item = _Item(endpoint, version, names, time.time(), f"{os.getpid()}-{self._sequence}",
                      scored, size)
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if len(self._queue) >= self.settings.queue_size:
             self.counts.add(endpoint, "dropped", records)
             return
+        self._queue.append(item)
         self._offered_bytes += size
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=self._wait())
-            except queue.Empty:
-                self._flush_due()
-                continue
-            if item is None:  # close()
+            stopping = self._stopping.wait(POLL_SECONDS)
+            while self._queue:
+                self._taken(self._queue.popleft())
+            self._flush_due()
+            if stopping:  # close(): what is buffered written
                 for endpoint in list(self._buffers):
                     self._flush(endpoint)
                 return
-            self._taken_bytes += item.size
-            try:
-                self._take(item)
-            except Exception as exc:  # a bug must not stop capture for the worker's life
-                self._buffers.pop(item.endpoint, None)  # the block that failed, and its file
-                self.counts.add(item.endpoint, "failed", sum(len(r) for r, _, _ in item.scored))
-                print(f"custseg: capture of {item.endpoint} failed: {type(exc).__name__}: "
-                      f"{exc}", flush=True)
-            self._flush_due()
+
+    def _taken(self, item: _Item) -> None:
+        self._taken_bytes += item.size
+        try:
+            self._take(item)
+        except Exception as exc:  # a bug must not stop capture for the worker's life
+            self._buffers.pop(item.endpoint, None)  # the block that failed, and its file
+            self.counts.add(item.endpoint, "failed", sum(len(r) for r, _, _ in item.scored))
+            print(f"custseg: capture of {item.endpoint} failed: {type(exc).__name__}: "
+                  f"{exc}", flush=True)
 
     def _take(self, item: _Item) -> None:
         chunk = self._chunk(item)
@@ -205,12 +208,6 @@ class CaptureWriter:
         self.counts.add(item.endpoint, "captured", len(chunk.records))
         if buffer.rows >= self.settings.file_records:
             self._flush(item.endpoint)
-
-    def _wait(self) -> float:
-        if not self._buffers:
-            return self.settings.flush_seconds
-        oldest = min(b.started for b in self._buffers.values())
-        return max(0.01, oldest + self.settings.flush_seconds - time.monotonic())
 
     def _flush_due(self) -> None:
         deadline = time.monotonic() - self.settings.flush_seconds
@@ -279,8 +276,5 @@ class CaptureWriter:
         `timeout`)."""
         if not self._thread.is_alive():
             return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
+        self._stopping.set()
         self._thread.join(timeout)
