@@ -12,6 +12,7 @@ __all__ = [
     "CustsegError",
     "DataError",
     "DeployError",
+    "MemoryLimitError",
     "ModelError",
     "RegistryError",
     "StoreError",
@@ -36,6 +37,12 @@ class DataError(CustsegError):
     """The input data cannot be read or does not fit the schema (names file, row, column)."""
 
     exit_code = 3
+
+
+class MemoryLimitError(DataError):
+    """The data needs more memory than this process may take, for the engine asked
+    (refused before reading when the estimate says so, or met as a MemoryError); a data
+    error: the fix is another engine, more memory or fewer rows."""
 
 
 class TrainError(CustsegError):

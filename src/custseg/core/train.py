@@ -33,9 +33,11 @@ __all__ = [
     "Clustering",
     "Projection",
     "TrainResult",
+    "check_components",
     "choose_components",
     "fit_kmeans",
     "fit_pca",
+    "pca_projection",
     "project",
     "train",
 ]
@@ -238,22 +240,35 @@ def choose_components(n_components: int | float | str, ratio: np.ndarray, d: int
     return int(n_components)
 
 
+def check_components(n_components: int | float | str, d: int) -> None:
+    """Raise the clear error when an integer `n_components` exceeds the `d` features."""
+    if isinstance(n_components, int) and n_components > d:
+        choose_components(n_components, np.ones(d) / d, d)
+
+
 def fit_pca(
     enc: Encoded, transform: FeatureTransform, n_components: int | float | str
 ) -> Projection:
     """PCA of the feature matrix, from its d x d covariance."""
     n, d = enc.n, transform.n_features
-    if isinstance(n_components, int) and n_components > d:
-        choose_components(n_components, np.ones(d) / d, d)  # raises the clear error
+    check_components(n_components, d)
     gram, sums = _gram(enc, transform)
     mean = sums / n
     cov = (gram - n * np.outer(mean, mean)) / max(n - 1, 1)
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1]
-    values = np.clip(values[order], 0.0, None)
-    vectors = vectors[:, order].T  # rows are components
+    return pca_projection(np.clip(values[order], 0.0, None), vectors[:, order].T, mean, n,
+                      n_components)
+
+
+def pca_projection(values: np.ndarray, vectors: np.ndarray, mean: np.ndarray, n: int,
+               n_components: int | float | str) -> Projection:
+    """The fitted PCA from all d components (`vectors`, rows, by decreasing variance
+    `values`, clipped at 0), with scikit-learn's sign convention (the largest entry of
+    each component positive) and `n_components` chosen: every engine ends here."""
+    d = len(values)
     signs = np.sign(vectors[np.arange(d), np.argmax(np.abs(vectors), axis=1)])
-    vectors *= np.where(signs == 0, 1.0, signs)[:, None]
+    vectors = vectors * np.where(signs == 0, 1.0, signs)[:, None]
     total = float(values.sum())
     ratio = values / total if total > 0 else np.zeros(d)
     p = choose_components(n_components, ratio, d)

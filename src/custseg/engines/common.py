@@ -5,6 +5,7 @@ the previous version's segments: `core/matching`)."""
 from __future__ import annotations
 
 import platform
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,10 @@ from custseg.core.columns import take_rows
 from custseg.core.matching import agreement, centroid_matrix, match_ids
 from custseg.core.preprocessing import Encoded, FeatureTransform
 from custseg.core.train import Clustering, TrainResult
+from custseg.engines.base import TrainRequest
 from custseg.errors import CustsegError
 
-__all__ = ["AGREEMENT_SAMPLE", "match_previous", "metrics_record", "original_sd",
+__all__ = ["AGREEMENT_SAMPLE", "match_previous", "metrics_record", "model_meta", "original_sd",
            "previous_labels", "relabel", "selection_record", "versions"]
 
 
@@ -133,4 +135,33 @@ def selection_record(cfg: Config, sentence: str, metric: str) -> dict[str, Any]:
         "min_share": cfg.tuning.min_share,
         "stability": cfg.tuning.stability,
         "tolerance": cfg.tuning.tolerance,
+    }
+
+
+def model_meta(cfg: Config, request: TrainRequest, engine: str, result: TrainResult, *,
+               profiles: list[dict[str, Any]], names: list[str], stability: Any,
+               correlations: Any, sample: dict[str, Any], warnings: list[str],
+               baseline: dict[str, Any], data: dict[str, Any], timings: dict[str, float]
+               ) -> dict[str, Any]:
+    """The model's metadata as every engine records it (an engine adds its own keys)."""
+    return {
+        "execution_id": request.execution_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "parameters": cfg.parameters(),
+        "engine": engine,
+        "metrics": metrics_record(result) | {"cluster_sizes": [p["size"] for p in profiles]},
+        "candidates": [c.to_dict() for c in result.candidates],
+        "selection": selection_record(cfg, result.sentence, result.metric),
+        "warnings": warnings,
+        "value_labels": cfg.value_labels,
+        "correlations": correlations,
+        "segments": profiles,
+        "segment_names": names,
+        "stability": stability,
+        "report_sample": sample,
+        "baseline": baseline,  # what `custseg monitor` compares traffic with
+        "data": {"uri": cfg.data_location} | data,
+        "timings": timings,
+        "versions": versions(),
+        "code_version": request.code_version,
     }

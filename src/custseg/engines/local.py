@@ -8,7 +8,6 @@ the previous version's so that a retrain keeps them (`engines/common`, `core/mat
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from custseg.artifact.scorer import Model
@@ -24,15 +23,20 @@ from custseg.core.train import train
 from custseg.engines.base import Reporter, TrainRequest
 from custseg.engines.common import (
     match_previous,
-    metrics_record,
+    model_meta,
     original_sd,
     previous_labels,
     relabel,
-    selection_record,
-    versions,
+)
+from custseg.engines.memory import (
+    Need,
+    available,
+    check_fits,
+    estimate_csv,
+    out_of_memory,
 )
 from custseg.errors import ConfigError
-from custseg.io.data import read_data
+from custseg.io.data import is_parquet, list_sources, read_data
 
 __all__ = ["LocalEngine", "train_local"]
 
@@ -46,6 +50,21 @@ class LocalEngine:
         return {"name": self.name}
 
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
+        """Train here, refusing up front data that clearly needs more memory than this
+        process may take, and turning a MemoryError on the way into the same clear error
+        (see `engines/memory`)."""
+        need = memory_need(cfg)
+        if need is not None:
+            check_fits(need, available())
+        try:
+            return self._train(cfg, request, reporter)
+        except MemoryError as exc:
+            error = out_of_memory(cfg.data_location, need, exc)
+        # raised outside the handler: the traceback, and the arrays its frames hold,
+        # are gone before the failure is recorded
+        raise error
+
+    def _train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
         # the row blocks run on a thread per core (core/rowblocks): a BLAS that also
         # starts a thread per core under each of them fights them for the cores (a
         # sampled silhouette measured 4 to 10x slower on a busy machine), so BLAS runs
@@ -56,26 +75,44 @@ class LocalEngine:
             return train_local(cfg, request, reporter)
 
 
+def memory_need(cfg: Config) -> Need | None:
+    """What training on the config's data will take (None: unknown, e.g. Parquet, which
+    reading refuses)."""
+    files = list_sources(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
+    if any(is_parquet(f) for f in files):
+        return None
+    include, exclude = _columns(cfg)
+    return estimate_csv(files, delimiter=cfg.csv.delimiter, include=include,
+                        exclude=exclude, s3_endpoint_url=cfg.s3.endpoint_url)
+
+
+def _columns(cfg: Config) -> tuple[list[str] | None, list[str]]:
+    """The columns to parse (None: all) and those to skip, as the config declares them."""
+    features = cfg.features
+    declared = features.numeric is not None or features.categorical is not None
+    include = [*(features.numeric or []), *(features.categorical or []), *features.dates,
+               *features.profile_only] if declared else None
+    return include, list(features.ignore)
+
+
 def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
     """Read, engineer features, fit PCA + KMeans, score, profile and name the segments.
 
     With `request.previous` (the model group's latest version), cluster ids are matched
     to its segments (see `core/matching`) and the agreement on this data is recorded.
     """
-    execution_id, data_sha256, previous = (request.execution_id, request.data_sha256,
-                                           request.previous)
+    data_sha256, previous = request.data_sha256, request.previous
     t0 = time.perf_counter()
     reporter.stage("Reading data", 0.0)
     features = cfg.features
-    declared = features.numeric is not None or features.categorical is not None
+    include, exclude = _columns(cfg)
     data = read_data(
         cfg.data_location,
         known_sha256=data_sha256,
         delimiter=cfg.csv.delimiter,
         s3_endpoint_url=cfg.s3.endpoint_url,
-        include=[*(features.numeric or []), *(features.categorical or []), *features.dates,
-                 *features.profile_only] if declared else None,
-        exclude=features.ignore,
+        include=include,
+        exclude=exclude,
     )
     t_read = time.perf_counter() - t0
     reporter.stage("Feature engineering", 0.0)
@@ -128,34 +165,13 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
     warnings = run_warnings(schema, transform, result, missing, encoded.n, cfg)
-    meta = {
-        "execution_id": execution_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "parameters": cfg.parameters(),
-        "engine": LocalEngine.name,
-        "metrics": metrics_record(result) | {"cluster_sizes": [p["size"] for p in profiles]},
-        "candidates": [c.to_dict() for c in result.candidates],
-        "selection": selection_record(cfg, result.sentence, result.metric),
-        "warnings": warnings,
-        "value_labels": cfg.value_labels,
-        "correlations": correlations,
-        "segments": profiles,
-        "segment_names": names,
-        "stability": stability,
-        "report_sample": sample,
-        "baseline": baseline,
-        "data": {
-            "uri": cfg.data_location,
-            "files": data.files,
-            "sha256": data.sha256,
-            "rows": encoded.n,
-            "delimiter": data.delimiter,
-            "missing": missing,
-        },
-        "timings": {"read": t_read, "features": t_features, **result.timings},
-        "versions": versions(),
-        "code_version": request.code_version,
-    }
+    meta = model_meta(
+        cfg, request, LocalEngine.name, result, profiles=profiles, names=names,
+        stability=stability, correlations=correlations, sample=sample, warnings=warnings,
+        baseline=baseline,
+        data={"files": data.files, "sha256": data.sha256, "rows": encoded.n,
+              "delimiter": data.delimiter, "missing": missing},
+        timings={"read": t_read, "features": t_features, **result.timings})
     return Model(
         schema=schema,
         transform=transform,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from custseg.artifact.scorer import Model
@@ -37,12 +36,10 @@ from custseg.core.train import Clustering, TrainResult
 from custseg.engines.base import Reporter, TrainRequest
 from custseg.engines.common import (
     match_previous,
-    metrics_record,
+    model_meta,
     original_sd,
     previous_labels,
     relabel,
-    selection_record,
-    versions,
 )
 from custseg.engines.spark_columns import feature_columns
 from custseg.engines.spark_data import SAMPLE_ROWS, read_spark_data
@@ -196,36 +193,15 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
     warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg)
     details = SparkEngine(cfg.spark).describe() | {"master": master, "driver_sample_rows":
                                                    enc.n, "driver_sample_limit": SAMPLE_ROWS}
-    meta = {
-        "execution_id": request.execution_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "parameters": cfg.parameters(),
-        "engine": SparkEngine.name,
-        "engine_details": details,
-        "metrics": metrics_record(result) | {
-            "cluster_sizes": [p["size"] for p in profiles],
-            "spark_silhouette_squared_euclidean": fit.spark_silhouette},
-        "candidates": [c.to_dict() for c in candidates],
-        "selection": selection_record(cfg, choice.sentence, cfg.tuning.metric),
-        "warnings": warnings,
-        "value_labels": cfg.value_labels,
-        "correlations": correlations,
-        "segments": profiles,
-        "segment_names": names,
-        "stability": stability,
-        "report_sample": sample,
-        "baseline": baseline,
-        "data": {
-            "uri": cfg.data_location,
-            "files": data.files,
-            "sha256": request.data_sha256 or _sha256(cfg),
-            "rows": n,
-            "delimiter": data.delimiter,
-            "missing": fitted.missing,
-        },
-        "timings": {"read": t_read, "features": t_features, **timings},
-        "versions": versions() | {"pyspark": spark_version()},
-        "code_version": request.code_version,
-    }
+    meta = model_meta(
+        cfg, request, SparkEngine.name, result, profiles=profiles, names=names,
+        stability=stability, correlations=correlations, sample=sample, warnings=warnings,
+        baseline=baseline,
+        data={"files": data.files, "sha256": request.data_sha256 or _sha256(cfg), "rows": n,
+              "delimiter": data.delimiter, "missing": fitted.missing},
+        timings={"read": t_read, "features": t_features, **timings})
+    meta["engine_details"] = details
+    meta["metrics"]["spark_silhouette_squared_euclidean"] = fit.spark_silhouette
+    meta["versions"] |= {"pyspark": spark_version()}
     return Model(schema=schema, transform=transform, projection=projection,
                  centers=clustering.centers, meta=meta)

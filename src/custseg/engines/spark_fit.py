@@ -26,7 +26,7 @@ import numpy as np
 
 from custseg.core import kmeans, metrics, quality
 from custseg.core.preprocessing import Encoded, FeatureTransform
-from custseg.core.train import Candidate, Projection, choose_components, project
+from custseg.core.train import Candidate, Projection, check_components, pca_projection, project
 from custseg.errors import TrainError
 
 __all__ = ["MAX_ITER", "TOL", "SparkFit", "fit_pca_spark", "fit_sweep_spark", "projected"]
@@ -59,29 +59,14 @@ def fit_pca_spark(features: Any, transform: FeatureTransform, counts: list[np.nd
     from pyspark.ml.feature import PCA, VectorAssembler
 
     d = transform.n_features
-    if isinstance(n_components, int) and n_components > d:
-        choose_components(n_components, np.ones(d) / d, d)  # raises the clear error
+    check_components(n_components, d)
     assembled = VectorAssembler(inputCols=[f"f{j}" for j in range(d)], outputCol="x"
                                 ).transform(features)
     model = PCA(k=d, inputCol="x", outputCol="pcs").fit(assembled)
     vectors = np.asarray(model.pc.toArray()).T.copy()  # rows are components
     ratio = np.asarray(model.explainedVariance.toArray())
     values = np.clip(ratio * float(_variances(transform, counts, n).sum()), 0.0, None)
-    signs = np.sign(vectors[np.arange(d), np.argmax(np.abs(vectors), axis=1)])
-    vectors *= np.where(signs == 0, 1.0, signs)[:, None]
-    total = float(values.sum())
-    ratio = values / total if total > 0 else np.zeros(d)
-    p = choose_components(n_components, ratio, d)
-    rest = values[p:]
-    return Projection(
-        mean=feature_means(transform, counts, n),
-        components=vectors[:p].copy(),
-        explained_variance=values[:p].copy(),
-        explained_variance_ratio=ratio[:p].copy(),
-        singular_values=np.sqrt(values[:p] * max(n - 1, 1)),
-        noise_variance=float(rest.mean()) if len(rest) else 0.0,
-        n_samples=n,
-    )
+    return pca_projection(values, vectors, feature_means(transform, counts, n), n, n_components)
 
 
 def projected(features: Any, projection: Projection) -> Any:
