@@ -59,8 +59,16 @@ custseg p99 <= 10 ms at c=8; custseg 1,000-record batches >= 300k records/s per 
 (SPEC: 500k) and >= 8x MLflow's batch records/s; every cell without errors; identical
 cluster ids.
 
+Data capture (`--capture SAMPLE`, e.g. `--capture 0.1`): a fifth server,
+`custseg-capture`, is `custseg serve` on the same store with `endpoint.capture:
+{sample: SAMPLE}` (its files under the temporary store), measured in the same rotation;
+the target is the issue's: capture costs under 10% of custseg's throughput (single
+records at c=64 and 1,000-record batches). The records it captured and dropped (queue
+full) are read from its /metrics at the end and kept in the JSON (`capture`).
+
 Usage: uv sync --group bench   # mlflow, fastapi; wrk: apt-get install -y wrk
        uv run --group bench python benchmarks/bench_serve.py [--repeat 1] [--duration 10]
+           [--capture 0.1]
 Prints the tables and writes benchmarks/out/bench_serve-<UTC time>.json (everything) and
 a .md of the tables. Exit status 0 when every target passes, 1 otherwise.
 """
@@ -114,6 +122,8 @@ TARGET_P99_MS = 10.0  # custseg p99 at c=8 <=
 TARGET_BATCH_PER_WORKER = 300_000  # records/s per worker >=
 SPEC_BATCH_PER_WORKER = 500_000
 TARGET_BATCH_VS_MLFLOW = 8.0  # custseg / mlflow batch records/s >=
+TARGET_CAPTURE_COST = 0.10  # 1 - custseg-capture / custseg req/s <=
+CAPTURED = "custseg-capture"
 DISTANCE_TOLERANCE = 1e-6
 LOPSIDED_SHARE = 0.75  # a run with more of the server's CPU on one process is re-measured
 MAX_TRIES = 3
@@ -420,12 +430,34 @@ def export_mlflow(model_uri: str, out_dir: Path, records_path: Path) -> dict[str
     return reference
 
 
-def make_servers(work: Path, config: Path, mlflow_dir: Path, model_uri: str) -> list[Server]:
+def capture_config(work: Path, csv_path: Path, sample: float) -> Path:
+    """The config of the capture-on server: the same store, `endpoint.capture` on."""
+    folder = work / "capture"
+    folder.mkdir()
+    return write_config(folder, csv_path, free_port(), store=str(work / "store"),
+                        endpoint={"autostart": False, "workers": WORKERS,
+                                  "capture": {"sample": sample}})
+
+
+def capture_counts(server: Server) -> dict[str, float]:
+    """custseg_capture_records_total by outcome, from the server's /metrics."""
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("custseg_capture_records_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            counts[outcome] = counts.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def make_servers(work: Path, config: Path, mlflow_dir: Path, model_uri: str,
+                 captured_config: Path | None = None) -> list[Server]:
     uvicorn = [str(BIN / "uvicorn"), "--app-dir", str(BENCH_DIR), "--factory",
                "--host", "127.0.0.1", "--workers", str(WORKERS), "--loop", "uvloop",
                "--http", "httptools", "--no-access-log", "--log-level", "warning"]
     path_env = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    ports = {name: free_port() for name in SERVERS}
+    ports = {name: free_port() for name in (*SERVERS, CAPTURED)}
     return [
         Server("custseg", [CUSTSEG, "serve", "-c", str(config), "--port", str(ports["custseg"]),
                            "--workers", str(WORKERS)], ports["custseg"], work / "custseg.log"),
@@ -437,6 +469,10 @@ def make_servers(work: Path, config: Path, mlflow_dir: Path, model_uri: str) -> 
                ports["fastapi"], work / "fastapi.log", env={"BENCH_MODEL_URI": model_uri}),
         Server("static", [*uvicorn, "--port", str(ports["static"]), "serve_apps:static_app"],
                ports["static"], work / "static.log"),
+        *([] if captured_config is None else [Server(
+            CAPTURED, [CUSTSEG, "serve", "-c", str(captured_config), "--port",
+                       str(ports[CAPTURED]), "--workers", str(WORKERS)],
+            ports[CAPTURED], work / "custseg-capture.log")]),
     ]
 
 
@@ -458,7 +494,7 @@ def check_correctness(servers: Sequence[Server], bodies: dict[str, Path],
             check["records"] = len(clusters)
             check["mismatches"] = sum(a != b for a, b in zip(clusters, expected, strict=False)
                                       ) + abs(len(clusters) - len(expected))
-            if s.name == "custseg":
+            if s.name in ("custseg", CAPTURED):
                 check["model_version"] = headers.get("x-custseg-model-version")
                 check["max_distance_diff"] = max(
                     abs(p["distance"] - d)
@@ -568,6 +604,23 @@ def _each(values: Sequence[float], fmt: str) -> str:
     return "" if len(values) < 2 else " (each: " + ", ".join(fmt.format(v) for v in values) + ")"
 
 
+def capture_verdicts(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    """Data capture's cost: custseg with capture on against custseg, per load."""
+    out = []
+    for load, label in (("c64", "1 record, c=64"), ("batch", f"{BATCH:,}-record batches")):
+        ratios = [x / y for x, y in zip(per_repeat(cells, CAPTURED, load, "rps"),
+                                        per_repeat(cells, "custseg", load, "rps"),
+                                        strict=True)]
+        if not ratios:
+            continue
+        cost = 1 - statistics.median(ratios)
+        out.append({"target": f"throughput lost to data capture, {label}",
+                    "value": f"{cost:.1%}" + _each([1 - r for r in ratios], "{:.1%}"),
+                    "limit": f"<= {TARGET_CAPTURE_COST:.0%}",
+                    "passed": cost <= TARGET_CAPTURE_COST})
+    return out
+
+
 def verdicts(cells: Sequence[Cell], correctness: Sequence[dict[str, Any]]
              ) -> list[dict[str, Any]]:
     """The targets: a ratio is the median of the repeats' own ratios (each pair of runs is
@@ -620,6 +673,7 @@ def verdicts(cells: Sequence[Cell], correctness: Sequence[dict[str, Any]]
          "value": ", ".join(f"{c['server']}: {c.get('mismatches', '-')}" for c in correctness
                             if c["server"] != "static"),
          "limit": "0 mismatches", "passed": all(c["passed"] for c in correctness)},
+        *capture_verdicts(cells),
     ]
 
 
@@ -743,9 +797,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds of each measured run (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of the discarded warm-up before each (default 2)")
+    parser.add_argument("--capture", type=float, default=None, metavar="SAMPLE",
+                        help="also measure custseg with data capture at this sample rate "
+                             "(e.g. 0.1)")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.duration < 1 or args.warmup < 0:
         parser.error("--repeat and --duration must be >= 1, --warmup >= 0")
+    if args.capture is not None and not 0 < args.capture <= 1:
+        parser.error("--capture must be in (0, 1]")
     return args
 
 
@@ -773,13 +832,18 @@ def main(argv: list[str] | None = None) -> int:
         (work / "records.json").write_text(json.dumps(records))
         print("exporting the model to MLflow ...", flush=True)
         reference = export_mlflow(model_uri, work / "mlflow_model", work / "records.json")
-        servers = make_servers(work, config, work / "mlflow_model", model_uri)
+        captured = (None if args.capture is None
+                    else capture_config(work, csv_path, args.capture))
+        servers = make_servers(work, config, work / "mlflow_model", model_uri, captured)
+        context["capture_sample"] = args.capture
         print("starting the servers ...", flush=True)
         with running(servers):
             correctness = check_correctness(servers, bodies, reference)
             cells, lopsided = measure_all(servers, bodies, args.repeat, args.warmup,
                                           args.duration)
             logs = {s.name: s.log_tail(5) for s in servers}
+            context["capture"] = {s.name: capture_counts(s) for s in servers
+                                  if s.name == CAPTURED}
         context["loadavg"]["end_of_measurements"] = os.getloadavg()
         context["code_at_end"] = code_version()
         if context["code_at_end"] != context["code"]:

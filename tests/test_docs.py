@@ -5,6 +5,7 @@ nothing outside the repository."""
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -20,6 +21,9 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         if name == "config_dir":
             continue
         annotation = field.annotation
+        optional = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(optional) == 1 and len(typing.get_args(annotation)) == 2:  # a section | None
+            annotation = optional[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out += _keys(annotation, f"{prefix}{name}.")
         else:

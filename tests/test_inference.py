@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,21 +99,33 @@ def wait_for(url: str, timeout: float = 30) -> None:
     raise AssertionError(f"server at {url} did not become healthy")
 
 
+@contextmanager
+def serving(project: Project, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """`custseg serve` on the project (its output in `serve.log`) until the block ends,
+    then stopped gracefully (SIGTERM to its process group) and waited for."""
+    with open(project.root / "serve.log", "ab") as log:
+        proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
+                                cwd=project.root, start_new_session=True, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                env=None if env is None else {**os.environ, **env})
+    try:
+        wait_for(project.url)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A trained project and its endpoint served by `custseg serve --workers 2`."""
     project = make_project(tmp_path_factory.mktemp("served"))
     result = project.cli("run")
     assert result.returncode == 0, result.stderr
-    proc = subprocess.Popen([str(CUSTSEG), "serve", "-c", str(project.config)],
-                            cwd=project.root, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for(project.url)
+    with serving(project):
         yield project
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 def model_of(project: Project) -> Any:

@@ -350,7 +350,7 @@ def test_a_format_1_artifact_loads_and_scores_as_the_plain_transform(tmp_path: P
     assert not np.array_equal(auto.score(new)[1], plain.score(new)[1])
 
 
-@pytest.mark.parametrize("version", [0, 3, "2"])
+@pytest.mark.parametrize("version", [0, 4, "2"])
 def test_an_unknown_format_version_is_refused(sample_model: tuple[Model, Path],
                                               version: object) -> None:
     _, folder = sample_model

@@ -136,6 +136,31 @@ def test_executions_steps_and_the_step_cache(backend: Callable[..., Store]) -> N
         executions.execution(store, "zz")
 
 
+def _drift_report(records: int, psi: float, alerts: list[str]) -> dict[str, Any]:
+    return {"records": records, "drift": bool(alerts), "alerts": alerts,
+            "features": [{"feature": "Income", "psi": psi}, {"feature": "Gender", "psi": None}],
+            "segments": {"psi": 0.01}, "distance": {"far_share": 0.06}}
+
+
+def test_drift_reports_are_kept_per_endpoint_over_time(backend: Callable[..., Store]) -> None:
+    from custseg.store.drift import drift_history, latest_drift, record_drift
+
+    store = backend()
+    first = record_drift(store, "a", "g/1", "capture", "2026-01-01T00:00:00+00:00",
+                         _drift_report(500, 0.05, []), "ann")
+    second = record_drift(store, "a", "g/2", "file.csv", None,
+                          _drift_report(800, 0.4, ["Income: PSI 0.400"]), "bob")
+    other = record_drift(store, "b", "g/1", "capture", None, _drift_report(90, 0.01, []), "ann")
+    assert first < second < other
+    history = drift_history(store, "a")
+    assert [(r.id, r.model_version, r.records, r.drift, r.max_psi) for r in history] == [
+        (second, "g/2", 800, True, 0.4), (first, "g/1", 500, False, 0.05)]
+    assert history[0].alerts == ["Income: PSI 0.400"] and history[0].far_share == 0.06
+    assert history[1].window_start == "2026-01-01T00:00:00+00:00"
+    assert history[0].report["features"][1] == {"feature": "Gender", "psi": None}
+    assert [(r.endpoint, r.id) for r in latest_drift(store)] == [("a", second), ("b", other)]
+
+
 def test_endpoint_create_update_rollback_delete(backend: Callable[..., Store]) -> None:
     store = backend()
     for i in (1, 2):

@@ -170,6 +170,13 @@ def test_spark_and_local_train_the_same_model(spark: Any, tmp_path: Path, segmen
     assert on_spark.meta["data"]["rows"] == 20_000
     assert on_spark.meta["data"]["sha256"] == local.meta["data"]["sha256"]
     assert "PCA (Spark)" in progress.stages
+    bs, bl = on_spark.meta["baseline"], local.meta["baseline"]  # what monitoring reads
+    assert bs["categorical"] == bl["categorical"] and bs["rows"] == bl["rows"]
+    for name, numeric in bl["numeric"].items():
+        assert bs["numeric"][name]["edges"] == pytest.approx(numeric["edges"], rel=1e-6)
+        assert bs["numeric"][name]["missing_share"] == numeric["missing_share"]
+    assert sorted(bs["segments"]) == pytest.approx(sorted(bl["segments"]), abs=0.002)
+    assert bs["distance"]["p95"] == pytest.approx(bl["distance"]["p95"], rel=0.01)
 
 
 def test_a_retrain_on_spark_keeps_the_previous_versions_segment_ids(spark: Any,

@@ -99,19 +99,26 @@ def test_an_existing_version_0_database_is_migrated_forward(tmp_path: Path) -> N
     assert names >= TABLES | {"notes"}
 
 
+def _store_at_version(folder: Path, version: int) -> sqlite3.Connection:
+    """A store's database as schema `version` left it (the caller adds rows, commits)."""
+    from custseg.store.migrations import MIGRATIONS
+
+    folder.mkdir()
+    conn = sqlite3.connect(folder / DB_FILE)
+    for migration in MIGRATIONS[:version]:
+        conn.executescript(migration)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
 def test_a_version_4_store_keeps_its_workers_and_servers_keyed_by_this_host(
         tmp_path: Path) -> None:
     """Schema 5 keys workers and servers by (host, pid): the rows a single-machine store
     had are kept (host ''), and this host still sees, judges and forgets them."""
-    from custseg.store.migrations import MIGRATIONS
     from custseg.store.servers import forget_server, server_rows
 
     folder = tmp_path / "s"
-    folder.mkdir()
-    conn = sqlite3.connect(folder / DB_FILE)
-    for migration in MIGRATIONS[:4]:
-        conn.executescript(migration)
-    conn.execute("PRAGMA user_version = 4")
+    conn = _store_at_version(folder, 4)
     conn.execute("INSERT INTO endpoint_workers VALUES ('*', ?, NULL, 'Up', NULL, 't')",
                  (os.getpid(),))
     conn.execute("INSERT INTO servers VALUES (?, '127.0.0.1', 8080, 2, 't', '{}')",
@@ -127,6 +134,24 @@ def test_a_version_4_store_keeps_its_workers_and_servers_keyed_by_this_host(
     assert [r["port"] for r in server_rows(store)] == [8080]
     forget_server(store, os.getpid())
     assert server_rows(store) == []
+
+
+def test_a_version_5_store_gains_the_drift_reports_and_keeps_its_rows(tmp_path: Path) -> None:
+    from custseg.store.drift import drift_history, record_drift
+
+    folder = tmp_path / "s"
+    conn = _store_at_version(folder, 5)
+    conn.execute("INSERT INTO pipelines VALUES ('p', 1, '{}', 'sha', 't')")
+    conn.commit()
+    conn.close()
+    store = Store.open(str(folder))
+    with store.read() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 6
+        assert conn.execute("SELECT name FROM pipelines").fetchall()[0][0] == "p"
+    report = {"records": 3, "drift": False, "alerts": [], "features": []}
+    number = record_drift(store, "e", "g/1", "capture", None, report, "ann")
+    assert [(r.id, r.max_psi, r.segment_psi) for r in drift_history(store, "e")] == [
+        (number, None, None)]
 
 
 def _newer_schema(folder: Path) -> None:

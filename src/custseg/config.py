@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,9 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
+    "CaptureOptions",
     "Config",
     "Features",
     "KRange",
+    "MonitorOptions",
     "Tuning",
     "env_overrides",
     "host_id",
@@ -176,6 +179,26 @@ class SparkOptions(_Section):
         return self
 
 
+class CaptureOptions(_Section):
+    """Data capture (`endpoint.capture`): a sampled share of the requests and their
+    responses written off the request path to Parquet files under
+    `<artifacts>/capture/<endpoint>/<date>/` (see `serving/capture`)."""
+
+    sample: float = Field(default=0.1, gt=0.0, le=1.0)  # share of requests captured
+    max_mb: float = Field(default=512.0, gt=0.0)  # per endpoint; the oldest files go first
+    # request fields never written as sent: hashed (keyed sha256) or left out
+    pii: list[str] = Field(default_factory=list)
+    pii_action: Literal["hash", "omit"] = "hash"
+    # the environment variable holding the hashing key (else a random key kept in the
+    # store's folder, made on first use: set one for a store shared by several hosts)
+    pii_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # requests waiting for the writer thread, per worker; more are dropped and counted
+    queue_size: int = Field(default=1000, ge=1)
+    # records buffered before a file is written (and at most this long, in seconds)
+    file_records: int = Field(default=10_000, ge=1)
+    flush_seconds: float = Field(default=60.0, gt=0.0)
+
+
 class EndpointOptions(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -184,6 +207,22 @@ class EndpointOptions(_Section):
     # `custseg run` starts the endpoint server in the background when none is running
     autostart: bool = True
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    capture: CaptureOptions | None = None  # off unless set
+
+
+class MonitorOptions(_Section):
+    """`custseg monitor`'s thresholds: a figure past its threshold is drift (see
+    `monitor/`); defaults follow the usual PSI reading (< 0.1 stable, 0.1-0.2 moderate,
+    > 0.2 a shift)."""
+
+    psi: float = Field(default=0.2, gt=0.0)  # per feature
+    segment_psi: float = Field(default=0.2, gt=0.0)  # over segment ids
+    chi2_p: float = Field(default=0.001, gt=0.0, lt=1.0)  # segment shares' p-value below
+    unseen_share: float = Field(default=0.05, ge=0.0, le=1.0)  # per categorical feature
+    missing_share: float = Field(default=0.1, ge=0.0, le=1.0)  # above training's, per feature
+    far_share: float = Field(default=0.1, gt=0.0, le=1.0)  # beyond training's 95th percentile
+    min_records: int = Field(default=100, ge=1)  # fewer: the window is too small to judge
+    since: str = Field(default="24h", pattern=r"^\d+[smhdw]$")  # the default window
 
 
 class DeployOptions(_Section):
@@ -223,6 +262,7 @@ class Config(_Section):
     spark: SparkOptions = Field(default_factory=SparkOptions)
     endpoint: EndpointOptions = Field(default_factory=EndpointOptions)
     deploy: DeployOptions = Field(default_factory=DeployOptions)
+    monitor: MonitorOptions = Field(default_factory=MonitorOptions)
     # names for the segments, by cluster id (generated from the profiles when absent)
     segment_names: list[str] | None = None
     # words for coded categories, by column: {Channel: {1: Horeca, 2: Retail}}
@@ -443,6 +483,9 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
+        if annotation is not None and not isinstance(annotation, type):  # X | None
+            annotation = next((a for a in typing.get_args(annotation)
+                               if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

@@ -3,7 +3,8 @@
 An artifact is a folder (local or `s3://`) of three files:
 
 * `model.json`: format version, schema, feature names and categories, parameters,
-  metrics, the candidate table, data lineage, library versions;
+  metrics, the candidate table, data lineage, library versions, and (from version 3)
+  the training baseline `custseg monitor` compares traffic with;
 * `arrays.npz`: the numeric state (imputation, scaling, PCA, centroids), read with
   `allow_pickle=False`;
 * `manifest.json`: the sha256 of each file, checked on every load.
@@ -42,8 +43,9 @@ __all__ = [
 ]
 
 FORMAT = "custseg-model"
-FORMAT_VERSION = 2  # 2: skew transforms, clipping, dates, one-hot weights
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2: skew transforms, clipping, dates, one-hot weights; 3: the training
+# baseline for monitoring (`baseline` in model.json: `core/baseline`)
+READABLE_VERSIONS = (1, 2, 3)
 FILES = ("model.json", "arrays.npz")  # what the manifest lists, besides itself
 RESERVED_KEYS = frozenset({"format", "format_version", "schema", "features", "pca", "kmeans"})
 

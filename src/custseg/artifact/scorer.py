@@ -107,15 +107,25 @@ class Model:
             np.sqrt(best, out=dist[s : s + _CHUNK])
         return labels, dist
 
-    def score_record(self, record: Mapping[str, Any]) -> tuple[int, float]:
+    def score_record(self, record: Mapping[str, Any], unseen: list[int] | None = None
+                     ) -> tuple[int, float]:
         """One record's cluster id and distance, in plain Python (no numpy per call: a
         single record scores several times faster). Bad input raises the same DataError
-        as `encode_records`."""
+        as `encode_records`. `unseen`, one counter per categorical column, is
+        incremented for each category the model never saw (scored as all zeros)."""
         try:
-            return self._plain.score(record)
+            return self._plain.score(record, unseen)
         except (KeyError, TypeError, ValueError):
             self._encode_records_checked([record])  # raises the precise DataError
             raise
+
+    @staticmethod
+    def count_unseen(enc: Encoded, unseen: list[int]) -> None:
+        """Add each categorical column's unseen categories in `enc` (code -1) to
+        `unseen` (missing values are not unseen: they take the training mode)."""
+        if enc.codes.size:
+            for j, n in enumerate(np.count_nonzero(enc.codes < 0, axis=0).tolist()):
+                unseen[j] += n
 
     def score_encoded(self, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
         """Cluster ids and distances to the assigned centroid for encoded rows."""
@@ -294,7 +304,8 @@ class _PlainScorer:
             self.categorical.append((name, vectors, [0.0] * w.shape[0]))
         self.centers = model.centers.tolist()
 
-    def score(self, record: Mapping[str, Any]) -> tuple[int, float]:
+    def score(self, record: Mapping[str, Any], unseen: list[int] | None = None
+              ) -> tuple[int, float]:
         z = list(self.bias)
         for name, median, weights, extra in self.numeric:
             v = record[name]
@@ -320,10 +331,15 @@ class _PlainScorer:
                     x = math.copysign(math.log1p(abs(x) / extra[3]), x)
             for c, wc in enumerate(weights):
                 z[c] += x * wc
-        for name, vectors, zeros in self.categorical:
+        for j, (name, vectors, zeros) in enumerate(self.categorical):
             v = record[name]
             key = v if v is None or type(v) is str else _scalar_key(v)
-            for c, vc in enumerate(vectors.get(key, zeros)):
+            vector = vectors.get(key)
+            if vector is None:  # a category the model never saw: all zeros
+                vector = zeros
+                if unseen is not None:
+                    unseen[j] += 1
+            for c, vc in enumerate(vector):
                 z[c] += vc
         best, best_d2 = 0, math.inf
         for i, center in enumerate(self.centers):

@@ -455,6 +455,7 @@ def main() -> None:
 
 # the other command groups use the helpers above
 from custseg.cli.endpoints import endpoints_app, serve, ui  # noqa: E402
+from custseg.cli.monitor import monitor  # noqa: E402
 from custseg.cli.schema import schema  # noqa: E402
 from custseg.cli.store_commands import executions_app, models_app  # noqa: E402
 
@@ -464,6 +465,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(endpoints_app, name="endpoints")
 app.command()(serve)
 app.command()(ui)
+app.command()(monitor)
 
 if __name__ == "__main__":
     main()

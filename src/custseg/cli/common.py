@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from custseg.errors import CustsegError
+from custseg.errors import ConfigError, CustsegError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,12 +23,15 @@ __all__ = [
     "err_console",
     "fail",
     "open_config_store",
+    "parse_duration",
     "print_table",
 ]
 
 ConfigOpt = Annotated[Path, typer.Option("-c", "--config", help="Pipeline config YAML.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 DEFAULT_CONFIG = Path("pipeline_config.yaml")
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
 
 
 def err_console() -> Console:
@@ -63,3 +67,13 @@ def print_table(columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console(highlight=False).print(table)
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds in `90`, `90s`, `30m`, `2h`, `7d` or `2w`; ConfigError naming the option
+    otherwise."""
+    found = DURATION.match(text)
+    if found is None or float(found.group(1)) <= 0:
+        raise ConfigError(f"{option}: expected a positive duration in seconds or with a "
+                          f"unit (90, 90s, 30m, 2h, 7d, 2w), found {text!r}")
+    return float(found.group(1)) * UNIT_SECONDS[found.group(2)]

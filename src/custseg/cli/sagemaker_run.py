@@ -11,13 +11,11 @@ execution running on SageMaker, says so with its ARN and exits 130.
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from custseg.cli.common import err_console
-from custseg.errors import ConfigError
+from custseg.cli.common import err_console, parse_duration
 
 if TYPE_CHECKING:
     from custseg.config import Config
@@ -26,21 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["parse_duration", "run_on_sagemaker"]
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}
 LABELS = {"silhouette_score": "Silhouette Score",
           "calinski_harabasz_score": "Calinski-Harabasz Index",
           "davies_bouldin_score": "Davies-Bouldin Index"}
 COLOURS = {"Succeeded": "green", "Failed": "red", "Stopped": "red", "Stopping": "yellow"}
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Seconds in `90`, `90s`, `30m` or `2h`; ConfigError naming the option otherwise."""
-    found = DURATION.match(text)
-    if found is None or float(found.group(1)) <= 0:
-        raise ConfigError(f"{option}: expected a positive duration in seconds or with a "
-                          f"unit (90, 90s, 30m, 2h), found {text!r}")
-    return float(found.group(1)) * UNIT_SECONDS[found.group(2)]
 
 
 def _duration(seconds: float | None) -> str:

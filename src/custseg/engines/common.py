@@ -141,7 +141,8 @@ def selection_record(cfg: Config, sentence: str, metric: str) -> dict[str, Any]:
 def model_meta(cfg: Config, request: TrainRequest, engine: str, result: TrainResult, *,
                profiles: list[dict[str, Any]], names: list[str], stability: Any,
                correlations: Any, sample: dict[str, Any], warnings: list[str],
-               data: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+               baseline: dict[str, Any], data: dict[str, Any], timings: dict[str, float]
+               ) -> dict[str, Any]:
     """The model's metadata as every engine records it (an engine adds its own keys)."""
     return {
         "execution_id": request.execution_id,
@@ -158,6 +159,7 @@ def model_meta(cfg: Config, request: TrainRequest, engine: str, result: TrainRes
         "segment_names": names,
         "stability": stability,
         "report_sample": sample,
+        "baseline": baseline,  # what `custseg monitor` compares traffic with
         "data": {"uri": cfg.data_location} | data,
         "timings": timings,
         "versions": versions(),

@@ -12,6 +12,7 @@ from typing import Any
 
 from custseg.artifact.scorer import Model
 from custseg.config import Config
+from custseg.core.baseline import training_baseline
 from custseg.core.diagnostics import run_warnings
 from custseg.core.preprocessing import fit_features
 from custseg.core.profile_only import describe_profile_only, profile_only_columns
@@ -156,6 +157,9 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         clustering, profiles = relabel(clustering, profiles, ids)
     sample = report_sample(encoded, transform, result.projection, clustering.labels, k,
                            cfg.random_state)
+    baseline = training_baseline(encoded, transform, result.projection, clustering.centers,
+                                 clustering.labels, missing=missing, rows=encoded.n,
+                                 random_state=cfg.random_state)
     names = name_segments(profiles, cfg.segment_names, value_labels=cfg.value_labels,
                           correlations=correlations)
     for profile, name in zip(profiles, names, strict=True):
@@ -164,6 +168,7 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     meta = model_meta(
         cfg, request, LocalEngine.name, result, profiles=profiles, names=names,
         stability=stability, correlations=correlations, sample=sample, warnings=warnings,
+        baseline=baseline,
         data={"files": data.files, "sha256": data.sha256, "rows": encoded.n,
               "delimiter": data.delimiter, "missing": missing},
         timings={"read": t_read, "features": t_features, **result.timings})

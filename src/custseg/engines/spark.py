@@ -26,6 +26,7 @@ from typing import Any
 from custseg.artifact.scorer import Model
 from custseg.config import Config, SparkOptions
 from custseg.core import metrics, quality
+from custseg.core.baseline import training_baseline
 from custseg.core.diagnostics import run_warnings
 from custseg.core.profile_only import describe_profile_only, profile_only_columns
 from custseg.core.profiles import name_segments, numeric_correlations, profile_segments
@@ -170,6 +171,9 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
                                         original_sd(enc, transform, rs))
         clustering, profiles = relabel(clustering, profiles, ids)
     sample = report_sample(enc, transform, projection, clustering.labels, k, rs) | {"of": n}
+    baseline = training_baseline(enc, transform, projection, clustering.centers,
+                                 clustering.labels, missing=fitted.missing, rows=n,
+                                 random_state=rs)
     names = name_segments(profiles, cfg.segment_names, value_labels=cfg.value_labels,
                           correlations=correlations)
     for profile, name in zip(profiles, names, strict=True):
@@ -192,6 +196,7 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
     meta = model_meta(
         cfg, request, SparkEngine.name, result, profiles=profiles, names=names,
         stability=stability, correlations=correlations, sample=sample, warnings=warnings,
+        baseline=baseline,
         data={"files": data.files, "sha256": request.data_sha256 or _sha256(cfg), "rows": n,
               "delimiter": data.delimiter, "missing": fitted.missing},
         timings={"read": t_read, "features": t_features, **timings})

@@ -24,10 +24,11 @@ from typing import Any
 import orjson
 
 from custseg.errors import CustsegError
+from custseg.serving.capture import CaptureWriter, pii_key
 from custseg.serving.endpoints import ENDPOINT_NAME, EndpointTable, Served
-from custseg.serving.metrics import Metrics, merged_metrics
+from custseg.serving.metrics import Metrics, drift_metrics, merged_metrics
 from custseg.serving.routes import ROUTES, resolve
-from custseg.serving.scoring import score_response
+from custseg.serving.scoring import Observed, score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
 from custseg.serving.wire import WireError
 
@@ -61,6 +62,7 @@ class App:
         self.table = EndpointTable(self.store, settings.s3_endpoint_url)
         self.metrics = Metrics()
         self._metrics_dir = self.store.folder / "metrics"
+        self.capture = self._capture_writer()
         self._task: asyncio.Task[None] | None = None
         key = settings.api_key()
         self._api_key = key.encode() if key else None
@@ -72,6 +74,16 @@ class App:
         self._dashboard: Any = None  # custseg.ui's, made at the first /ui request
         if unanswered:
             raise RuntimeError(f"routes without a handler: {sorted(unanswered)}")
+
+    def _capture_writer(self) -> CaptureWriter | None:
+        """The worker's data capture (`endpoint.capture`), or None when it is off."""
+        options = self.settings.capture
+        if options is None:
+            return None
+        key = pii_key(options, self.store.folder) if options.pii else b""
+        return CaptureWriter(options, self.store.artifacts, key=key,
+                             s3_endpoint_url=self.settings.s3_endpoint_url,
+                             counts=self.metrics.capture)
 
     def _live_models(self) -> dict[str, Any]:
         return {name: served.model for name, served in self.table.live.items()}
@@ -96,11 +108,15 @@ class App:
             if message["type"] == "lifespan.startup":
                 await asyncio.get_running_loop().run_in_executor(None, self.table.sync)
                 self.table.register_worker()
+                if self.capture is not None:
+                    self.capture.start()
                 self._task = asyncio.create_task(self._follow_store())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._task:
                     self._task.cancel()
+                if self.capture is not None:  # the last records written before exiting
+                    await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
                 self.table.forget_worker()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -177,7 +193,19 @@ class App:
 
     async def _metrics(self, send: Send) -> None:  # every worker's counters, whichever answers
         body = merged_metrics(self.metrics, self._metrics_dir).render()
+        body += await asyncio.get_running_loop().run_in_executor(None, self._drift_metrics)
         await self._send(send, 200, body, "text/plain; version=0.0.4")
+
+    def _drift_metrics(self) -> bytes:
+        """The last `custseg monitor` figures of each endpoint, from the store."""
+        from custseg.errors import StoreError
+        from custseg.store.drift import latest_drift
+
+        try:
+            return drift_metrics(latest_drift(self.store))
+        except StoreError as exc:  # the counters still answer
+            print(f"custseg: reading drift reports failed: {exc}", flush=True)
+            return b""
 
     async def _openapi(self, send: Send) -> None:
         from custseg.serving.openapi import spec_for
@@ -306,6 +334,8 @@ class App:
                 else f"endpoint {name!r} has no model: {self.table.failed[name][1]}",
             )
             return
+        observed = Observed([0] * len(served.model.transform.categorical),
+                            keep=self.capture is not None and self.capture.sampled())
         try:
             body = await self._read_body(scope, receive)
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
@@ -314,10 +344,11 @@ class App:
                 # so that the worker keeps answering small requests meanwhile
                 out, media, n = await asyncio.to_thread(
                     score_response, served.model, body, content_type, served.segment_names,
-                    accept, chunked=True)
+                    accept, chunked=True, observed=observed)
             else:
                 out, media, n = score_response(served.model, body, content_type,
-                                               served.segment_names, accept)
+                                               served.segment_names, accept,
+                                               observed=observed)
         except WireError as exc:
             self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
             await self._error(send, exc.status, exc.message)
@@ -337,6 +368,12 @@ class App:
             ],
         )
         self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, n)
+        if any(observed.unseen):
+            self.metrics.observe_unseen(name, served.ref, served.model.transform.categorical,
+                                        observed.unseen)
+        if self.capture is not None and observed.scored:  # sampled: after the response
+            self.capture.offer(name, served.ref, served.segment_names, observed.scored,
+                               len(body), n)
 
 
 def create_app() -> App:

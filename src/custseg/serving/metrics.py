@@ -9,19 +9,43 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from custseg.store.database import process_alive
 
-__all__ = ["BUCKETS", "Metrics", "merged_metrics"]
+__all__ = ["BUCKETS", "CaptureCounts", "Metrics", "drift_metrics", "merged_metrics"]
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class CaptureCounts:
+    """Data capture's records per endpoint and outcome: captured, dropped (the queue was
+    full) and failed (a file that could not be written); added to by the request path
+    and the capture thread, under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+        self.changes = 0
+
+    def add(self, endpoint: str, outcome: str, n: int) -> None:
+        with self._lock:
+            key = (endpoint, outcome)
+            self._counts[key] = self._counts.get(key, 0) + n
+            self.changes += 1
+
+    def items(self) -> list[tuple[str, str, int]]:
+        with self._lock:
+            return [(e, o, n) for (e, o), n in self._counts.items()]
+
+
 class Metrics:
-    """Counters and a latency histogram, per endpoint and version."""
+    """Counters and a latency histogram, per endpoint and version; unseen categories per
+    endpoint, version and feature; data capture's records per endpoint and outcome."""
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
@@ -29,6 +53,8 @@ class Metrics:
         self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
         self.sums: dict[tuple[str, str], float] = defaultdict(float)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self.unseen: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.capture = CaptureCounts()
         self.workers = 1
         self._observed = 0
         self._dumped = 0
@@ -48,9 +74,19 @@ class Metrics:
                 if seconds <= bound:
                     counts[i] += 1
 
+    def observe_unseen(self, endpoint: str, version: str, features: list[str],
+                       counts: list[int]) -> None:
+        """Categories the model never saw, per categorical feature, in a scored request."""
+        self._observed += 1
+        for feature, n in zip(features, counts, strict=True):
+            if n:
+                self.unseen[(endpoint, version, feature)] += n
+
     # -- sharing between workers ---------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
+            "unseen": [[e, v, f, n] for (e, v, f), n in self.unseen.items()],
+            "capture": [list(item) for item in self.capture.items()],
             "requests": [[e, v, s, n] for (e, v, s), n in self.requests.items()],
             "records": [[e, v, n] for (e, v), n in self.records.items()],
             "buckets": [[e, v, list(c)] for (e, v), c in self.buckets.items()],
@@ -59,9 +95,10 @@ class Metrics:
         }
 
     def snapshot_if_changed(self) -> dict[str, Any] | None:
-        if self._observed == self._dumped:
+        changes = self._observed + self.capture.changes
+        if changes == self._dumped:
             return None
-        self._dumped = self._observed
+        self._dumped = changes
         return self.snapshot()
 
     @staticmethod
@@ -85,6 +122,10 @@ class Metrics:
             self.sums[(e, v)] += float(x)
         for e, v, n in snapshot.get("counts", []):
             self.counts[(e, v)] += int(n)
+        for e, v, f, n in snapshot.get("unseen", []):
+            self.unseen[(e, v, f)] += int(n)
+        for e, outcome, n in snapshot.get("capture", []):
+            self.capture.add(e, outcome, int(n))
 
     # -- the exposition format -----------------------------------------------------------
     def render(self) -> bytes:
@@ -113,7 +154,25 @@ class Metrics:
             lines.append(f'custseg_request_seconds_bucket{{{labels},le="+Inf"}} {total}')
             lines.append(f"custseg_request_seconds_sum{{{labels}}} {self.sums[(ep, ver)]}")
             lines.append(f"custseg_request_seconds_count{{{labels}}} {total}")
+        lines += ["# HELP custseg_unseen_categories_total Categories the model never saw "
+                  "(scored as all zeros), by endpoint, version and feature.",
+                  "# TYPE custseg_unseen_categories_total counter"]
+        for (ep, ver, feature), n in sorted(self.unseen.items()):
+            lines.append(f'custseg_unseen_categories_total{{endpoint="{ep}",version="{ver}",'
+                         f'feature="{_label(feature)}"}} {n}')
+        lines += ["# HELP custseg_capture_records_total Records of sampled requests: captured "
+                  "(written to capture files), dropped (the capture queue was full), failed "
+                  "(a file could not be written).",
+                  "# TYPE custseg_capture_records_total counter"]
+        for ep, outcome, n in sorted(self.capture.items()):
+            lines.append(f'custseg_capture_records_total{{endpoint="{ep}",'
+                         f'outcome="{outcome}"}} {n}')
         return ("\n".join(lines) + "\n").encode()
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def merged_metrics(own: Metrics, folder: Path) -> Metrics:
@@ -139,3 +198,36 @@ def merged_metrics(own: Metrics, folder: Path) -> Metrics:
             continue  # being replaced right now: the next scrape has it
         total.workers += 1
     return total
+
+
+_DRIFT_GAUGES: list[tuple[str, str, Callable[[Any], Any]]] = [
+    ("custseg_drift_flagged", "1 when the last `custseg monitor` report crossed a threshold.",
+     lambda r: int(r.drift)),
+    ("custseg_drift_records", "Records the last report judged.", lambda r: r.records),
+    ("custseg_drift_max_feature_psi", "The largest feature PSI of the last report.",
+     lambda r: r.max_psi),
+    ("custseg_drift_segment_psi", "Segment-share PSI of the last report.",
+     lambda r: r.segment_psi),
+    ("custseg_drift_far_share", "Share of records beyond the training 95th percentile "
+     "distance in the last report (5% expected).", lambda r: r.far_share),
+]
+
+
+def drift_metrics(records: list[Any]) -> bytes:
+    """The last drift figures of each endpoint (`store.drift.DriftRecord`s), as gauges."""
+    lines: list[str] = []
+    for name, help_text, value in _DRIFT_GAUGES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for r in records:
+            v = value(r)
+            if v is not None:
+                lines.append(f'{name}{{endpoint="{_label(r.endpoint)}",'
+                             f'version="{_label(r.model_version)}"}} {v}')
+    lines += ["# HELP custseg_drift_feature_psi Each feature's PSI in the last report.",
+              "# TYPE custseg_drift_feature_psi gauge"]
+    for r in records:
+        for f in r.report.get("features", []):
+            if f.get("psi") is not None:
+                lines.append(f'custseg_drift_feature_psi{{endpoint="{_label(r.endpoint)}",'
+                             f'feature="{_label(f["feature"])}"}} {f["psi"]}')
+    return ("\n".join(lines) + "\n").encode()

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,7 +26,8 @@ import orjson
 from custseg.errors import CustsegError
 from custseg.serving.wire import WireError, as_records, parse_body, render
 
-__all__ = ["CHUNK_BYTES", "check_distances", "record_chunks", "score_body", "score_response"]
+__all__ = ["CHUNK_BYTES", "Observed", "check_distances", "record_chunks", "score_body",
+           "score_response"]
 
 CHUNK_BYTES = 128 * 1024
 _WRAPPED = re.compile(rb'\A\s*\{\s*"(?:instances|dataframe_records|inputs)"\s*:\s*\[')
@@ -33,16 +35,40 @@ _WRAPPED_END = re.compile(rb"\]\s*\}\s*\Z")
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
 
 
-def score_body(model: Any, body: bytes, content_type: str) -> tuple[list[int], list[float]]:
+@dataclass
+class Observed:
+    """What scoring a request reports besides its response: the categories the model
+    never saw, per categorical column (`unseen`), and, when `keep` (data capture), the
+    scored records with their cluster ids and distances (`scored`, in order)."""
+
+    unseen: list[int]
+    keep: bool = False
+    scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]] = field(
+        default_factory=list)
+
+    def add(self, records: Sequence[Mapping[str, Any]], labels: list[int],
+            distances: list[float]) -> None:
+        if self.keep:
+            self.scored.append((records, labels, distances))
+
+
+def score_body(model: Any, body: bytes, content_type: str, observed: Observed | None = None
+               ) -> tuple[list[int], list[float]]:
     """Parse a request body and score its records: cluster ids and distances."""
     records = parse_body(body, content_type, model.input_columns)
     if len(records) == 1:  # the common case: plain Python, no numpy per call
-        label, distance = model.score_record(records[0])
+        label, distance = model.score_record(
+            records[0], None if observed is None else observed.unseen)
         labels, distances = [label], [distance]
     else:
-        scored = model.score_encoded(model.encode_records(records))
+        encoded = model.encode_records(records)
+        if observed is not None:
+            model.count_unseen(encoded, observed.unseen)
+        scored = model.score_encoded(encoded)
         labels, distances = scored[0].tolist(), scored[1].tolist()
     check_distances(distances)
+    if observed is not None:
+        observed.add(records, labels, distances)
     return labels, distances
 
 
@@ -91,38 +117,50 @@ def _render_part(labels: list[int], distances: list[float], names: Sequence[str]
     return out[len(b'{"predictions":['):-2]  # the predictions without the brackets
 
 
-def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bool
-                  ) -> tuple[bytes, str, int] | None:
+def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bool,
+                  observed: Observed | None) -> tuple[bytes, str, int] | None:
     """The response for a body cut into chunks, or None when a chunk is not a valid
     list of good records (the caller then scores the whole body at once)."""
     parts, n = [], 0
+    # what the chunks report, kept only when every chunk scores
+    mine = Observed([0] * len(model.transform.categorical),
+                    keep=observed is not None and observed.keep)
     try:
         for chunk in chunks:
             records = as_records(orjson.loads(chunk), model.input_columns)
-            labels, distances = model.score_encoded(model.encode_records(records))
+            encoded = model.encode_records(records)
+            model.count_unseen(encoded, mine.unseen)
+            labels, distances = model.score_encoded(encoded)
             labels, distances = labels.tolist(), distances.tolist()
             check_distances(distances)
+            mine.add(records, labels, distances)
             parts.append(_render_part(labels, distances, names, csv))
             n += len(labels)
     except (orjson.JSONDecodeError, WireError, CustsegError):
         return None
+    if observed is not None:
+        for j, count in enumerate(mine.unseen):
+            observed.unseen[j] += count
+        observed.scored += mine.scored
     if csv:
         return b"cluster,segment,distance\n" + b"".join(parts), "text/csv", n
     return b'{"predictions":[' + b",".join(parts) + b"]}", "application/json", n
 
 
 def score_response(model: Any, body: bytes, content_type: str, names: Sequence[str],
-                   accept: str, *, chunked: bool = False) -> tuple[bytes, str, int]:
+                   accept: str, *, chunked: bool = False, observed: Observed | None = None
+                   ) -> tuple[bytes, str, int]:
     """The response body, its media type and the number of records scored. With
     `chunked`, a JSON list of records is scored piece by piece (see the module's doc).
+    `observed` collects unseen categories (and the scored records, for data capture).
     Raises WireError or CustsegError for a request that cannot be scored."""
     csv = "text/csv" in accept.lower()
     if chunked and content_type.split(";", 1)[0].strip().lower() in ("application/json", ""):
         chunks = record_chunks(body)
         if chunks is not None:
-            done = _score_chunks(model, chunks, names, csv)
+            done = _score_chunks(model, chunks, names, csv, observed)
             if done is not None:
                 return done
-    labels, distances = score_body(model, body, content_type)
+    labels, distances = score_body(model, body, content_type, observed)
     out, media = render(labels, distances, names, accept)
     return out, media, len(labels)

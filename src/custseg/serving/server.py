@@ -116,6 +116,10 @@ def serve(store: Store, settings: ServerSettings, *, allow_unauthenticated: bool
 
     host, port = settings.host, settings.port
     check_bind(host, settings.api_key(), allow_unauthenticated)
+    if settings.capture is not None and settings.capture.pii:  # before any worker needs it
+        from custseg.config import read_secret
+
+        read_secret(settings.capture.pii_key_env, "endpoint.capture.pii_key_env")
     if not _port_free(host, port):
         raise DeployError(
             f"cannot serve on {host}:{port}: the port is taken by {who_listens(host, port)} "

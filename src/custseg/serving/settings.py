@@ -22,12 +22,43 @@ from typing import TYPE_CHECKING, Any
 from custseg.store.database import Store
 
 if TYPE_CHECKING:
-    from custseg.config import Config
+    from custseg.config import CaptureOptions, Config
 
-__all__ = ["DEFAULT_MAX_BODY", "SETTINGS_ENV", "ServerSettings"]
+__all__ = ["DEFAULT_MAX_BODY", "SETTINGS_ENV", "CaptureSettings", "ServerSettings"]
 
 DEFAULT_MAX_BODY = 6 * 1024 * 1024  # SageMaker's payload limit
 SETTINGS_ENV = "CUSTSEG_SERVER_SETTINGS"
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """`endpoint.capture` as the server's workers run it (see `serving/capture`)."""
+
+    sample: float = 0.1
+    max_mb: float = 512.0
+    pii: tuple[str, ...] = ()
+    pii_action: str = "hash"  # or "omit"
+    pii_key_env: str | None = None
+    queue_size: int = 1000
+    file_records: int = 10_000
+    flush_seconds: float = 60.0
+
+    @classmethod
+    def from_options(cls, options: CaptureOptions | None) -> CaptureSettings | None:
+        if options is None:
+            return None
+        return cls(sample=options.sample, max_mb=options.max_mb, pii=tuple(options.pii),
+                   pii_action=options.pii_action, pii_key_env=options.pii_key_env,
+                   queue_size=options.queue_size, file_records=options.file_records,
+                   flush_seconds=options.flush_seconds)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> CaptureSettings | None:
+        return None if data is None else cls(**{**data, "pii": tuple(data.get("pii", ()))})
+
+    def record(self) -> dict[str, Any]:
+        """As JSON (the settings file, and what a running server records)."""
+        return dataclasses.asdict(self) | {"pii": list(self.pii)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +78,7 @@ class ServerSettings:
     # in it): what the dashboard's approve deploys with, as `custseg models approve` does
     config: dict[str, Any] | None = None
     config_dir: str | None = None
+    capture: CaptureSettings | None = None  # data capture, off when None
 
     @classmethod
     def from_config(cls, cfg: Config, store_db: str, artifacts: str) -> ServerSettings:
@@ -55,7 +87,8 @@ class ServerSettings:
                    workers=e.workers, api_key_env=e.api_key_env,
                    s3_endpoint_url=cfg.s3.endpoint_url, max_body=e.max_body_bytes,
                    store_password_env=cfg.store_password_env,
-                   config=cfg.model_dump(mode="json"), config_dir=str(cfg.config_dir))
+                   config=cfg.model_dump(mode="json"), config_dir=str(cfg.config_dir),
+                   capture=CaptureSettings.from_options(e.capture))
 
     def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)
@@ -95,7 +128,7 @@ class ServerSettings:
     @classmethod
     def read(cls, path: str | Path) -> ServerSettings:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(**data)
+        return cls(**{**data, "capture": CaptureSettings.from_dict(data.get("capture"))})
 
     # -- what a running server records about itself -----------------------------------
     def record(self) -> dict[str, Any]:
@@ -107,7 +140,11 @@ class ServerSettings:
                 "workers": self.workers,
                 "api_key": None if key is None else {"salt": salt,
                                                      "sha256": _key_hash(salt, key)},
-                "s3_endpoint_url": self.s3_endpoint_url, "max_body_bytes": self.max_body}
+                "s3_endpoint_url": self.s3_endpoint_url, "max_body_bytes": self.max_body,
+                "capture": self._capture_record()}
+
+    def _capture_record(self) -> dict[str, Any] | None:
+        return None if self.capture is None else self.capture.record()
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """How a running server's recorded settings differ from these (the key named,
@@ -121,6 +158,7 @@ class ServerSettings:
         for name, value in wanted.items():
             if recorded.get(name) != value:
                 out.append(f"{name} {recorded.get(name)} -> {value}")
+        out += _capture_differences(recorded.get("capture"), self._capture_record())
         have, key = recorded.get("api_key"), self.api_key()
         if have is None and key is not None:
             out.append("API key: none in the server, one in the config")
@@ -130,6 +168,16 @@ class ServerSettings:
                 str(have.get("sha256", "")), _key_hash(str(have.get("salt", "")), key)):
             out.append("API key: changed")
         return out
+
+
+def _capture_differences(have: dict[str, Any] | None, want: dict[str, Any] | None
+                         ) -> list[str]:
+    """Data capture's differences: turned on or off, or each key that changed."""
+    if have == want:
+        return []
+    if have is None or want is None:
+        return [f"capture {'off' if have is None else 'on'} -> {'off' if want is None else 'on'}"]
+    return [f"capture.{k} {have.get(k)} -> {v}" for k, v in want.items() if have.get(k) != v]
 
 
 def _key_hash(salt: str, key: str) -> str:

@@ -158,5 +158,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE servers_by_host RENAME TO servers;
     ALTER TABLE endpoints ADD COLUMN deployer_host_id TEXT;
     """,
+    # 6: `custseg monitor`'s reports, per endpoint over time: the headline figures as
+    # columns (for the dashboard's history), the whole report as JSON
+    """
+    CREATE TABLE drift_reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint_name TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        source TEXT NOT NULL,
+        window_start TEXT,
+        records INTEGER NOT NULL,
+        drift INTEGER NOT NULL,
+        max_psi REAL,
+        segment_psi REAL,
+        far_share REAL,
+        alerts TEXT NOT NULL,
+        report TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX drift_reports_by_endpoint ON drift_reports (endpoint_name, created_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

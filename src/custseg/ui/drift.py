@@ -1,40 +1,24 @@
 """The drift section of an endpoint: the results `custseg monitor` records per endpoint,
 newest first, or "no monitoring results yet".
 
-The reading is `drift_results`, one function: the monitor's store module
-(`custseg.store.drift`, with its `drift_reports` table) is looked up when the section
-is drawn, so a store without it (an older custseg, or a store not yet migrated) shows
-the empty section rather than an error.
+The reading is `drift_results`, one function over `store/drift` (the `drift_reports`
+table that `custseg monitor` fills).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
-from custseg.errors import StoreError
 from custseg.store.database import Store
+from custseg.store.drift import drift_history
 from custseg.ui.layout import badge, e, table, when
 
 __all__ = ["drift_results", "drift_section"]
 
-MONITOR_STORE = "custseg.store.drift"
-
-
-def drift_results(store: Store, endpoint: str, limit: int = 20) -> list[dict[str, Any]] | None:
-    """The monitor's results for `endpoint` as plain records, newest first; None when
-    this store keeps none (no monitor module or table)."""
-    try:
-        module = importlib.import_module(MONITOR_STORE)
-    except ImportError:
-        return None
-    try:
-        rows = module.drift_history(store, endpoint, limit)
-    except StoreError:  # the table is not there (yet)
-        return None
-    return [dataclasses.asdict(r) if dataclasses.is_dataclass(r) and not isinstance(r, type)
-            else dict(r) for r in rows]
+def drift_results(store: Store, endpoint: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The monitor's results for `endpoint` as plain records, newest first."""
+    return [dataclasses.asdict(r) for r in drift_history(store, endpoint, limit)]
 
 
 def _figure(value: Any, digits: int = 3) -> str:

@@ -1,0 +1,106 @@
+"""The training baseline a model carries for monitoring (`meta["baseline"]`): what the
+training data looked like, in the units requests arrive in, so that `custseg monitor`
+can tell how far live traffic has moved from it.
+
+Pure computation on the encoded training rows (a seeded sample of at most
+`BASELINE_SAMPLE`), their segment ids and the model's projection:
+
+* per numeric feature: the deciles (original units, before clipping) as bin edges and
+  the share of training rows in each bin (ties make them differ from 10%), and the
+  share of missing values;
+* per categorical feature: the share of each level among present values, and the share
+  of missing values;
+* the share of each segment;
+* the distance of each row to its nearest centroid: its median and 95th percentile
+  (the monitor expects 5% of records beyond it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.train import Projection, project
+
+__all__ = ["BASELINE_SAMPLE", "BASELINE_VERSION", "bin_shares", "training_baseline"]
+
+BASELINE_SAMPLE = 200_000
+BASELINE_VERSION = 1
+DECILES = np.linspace(0.1, 0.9, 9)
+
+
+def _sample(n: int, random_state: int) -> np.ndarray:
+    if n <= BASELINE_SAMPLE:
+        return np.arange(n)
+    rng = np.random.default_rng([random_state, 37])
+    return np.sort(rng.choice(n, BASELINE_SAMPLE, replace=False))
+
+
+def bin_shares(values: np.ndarray, edges: list[float]) -> list[float]:
+    """The share of `values` in each bin: (-inf, e0], (e0, e1], ..., (e_last, inf)."""
+    if len(values) == 0:
+        return [0.0] * (len(edges) + 1)
+    counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="left"),
+                         minlength=len(edges) + 1)
+    return [float(x) for x in counts / len(values)]
+
+
+def _numeric(values: np.ndarray, missing: int, rows: int) -> dict[str, Any]:
+    edges = np.unique(np.quantile(values, DECILES)).tolist()
+    return {"edges": edges, "shares": bin_shares(values, edges),
+            "mean": float(values.mean()), "sd": float(values.std()),
+            "missing_share": missing / rows if rows else 0.0}
+
+
+def _categorical(codes: np.ndarray, levels: list[str], mode: str, missing: int,
+                 rows: int, sampled: int) -> dict[str, Any]:
+    """Level shares among present values: the rows imputed with the mode (missing, scaled
+    to the sample) are taken off the mode's count."""
+    counts = np.bincount(codes[codes >= 0], minlength=len(levels)).astype(float)
+    counts[levels.index(mode)] -= min(counts[levels.index(mode)], missing * sampled / rows)
+    total = counts.sum()
+    shares = counts / total if total > 0 else counts
+    return {"levels": dict(zip(levels, shares.tolist(), strict=True)),
+            "missing_share": missing / rows if rows else 0.0}
+
+
+def _distances(enc: Encoded, transform: FeatureTransform, projection: Projection,
+               centers: np.ndarray) -> np.ndarray:
+    z = project(enc, transform, projection)
+    nearest = np.full(len(z), np.inf)
+    for center in centers:  # a centre at a time: memory of one (n, p) difference
+        np.minimum(nearest, ((z - center) ** 2).sum(axis=1), out=nearest)
+    return np.asarray(np.sqrt(nearest))
+
+
+def training_baseline(enc: Encoded, transform: FeatureTransform, projection: Projection,
+                      centers: np.ndarray, labels: np.ndarray, *, missing: dict[str, int],
+                      rows: int, random_state: int = 0) -> dict[str, Any]:
+    """The baseline (see the module docstring). `enc` and `labels` are the training rows
+    (all, or the engine's sample of them), `missing` the missing values per column over
+    all `rows` training rows."""
+    index = _sample(enc.n, random_state)
+    sample = enc.take(index)
+    numeric = {}
+    for j, name in enumerate(transform.numeric):
+        values = transform.original(enc, j, index)
+        numeric[name] = _numeric(values, missing.get(name, 0), rows)
+    categorical = {
+        name: _categorical(sample.codes[:, j], transform.categories[j],
+                           transform.modes[j], missing.get(name, 0), rows, len(index))
+        for j, name in enumerate(transform.categorical)}
+    k = int(centers.shape[0])
+    segments = np.bincount(labels, minlength=k) / max(len(labels), 1)
+    distances = _distances(sample, transform, projection, centers)
+    return {
+        "version": BASELINE_VERSION,
+        "rows": rows,
+        "sample_rows": len(index),
+        "numeric": numeric,
+        "categorical": categorical,
+        "segments": segments.tolist(),
+        "distance": {"p50": float(np.quantile(distances, 0.5)),
+                     "p95": float(np.quantile(distances, 0.95))},
+    }
