@@ -418,3 +418,37 @@ def test_a_spark_model_is_registered_and_served_like_its_sklearn_twin(spark: Any
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
+
+
+def test_a_jvm_that_dies_is_reported_once_with_what_to_try(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """When Spark's JVM dies (at 50M rows on local[2] with a 2 GB driver, measured by
+    bench_spark), stopping the session fails too: that second error must not hide the
+    first, which comes back as a TrainError with a hint on driver memory."""
+    pytest.importorskip("pyspark")
+    from py4j.protocol import Py4JError
+
+    from custseg.engines import spark as spark_engine
+    from custseg.engines.spark_session import SparkHandle
+    from custseg.errors import TrainError
+
+    class Gone:
+        def stop(self) -> None:
+            raise Py4JError("org.apache.spark.sql.classic.SparkSession does not exist in the JVM")
+
+    def died(*_args: Any) -> Any:
+        raise Py4JError("Answer from Java side is empty")
+
+    monkeypatch.setattr(spark_engine, "open_session", lambda _opts: SparkHandle(Gone(), True,
+                                                                                "local[2]"))
+    monkeypatch.setattr(spark_engine, "_train", died)
+    data = write_customers(tmp_path / "customers.csv", rows=300)
+    cfg = config_from_dict({"data_uri": str(data), "store": str(tmp_path / "s"),
+                            "engine": "spark"}, config_dir=tmp_path)
+    request = TrainRequest(execution_id="x", data_sha256="0" * 64, previous=None,
+                           code_version={})
+    with pytest.raises(TrainError, match=r"Spark failed: Answer from Java side is empty "
+                                         r"\(Spark's JVM ran out of memory or stopped: raise "
+                                         r"spark.driver.memory"):
+        spark_engine.train_spark(cfg, request, None)  # type: ignore[arg-type]

@@ -91,12 +91,27 @@ def train_spark(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         if "malformed" in line.lower():
             raise DataError(f"cannot parse {cfg.data_location} as CSV on Spark: {line}"
                             ) from exc
-        raise TrainError(f"Spark failed: {line}") from exc
+        raise TrainError(f"Spark failed: {line}{_hint(str(exc))}") from exc
     finally:
         for frame in cached:
             with contextlib.suppress(Exception):  # the session may be gone: nothing to free
                 frame.unpersist()
-        handle.close()
+        with contextlib.suppress(Exception):  # a JVM that died cannot be stopped; the
+            handle.close()  # failure that killed it is the one to report
+
+
+MEMORY_SIGNS = ("OutOfMemoryError", "Java heap space", "GC overhead limit",
+                "does not exist in the JVM", "Answer from Java side is empty",
+                "Connection refused")
+
+
+def _hint(text: str) -> str:
+    """What to try when Spark's JVM ran out of memory or died (in local mode the
+    executors work inside the driver's heap)."""
+    if not any(sign in text for sign in MEMORY_SIGNS):
+        return ""
+    return (" (Spark's JVM ran out of memory or stopped: raise spark.driver.memory in "
+            "spark.conf, e.g. {spark.driver.memory: 8g}, or use a cluster)")
 
 
 def _sha256(cfg: Config) -> str:
