@@ -694,8 +694,9 @@ TEXT_COLUMNS = {"load", "server", "target", "measured", "limit", "measure", "sou
 def cell_rows(cells: Sequence[Cell]) -> Rows:
     rows = []
     labels = {key: label for key, label, _, _ in LOADS}
+    order = [*SERVERS, CAPTURED]  # the capture server runs only with --capture
     for c in sorted(cells, key=lambda c: ([k for k, *_ in LOADS].index(c.load), c.repeat,
-                                          SERVERS.index(c.server))):
+                                          order.index(c.server))):
         w = c.wrk
         rows.append([str(c.repeat + 1), labels[c.load], c.server, f"{w.rps:,.0f}",
                      f"{c.records_per_s / WORKERS:,.0f}", f"{w.p50_us / 1000:.2f}",
