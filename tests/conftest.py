@@ -6,6 +6,7 @@ script in subprocesses and talk to a real moto server process over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -117,20 +118,15 @@ def _answers_http(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real moto server process; yields its endpoint URL. Sets fake AWS credentials in
-    os.environ (for s3fs, boto3 and CLI subprocesses) and restores them afterwards."""
-    saved = {name: os.environ.get(name) for name in AWS_ENV}
-    os.environ.update(AWS_ENV)
+@contextlib.contextmanager
+def _moto_process(program: list[str], log: Path) -> Iterator[str]:
+    """A moto server process (`program` plus its host and port options) on a free port
+    of 127.0.0.1, its output in `log`; yields its URL, and stops it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen([sys.executable, *program, "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while not _answers_http(f"{url}/moto-api/"):
@@ -145,6 +141,19 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real moto server process; yields its endpoint URL. Sets fake AWS credentials in
+    os.environ (for s3fs, boto3 and CLI subprocesses) and restores them afterwards."""
+    saved = {name: os.environ.get(name) for name in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    try:
+        with _moto_process(["-m", "moto.server"],
+                           tmp_path_factory.mktemp("moto") / "moto.log") as url:
+            yield url
+    finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -413,23 +422,9 @@ def moto_sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto server process, with what moto lacks added to its SageMaker backend
     (UpdateEndpoint, pipeline executions whose steps run: tests/moto_sagemaker.py);
     yields its URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto_sagemaker") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).parent / "moto_sagemaker.py"),
-             "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers_http(f"{url}/moto-api/"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto server did not start:\n{log.read_text()}")
-            time.sleep(0.05)
+    with _moto_process([str(Path(__file__).parent / "moto_sagemaker.py")],
+                       tmp_path_factory.mktemp("moto_sagemaker") / "moto.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 # -- a real headless Chromium (the report's layout, the dashboard) ---------------------------
