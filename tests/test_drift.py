@@ -37,6 +37,42 @@ def test_chi2_p_value_agrees_with_scipy() -> None:
     assert chi2_p_value([10, 5, 1], [0.6, 0.4, 0.0]) == 0.0  # a segment training never had
 
 
+def test_chi2_against_training_counts_is_scipys_test_of_homogeneity() -> None:
+    counts, shares, rows = [120, 90, 40], [0.5, 0.3, 0.2], 1000
+    table = np.array([counts, np.array(shares) * rows])
+    expected = stats.chi2_contingency(table, correction=False).pvalue
+    assert chi2_p_value(counts, shares, rows) == pytest.approx(expected)
+    assert chi2_p_value(counts, shares, rows) > chi2_p_value(counts, shares)
+    # against a huge training set the two tests agree
+    assert chi2_p_value(counts, shares, 10**9) == pytest.approx(chi2_p_value(counts, shares))
+
+
+def test_chi2_false_alarms_stay_near_the_nominal_rate_for_windows_larger_than_training(
+        ) -> None:
+    """Training and window drawn from one population, the window 5x the training rows:
+    against the training shares as if exact, p < 0.001 on about a fifth of the windows
+    (the statistic is about 6x too big); against the training counts, at the nominal
+    0.1% (none of 400 here)."""
+    rng = np.random.default_rng(7)
+    truth, rows, n = np.array([0.5, 0.3, 0.15, 0.05]), 2000, 10_000
+    naive = fair = 0
+    for _ in range(400):
+        shares = (rng.multinomial(rows, truth) / rows).tolist()
+        counts = rng.multinomial(n, truth).tolist()
+        naive += chi2_p_value(counts, shares) < 0.001
+        fair += chi2_p_value(counts, shares, rows) < 0.001
+    assert naive > 40 and fair <= 2
+
+
+def test_bins_take_an_edge_read_back_a_few_ulps_off_as_the_value() -> None:
+    """4 read back through log1p/expm1 as 3.9999999999999996: the traffic's 4s fall in the
+    same bin as the training 4s."""
+    four = float(np.expm1(np.log1p(np.float64(4.0) / 0.7)) * 0.7)
+    assert four != 4.0
+    assert bin_shares(np.array([3.0, 4.0, 4.0, 5.0]), [four]) == [0.75, 0.25]
+    assert bin_shares(np.array([0.0, 1e-6, 2.0]), [0.0]) == pytest.approx([1 / 3, 2 / 3])
+
+
 def test_bins_are_closed_on_the_right_like_deciles() -> None:
     assert bin_shares(np.array([1.0, 2.0, 2.0, 3.0]), [1.0, 2.0]) == [0.25, 0.5, 0.25]
     assert bin_shares(np.array([]), [1.0]) == [0.0, 0.0]
