@@ -258,6 +258,7 @@ def test_starts_in_float32_are_finished_in_float64() -> None:
     d2 = ((z[:, None, :] - fit.centers[None]) ** 2).sum(axis=2)
     assert (d2.argmin(axis=1) == fit.labels).all()
     # and it is as good as starting in float64
-    small = kmeans.Prepared(z, init_sample=10_000)
-    small.starts, small.starts_sq, small.starts_aug = small.sample, small.sample_sq, small.sample_aug
-    assert fit.inertia <= kmeans.fit(small, 4, n_init=5).inertia * 1.001
+    plain = kmeans.Prepared(z, init_sample=10_000)
+    plain.starts, plain.starts_sq = plain.sample, plain.sample_sq
+    plain.starts_aug = plain.sample_aug
+    assert fit.inertia <= kmeans.fit(plain, 4, n_init=5).inertia * 1.001
