@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.csv as pacsv
 import numpy as np
+import pyarrow.csv as pacsv
 import pytest
 import yaml
 
