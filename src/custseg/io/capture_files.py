@@ -166,6 +166,8 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
     differently (a number in one file, text in another: read as text)."""
     if len(tables) == 1:
         return tables[0]
+    if all(t.schema == tables[0].schema for t in tables[1:]):  # the common case
+        return pa.concat_tables(tables)
     types: dict[str, set[pa.DataType]] = {}
     for t in tables:
         for field in t.schema:
