@@ -5,6 +5,7 @@ seeds; and the capture folder's rotation on real files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,14 +134,20 @@ def test_too_few_records_show_figures_but_flag_nothing() -> None:
 
 
 @pytest.fixture(params=["local", "s3"])
-def capture_folder(request: pytest.FixtureRequest, tmp_path: Path) -> CaptureFolder:
-    """An endpoint's capture folder in a local artifact folder, or under s3:// (a real
-    moto server)."""
+def capture_folders(request: pytest.FixtureRequest, tmp_path: Path
+                    ) -> Callable[[], CaptureFolder]:
+    """Views of one endpoint's capture folder (each as a worker of its own sees it), in a
+    local artifact folder or under s3:// (a real moto server)."""
     if request.param == "local":
-        return CaptureFolder(str(tmp_path), "e")
+        return lambda: CaptureFolder(str(tmp_path), "e")
     bucket = request.getfixturevalue("make_bucket")()
-    return CaptureFolder(f"s3://{bucket}/artifacts", "e",
-                         request.getfixturevalue("moto_server"))
+    endpoint_url = request.getfixturevalue("moto_server")
+    return lambda: CaptureFolder(f"s3://{bucket}/artifacts", "e", endpoint_url)
+
+
+@pytest.fixture
+def capture_folder(capture_folders: Callable[[], CaptureFolder]) -> CaptureFolder:
+    return capture_folders()
 
 
 def test_the_capture_folder_keeps_within_its_size_oldest_first(
@@ -154,6 +161,31 @@ def test_the_capture_folder_keeps_within_its_size_oldest_first(
     assert folder.keep_within(2 * len(data) + 10) == 2
     assert [f.path for f in folder.files()] == names[2:]
     assert not list(tmp_path.glob("capture/e/*/.capture-*"))  # no temporary files left
+
+
+def test_rotation_lists_the_folder_once_then_keeps_count(
+        capture_folders: Callable[[], CaptureFolder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing and rotating many files lists the folder once, not once per file; the
+    files another worker writes are seen at the next listing, RELIST_SECONDS later."""
+    from custseg.io import capture_files
+
+    folder = capture_folders()
+    data = parquet_bytes(pa.table({"x": np.arange(500)}))
+    listings: list[int] = []
+    real_files = folder.files
+    monkeypatch.setattr(folder, "files", lambda: listings.append(1) or real_files())
+    for i in range(12):
+        folder.write(f"2026-01-01/0000{i:02d}.000-1-1.parquet", data)
+        folder.keep_within(4 * len(data))
+    assert len(listings) == 1
+    assert [f.path for f in real_files()] == [
+        f"2026-01-01/0000{i:02d}.000-1-1.parquet" for i in range(8, 12)]
+    capture_folders().write("2026-01-01/000100.000-2-1.parquet", data)
+    assert folder.keep_within(4 * len(data)) == 0  # not listed again yet
+    monkeypatch.setattr(capture_files, "RELIST_SECONDS", 0.0)
+    assert folder.keep_within(4 * len(data)) == 1  # listed: the oldest of five removed
+    assert len(listings) == 2
+    assert len(real_files()) == 4
 
 
 def test_a_window_is_read_from_the_days_that_can_hold_it(capture_folder: CaptureFolder
