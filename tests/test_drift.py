@@ -219,7 +219,7 @@ def test_the_capture_writer_keeps_fields_of_mixed_types_as_text(tmp_path: Path) 
     records = [{"Age": 30, "Gender": "M", "Email": "a@b"}, {"Age": "31", "Gender": 2},
                {"Age": None, "Gender": "F", "Tags": {"vip": True}}]
     writer.offer("e", "g/1", ["low", "high"], [(records, [0, 1, 1], [0.5, 1.5, 2.5])],
-                 size=100, records=3)
+                 body=b"x" * 100, content_type="application/json", records=3)
     writer.close()
     table = CaptureFolder(str(tmp_path), "e").read_since(datetime(2000, 1, 1, tzinfo=UTC))
     assert table is not None
@@ -229,4 +229,44 @@ def test_the_capture_writer_keeps_fields_of_mixed_types_as_text(tmp_path: Path) 
     assert rows[2]["input.Tags"] == '{"vip":true}' and "input.Email" not in table.column_names
     assert [(r["cluster"], r["segment"], r["distance"]) for r in rows] == [
         (0, "low", 0.5), (1, "high", 1.5), (1, "high", 2.5)]
+    assert writer.counts.items() == [("e", "captured", 3)]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_without_pii_requests_are_kept_as_sent_and_read_back_as_records(
+        tmp_path: Path, content_type: str) -> None:
+    """An endpoint without PII fields captures each request's body with its answers (a
+    row per request); reading the folder back parses the bodies into the same records
+    the endpoint scored, answers beside them."""
+    from custseg.serving.capture import CaptureWriter
+    from custseg.serving.capture_table import expand_requests
+    from custseg.serving.settings import CaptureSettings
+    from custseg.serving.wire import parse_body
+
+    columns = ["Age", "Gender"]
+    if content_type == "text/csv":
+        body = b"Age,Gender\n30,M\n31,F\n"
+    else:
+        body = b'{"instances": [{"Age": 30, "Gender": "M"}, {"Age": 31, "Gender": "F"}]}'
+    records = parse_body(body, content_type, columns)
+    writer = CaptureWriter(CaptureSettings(sample=1.0), str(tmp_path), key=b"").start()
+    writer.offer("e", "g/1", ["low", "high"], [(records, [1, 0], [0.25, 0.75])],
+                 body=body, content_type=content_type, records=2)
+    writer.offer("e", "g/1", ["low", "high"], [([{"Age": 40, "Gender": "M"}], [1], [0.5])],
+                 body=b'{"Age": 40, "Gender": "M"}', content_type="application/json",
+                 records=1)
+    writer.close()
+    folder = CaptureFolder(str(tmp_path), "e")
+    assert folder.read_since(datetime(2000, 1, 1, tzinfo=UTC)) is None  # not expanded
+    table = folder.read_since(datetime(2000, 1, 1, tzinfo=UTC),
+                              lambda t: expand_requests(t, columns))
+    assert table is not None
+    rows = table.to_pylist()
+    ages = [30.0, 31.0, 40.0] if content_type == "application/json" else ["30", "31", "40"]
+    assert [(r["input.Age"], r["input.Gender"]) for r in rows] == list(
+        zip(ages, ["M", "F", "M"], strict=True))  # CSV numbers arrive as text, as sent
+    assert [(r["cluster"], r["segment"], r["distance"]) for r in rows] == [
+        (1, "high", 0.25), (0, "low", 0.75), (1, "high", 0.5)]
+    assert len({r["request"] for r in rows}) == 2 and {r["model_version"] for r in rows} == {
+        "g/1"}
     assert writer.counts.items() == [("e", "captured", 3)]

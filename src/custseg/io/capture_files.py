@@ -5,8 +5,10 @@ The layout, under the store's artifact location (a local folder or an `s3://` pr
     capture/<endpoint>/<YYYY-MM-DD>/<HHMMSS.mmm>-<pid>-<seq>.parquet
 
 named after the time of the file's first record (UTC), so that names sort oldest
-first. One row per scored record, with the columns of `CAPTURE_COLUMNS` and the
-request's fields in the struct column `input` (as sent; PII fields hashed or left out).
+first. Two layouts (`serving/capture_table`): a row per scored record, with the columns
+of `CAPTURE_COLUMNS` and the request's fields as `input.FIELD` columns (PII fields
+hashed or left out), or, for endpoints without PII fields, a row per request with its
+body as sent (`body`, `content_type`) and its answers as lists.
 
 This module writes a file whole (a temporary file renamed, or one S3 put: a reader never
 sees half a file), lists, removes and reads them; what goes in them is
@@ -28,6 +30,7 @@ import io
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -159,10 +162,13 @@ class CaptureFolder:
                 return pq.read_table(f)
         return pq.read_table(Path(self.root) / relative)
 
-    def read_since(self, since: datetime) -> pa.Table | None:
+    def read_since(self, since: datetime,
+                   expand: Callable[[pa.Table], pa.Table | None] | None = None
+                   ) -> pa.Table | None:
         """The records captured at or after `since` (None when there are none), from the
         files of the days that can hold them; a field typed differently in two files is
-        read as text."""
+        read as text. `expand`: what turns a file of the requests layout into records
+        (`serving/capture_table.expand_requests`); without it such files are left out."""
         first_day = (since - timedelta(days=1)).date().isoformat()  # a file may span midnight
         tables = []
         for f in self.files():
@@ -178,6 +184,11 @@ class CaptureFolder:
             table = table.filter(pc.greater_equal(
                 table.column("time"), pa.scalar(since.astimezone(UTC), table.schema.field(
                     "time").type)))
+            if "body" in table.column_names:  # the requests layout
+                expanded = expand(table) if expand is not None and table.num_rows else None
+                if expanded is None:
+                    continue
+                table = expanded
             if table.num_rows:
                 tables.append(table)
         return concat_tables(tables) if tables else None

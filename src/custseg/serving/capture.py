@@ -1,21 +1,23 @@
 """Data capture: a sampled share of the requests and their responses, written off the
 request path to Parquet files (`io/capture_files` has the layout).
 
-On the request path a worker draws a random number per request; for a sampled one, the
-scorer keeps the records it parsed and their cluster ids and distances, and after the
-response is sent they are put aside (`offer`: a list append, nothing copied or parsed
-again). When `BLOCK_ROWS` records are put aside (one 1,000-record batch, or a thousand
-one-record requests), the event loop turns them into Arrow (`capture_table`) and hashes
-or leaves out the PII fields, about half a millisecond per 1,000 records, and queues the
-block for a background thread per worker, which writes a file every `file_records`
-records or `flush_seconds` and removes the endpoint's oldest files beyond `max_mb`.
-Records put aside for over `IDLE_SECONDS` (little traffic) are converted by the thread.
+On the request path a worker draws a random number per request; a sampled one is put
+aside after its response is sent (`offer`: a list append, nothing copied or parsed
+again): its body as sent and its answers, and, when the endpoint has PII fields, the
+records the scorer parsed. When `BLOCK_ROWS` records are put aside (one 1,000-record
+batch, or a thousand one-record requests), the event loop turns them into an Arrow
+block (`capture_table`): a row per request with its body (the requests layout, some
+20 us per block), or, with PII fields, a row per record with those fields hashed or
+left out (the records layout, about 0.5 ms per 1,000 records). A background thread per
+worker writes the blocks to a file every `file_records` records or `flush_seconds`, and
+removes the endpoint's oldest files beyond `max_mb`. Requests put aside for over
+`IDLE_SECONDS` (little traffic) are converted by the thread.
 
 Why the event loop converts: Arrow releases the GIL in each of its calls, and a writer
 thread making a dozen small calls per block made the event loop hand the GIL over a
-dozen times per captured batch; 10% capture of 1,000-record batches cost 40% of a
-worker's CPU that way, against under 10% converted on the loop. The thread's own calls
-(one Parquet encoding and one write per file) are few.
+dozen times per captured batch: 10% capture of 1,000-record batches cost 40% of a
+worker's CPU that way. The thread's own calls (one Parquet encoding and one write per
+file) are few.
 
 When the queue is full (`queue_size` requests waiting, or requests of over
 `MAX_PENDING_BYTES`), a sampled request's records are dropped and counted: capture never
@@ -49,7 +51,14 @@ import pyarrow as pa
 
 from custseg.core.preprocessing import category_key
 from custseg.io.capture_files import CaptureFolder, concat_tables, parquet_bytes
-from custseg.serving.capture_table import INPUT_PREFIX, Chunk, chunk_table, hashed
+from custseg.serving.capture_table import (
+    INPUT_PREFIX,
+    Chunk,
+    Request,
+    chunk_table,
+    hashed,
+    requests_table,
+)
 from custseg.serving.metrics import CaptureCounts
 from custseg.serving.settings import CaptureSettings
 
@@ -76,8 +85,13 @@ class _Item:
     at: float  # seconds since the epoch
     request: str
     scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]]
-    size: int  # the request body's bytes (what the pending budget counts)
+    body: bytes
+    content_type: str
     records: int
+
+    @property
+    def size(self) -> int:  # what the pending budget counts
+        return len(self.body)
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,7 @@ class _Block:
     table: pa.Table
     first_ms: int  # the time of its first record
     size: int  # its requests' body bytes
+    records: int
 
 
 class _Buffer:
@@ -96,12 +111,12 @@ class _Buffer:
     def __init__(self, started: float, first_ms: int) -> None:
         self.started = started  # monotonic time of its first block
         self.first_ms = first_ms
-        self.rows = 0
+        self.records = 0
         self._tables: list[pa.Table] = []
 
-    def add(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table, records: int) -> None:
         self._tables.append(table)
-        self.rows += table.num_rows
+        self.records += records
 
     def table(self) -> pa.Table:
         return concat_tables(self._tables)
@@ -173,19 +188,19 @@ class CaptureWriter:
 
     def offer(self, endpoint: str, version: str, names: Sequence[str],
               scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]],
-              size: int, records: int) -> None:
-        """Put a sampled request's scored records aside (`scoring.Observed.scored`;
-        `size`: its body's bytes), and turn what is put aside into Arrow once it holds
-        `BLOCK_ROWS` records; drop (and count) them when the queue is full. Never
-        blocks, never raises."""
-        if (self._offered_bytes - self._taken_bytes + size > MAX_PENDING_BYTES
+              body: bytes, content_type: str, records: int) -> None:
+        """Put a sampled request aside (its body, and `scoring.Observed.scored`: its
+        records and answers), and turn what is put aside into Arrow once it holds
+        `BLOCK_ROWS` records; drop (and count) it when the queue is full. Never blocks,
+        never raises."""
+        if (self._offered_bytes - self._taken_bytes + len(body) > MAX_PENDING_BYTES
                 or len(self._aside) + len(self._queue) >= self.settings.queue_size):
             self.counts.add(endpoint, "dropped", records)
             return
         self._sequence += 1
         item = _Item(endpoint, version, names, time.time(), f"{os.getpid()}-{self._sequence}",
-                     scored, size, records)
-        self._offered_bytes += size
+                     scored, body, content_type, records)
+        self._offered_bytes += item.size
         with self._aside_lock:
             if not self._aside:
                 self._aside_since = time.monotonic()
@@ -207,16 +222,17 @@ class CaptureWriter:
             by_endpoint.setdefault(item.endpoint, []).append(item)
         for endpoint, mine in by_endpoint.items():
             try:
-                chunks = [c for c in map(self._chunk, mine) if c is not None]
-                if chunks:
-                    self._queue.append(_Block(endpoint, self._private(chunk_table(chunks)),
-                                              chunks[0].time_ms, sum(i.size for i in mine)))
+                table = self._records(mine) if self._pii else self._requests(mine)
+                if table is not None:
+                    self._queue.append(_Block(endpoint, table, round(mine[0].at * 1000),
+                                              sum(i.size for i in mine),
+                                              sum(i.records for i in mine)))
                     continue
             except Exception as exc:  # a bug must not fail a request or stop capture
                 self.counts.add(endpoint, "failed", sum(i.records for i in mine))
                 print(f"custseg: capture of {endpoint} failed: {type(exc).__name__}: "
                       f"{exc}", flush=True)
-            self._queue.append(_Block(endpoint, pa.table({}), 0, sum(i.size for i in mine)))
+            self._queue.append(_Block(endpoint, pa.table({}), 0, sum(i.size for i in mine), 0))
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -240,9 +256,9 @@ class CaptureWriter:
         buffer = self._buffers.get(block.endpoint)
         if buffer is None:
             buffer = self._buffers[block.endpoint] = _Buffer(time.monotonic(), block.first_ms)
-        buffer.add(block.table)
-        self.counts.add(block.endpoint, "captured", block.table.num_rows)
-        if buffer.rows >= self.settings.file_records:
+        buffer.add(block.table, block.records)
+        self.counts.add(block.endpoint, "captured", block.records)
+        if buffer.records >= self.settings.file_records:
             self._flush(block.endpoint)
 
     def _flush_due(self) -> None:
@@ -250,6 +266,26 @@ class CaptureWriter:
         for endpoint, buffer in list(self._buffers.items()):
             if buffer.started <= deadline:
                 self._flush(endpoint)
+
+    def _records(self, items: list[_Item]) -> pa.Table | None:
+        """The records layout, PII fields hashed or left out."""
+        chunks = [c for c in map(self._chunk, items) if c is not None]
+        return self._private(chunk_table(chunks)) if chunks else None
+
+    @staticmethod
+    def _requests(items: list[_Item]) -> pa.Table:
+        """The requests layout: each body as sent, with its answers."""
+        requests = []
+        for item in items:
+            labels: list[int] = []
+            distances: list[float] = []
+            for _, part_labels, part_distances in item.scored:
+                labels += part_labels
+                distances += part_distances
+            requests.append(Request(round(item.at * 1000), item.version, item.request,
+                                    item.content_type, item.body, labels, distances,
+                                    item.names))
+        return requests_table(requests)
 
     def _chunk(self, item: _Item) -> Chunk | None:
         """The request's records beside their answers (None when there are none)."""
@@ -288,7 +324,7 @@ class CaptureWriter:
 
     def _flush(self, endpoint: str) -> None:
         buffer = self._buffers.pop(endpoint, None)
-        if buffer is None or buffer.rows == 0:
+        if buffer is None or buffer.records == 0:
             return
         folder = self._folders.get(endpoint)
         if folder is None:
@@ -302,7 +338,7 @@ class CaptureWriter:
             folder.write(name, parquet_bytes(buffer.table()))
             folder.keep_within(int(self.settings.max_mb * 1024 * 1024))
         except Exception as exc:  # a full disk or S3 outage must not stop the worker
-            self.counts.add(endpoint, "failed", buffer.rows)
+            self.counts.add(endpoint, "failed", buffer.records)
             print(f"custseg: capture of {endpoint}: cannot write {folder.uri}/{name}: "
                   f"{type(exc).__name__}: {exc}", flush=True)
 
