@@ -159,3 +159,75 @@ def test_nearest_centres_are_the_plain_sums_bit_for_bit(model: Model, rows: int)
     labels, dist = model._assign(z)
     assert labels.tolist() == d2.argmin(axis=1).tolist()
     assert dist.tolist() == np.sqrt(d2.min(axis=1)).tolist()
+
+
+def _general(model: Model, body: bytes, content_type: str = "application/json"
+             ) -> tuple[bytes, str, int] | str:
+    """The answer of the general path (dicts from orjson), or its error."""
+    from custseg.serving import scoring
+
+    saved = scoring.TYPED_BYTES
+    scoring.TYPED_BYTES = 1 << 62
+    try:
+        return score_response(model, body, content_type, NAMES, "application/json")
+    except (WireError, DataError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        scoring.TYPED_BYTES = saved
+
+
+def _typed(model: Model, body: bytes, content_type: str = "application/json"
+           ) -> tuple[bytes, str, int] | str:
+    try:
+        return score_response(model, body, content_type, NAMES, "application/json")
+    except (WireError, DataError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize("case", [
+    "plain", "wrapped", "nulls", "unseen category", "numeric category", "extra fields",
+    "number as text", "true as a number", "missing field", "one record", "list of lists",
+    "two wrappers", "not json", "out of range"])
+def test_typed_batches_answer_exactly_as_the_general_path(model: Model, case: str) -> None:
+    """JSON batches decoded into typed records (msgspec) give the general path's answer
+    byte for byte, and whatever the typed decoder does not take (text for a number, a
+    missing field, other shapes) goes to the general path: same answer, same error."""
+    from custseg.serving import scoring
+
+    recs: list[dict[str, object]] = records(model, 300, seed=1)
+    num, cat = model.transform.numeric[0], model.transform.categorical[0]
+    payload: object = recs
+    if case == "wrapped":
+        payload = {"dataframe_records": recs}
+    elif case == "nulls":
+        recs[3][num] = None
+        recs[5][cat] = None
+    elif case == "unseen category":
+        recs[7][cat] = "never seen"
+    elif case == "numeric category":
+        recs[7][cat] = 3
+    elif case == "extra fields":
+        for r in recs:
+            r["CustomerID"] = "c-1"
+    elif case == "number as text":
+        recs[9][num] = "2.5"
+    elif case == "true as a number":
+        recs[9][num] = True
+    elif case == "missing field":
+        del recs[11][num]
+    elif case == "one record":
+        payload = {**recs[0], "pad": "x" * 4000}
+    elif case == "list of lists":
+        payload = [[r[c] for c in model.input_columns] for r in recs]
+    elif case == "two wrappers":
+        payload = {"instances": recs, "inputs": recs[:5]}
+    body = json.dumps(payload).encode()
+    if case == "not json":
+        body = body[:-5]
+    elif case == "out of range":
+        body = body.replace(b"]", b', {"' + num.encode() + b'": 1e400}]', 1)
+    assert len(body) >= scoring.TYPED_BYTES
+    assert _typed(model, body) == _general(model, body)
+    if case in ("plain", "wrapped", "nulls", "unseen category", "numeric category",
+                "extra fields"):  # the typed decoder took it
+        assert scoring._typed(model).decode(body) is not None

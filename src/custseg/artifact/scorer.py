@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,37 +137,44 @@ class Model:
         Column-wise and vectorised when the records are well-formed; otherwise the
         record-by-record path finds and names the bad record and field.
         """
-        t = self.transform
         if len(records) <= 8:  # per record is faster than numpy's per-call overhead here
             return self._encode_records_checked(records)
         try:
-            num = np.empty((len(records), len(t.numeric)))
-            for j, name in enumerate(t.numeric):
-                fmt = t.dates.get(name)
-                if fmt is None:
-                    raw = [rec[name] for rec in records]
-                    column = np.array(raw, dtype=np.float64)
-                    if not t.accepts_bool(name):  # true/false would pass as 1/0
-                        for i in np.flatnonzero((column == 0) | (column == 1)).tolist():
-                            if type(raw[i]) is bool:
-                                raise ValueError(name)
-                else:
-                    column = t.date_reference[name] - np.array(
-                        [date_days(rec[name], fmt) for rec in records], dtype=np.float64)
-                np.copyto(column, t.medians[j], where=np.isnan(column))
-                num[:, j] = t.finish(column, j)
-            if not np.isfinite(num).all():
-                raise ValueError("infinite value")
-            codes = np.empty((len(records), len(t.categorical)), dtype=np.int32)
-            for j, name in enumerate(t.categorical):
-                lookup = self._lookup_missing[j]
-                codes[:, j] = [
-                    lookup.get(v, -1) if v is None or type(v) is str
-                    else lookup.get(_scalar_key(v), -1)
-                    for v in (rec[name] for rec in records)
-                ]
+            return self.encode_columns(lambda name: [rec[name] for rec in records],
+                                       len(records))
         except (KeyError, TypeError, ValueError):
             return self._encode_records_checked(records)
+
+    def encode_columns(self, column: Callable[[str], list[Any]], n: int) -> Encoded:
+        """Encode `n` records given field by field (`column(name)`: the records' values
+        of that field, as sent). Raises KeyError, TypeError or ValueError when a record
+        is not well-formed (the caller then finds and names it record by record)."""
+        t = self.transform
+        num = np.empty((n, len(t.numeric)))
+        for j, name in enumerate(t.numeric):
+            raw = column(name)
+            fmt = t.dates.get(name)
+            if fmt is None:
+                values = np.array(raw, dtype=np.float64)
+                if not t.accepts_bool(name):  # true/false would pass as 1/0
+                    for i in np.flatnonzero((values == 0) | (values == 1)).tolist():
+                        if type(raw[i]) is bool:
+                            raise ValueError(name)
+            else:
+                values = t.date_reference[name] - np.array(
+                    [date_days(v, fmt) for v in raw], dtype=np.float64)
+            np.copyto(values, t.medians[j], where=np.isnan(values))
+            num[:, j] = t.finish(values, j)
+        if not np.isfinite(num).all():
+            raise ValueError("infinite value")
+        codes = np.empty((n, len(t.categorical)), dtype=np.int32)
+        for j, name in enumerate(t.categorical):
+            lookup = self._lookup_missing[j]
+            codes[:, j] = [
+                lookup.get(v, -1) if v is None or type(v) is str
+                else lookup.get(_scalar_key(v), -1)
+                for v in column(name)
+            ]
         return Encoded(num=num, codes=codes)
 
     def _encode_records_checked(self, records: Sequence[Mapping[str, Any]]) -> Encoded:

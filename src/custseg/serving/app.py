@@ -334,8 +334,10 @@ class App:
                 else f"endpoint {name!r} has no model: {self.table.failed[name][1]}",
             )
             return
-        observed = Observed([0] * len(served.model.transform.categorical),
-                            keep=self.capture is not None and self.capture.sampled())
+        sampled = self.capture is not None and self.capture.sampled()
+        observed = Observed([0] * len(served.model.transform.categorical), keep=sampled,
+                            keep_records=sampled and self.capture is not None
+                            and self.capture.needs_records)
         try:
             body = await self._read_body(scope, receive)
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")

@@ -184,6 +184,12 @@ class CaptureWriter:
         self._thread.start()
         return self
 
+    @property
+    def needs_records(self) -> bool:
+        """Whether a captured request's parsed records are needed (the records layout, for
+        PII fields), or its body and answers suffice."""
+        return bool(self._pii)
+
     # -- the request path ------------------------------------------------------------------
     def sampled(self) -> bool:
         """Whether to capture this request (drawn once per request)."""

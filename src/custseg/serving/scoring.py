@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,8 @@ import numpy as np
 import orjson
 
 from custseg.errors import CustsegError
-from custseg.serving.wire import WireError, as_records, parse_body, render
+from custseg.serving.typed_records import TypedRecords
+from custseg.serving.wire import JSON_TYPES, WireError, as_records, media_type, parse_body, render
 
 __all__ = ["CHUNK_BYTES", "Observed", "check_distances", "record_chunks", "score_body",
            "score_response"]
@@ -40,22 +42,72 @@ _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
 class Observed:
     """What scoring a request reports besides its response: the categories the model
     never saw, per categorical column (`unseen`), and, when `keep` (data capture), the
-    scored records with their cluster ids and distances (`scored`, in order)."""
+    cluster ids and distances of the scored records (`scored`, in order), with the
+    records themselves when `keep_records`."""
 
     unseen: list[int]
     keep: bool = False
+    keep_records: bool = False  # the records too (capture's records layout), not only answers
     scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]] = field(
         default_factory=list)
 
     def add(self, records: Sequence[Mapping[str, Any]], labels: list[int],
             distances: list[float]) -> None:
         if self.keep:
-            self.scored.append((records, labels, distances))
+            self.scored.append((records if self.keep_records else (), labels, distances))
+
+
+_TYPED: OrderedDict[int, tuple[Any, TypedRecords]] = OrderedDict()  # by id(model)
+TYPED_MODELS = 16  # models whose record types a worker keeps (old versions drop out)
+TYPED_BYTES = 2048  # smaller bodies (one record, a few) take the general path
+
+
+def _typed(model: Any) -> TypedRecords:
+    """The model's typed record decoder, made once per model."""
+    entry = _TYPED.get(id(model))
+    if entry is not None and entry[0] is model:
+        _TYPED.move_to_end(id(model))
+        return entry[1]
+    t = model.transform
+    typed = TypedRecords(list(t.numeric), set(t.dates), list(t.categorical))
+    _TYPED[id(model)] = (model, typed)
+    while len(_TYPED) > TYPED_MODELS:
+        _TYPED.popitem(last=False)
+    return typed
+
+
+def _score_typed(model: Any, body: bytes, content_type: str, observed: Observed | None
+                 ) -> tuple[list[int], list[float]] | None:
+    """A JSON batch decoded into typed records and scored (see `typed_records`); None
+    when the general path must take it. Not for a request kept for capture in the
+    records layout, which needs the records as dicts."""
+    if (len(body) < TYPED_BYTES or (observed is not None and observed.keep_records)
+            or media_type(content_type) not in JSON_TYPES):
+        return None
+    typed = _typed(model)
+    records = typed.decode(body)
+    if records is None or len(records) < 2:
+        return None
+    try:
+        encoded = model.encode_columns(typed.column(records), len(records))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if observed is not None:
+        model.count_unseen(encoded, observed.unseen)
+    scored = model.score_encoded(encoded)
+    check_distances(scored[1])
+    labels, distances = scored[0].tolist(), scored[1].tolist()
+    if observed is not None:
+        observed.add((), labels, distances)  # never keep_records here (see above)
+    return labels, distances
 
 
 def score_body(model: Any, body: bytes, content_type: str, observed: Observed | None = None
                ) -> tuple[list[int], list[float]]:
     """Parse a request body and score its records: cluster ids and distances."""
+    done = _score_typed(model, body, content_type, observed)
+    if done is not None:
+        return done
     records = parse_body(body, content_type, model.input_columns)
     if len(records) == 1:  # the common case: plain Python, no numpy per call
         label, distance = model.score_record(
@@ -131,7 +183,8 @@ def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bo
     parts, n = [], 0
     # what the chunks report, kept only when every chunk scores
     mine = Observed([0] * len(model.transform.categorical),
-                    keep=observed is not None and observed.keep)
+                    keep=observed is not None and observed.keep,
+                    keep_records=observed is not None and observed.keep_records)
     try:
         for chunk in chunks:
             records = as_records(orjson.loads(chunk), model.input_columns)

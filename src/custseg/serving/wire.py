@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["WireError", "as_records", "parse_body", "render"]
+__all__ = ["WireError", "as_records", "media_type", "parse_body", "render"]
 
 JSON_TYPES = ("application/json", "application/jsonlines", "")
 CSV_TYPES = ("text/csv",)
@@ -33,7 +33,7 @@ class WireError(Exception):
         self.message = message
 
 
-def _media_type(content_type: str) -> str:
+def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -120,7 +120,7 @@ def _csv_records(body: bytes, columns: Sequence[str]) -> list[Mapping[str, Any]]
 
 def parse_body(body: bytes, content_type: str, columns: Sequence[str]) -> list[Mapping[str, Any]]:
     """The records in a request body (raises WireError 400/415 with the reason)."""
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if media in CSV_TYPES:
         return _csv_records(body, columns)
     if media == "application/x-www-form-urlencoded" and body.lstrip()[:1] in (b"{", b"["):
