@@ -136,9 +136,10 @@ def apply_conf(session: Any, conf: dict[str, str], running: str) -> dict[str, st
             if current is not None:
                 previous[key] = current
             continue
+        has = f"has {current!r}" if current is not None else "does not set it"
         raise ConfigError(
-            f"spark.conf.{key} is {value!r}, but {running} has {current!r} and it cannot "
-            f"change at runtime: {_static_hint(running)}")
+            f"spark.conf.{key} is {value!r}, but {running} {has} and it cannot change at "
+            f"runtime: {_static_hint(running)}")
     return previous
 
 
