@@ -190,6 +190,18 @@ def test_a_static_spark_conf_is_refused_over_spark_connect(connect_server: str,
             "the server starts") in run.stderr
 
 
+@pytest.mark.parametrize(("remote", "where"), [
+    ("sc://spark.example.com", "spark.example.com:15002"),
+    ("sc://10.0.0.5:443/;use_ssl=true;token=SECRET", "10.0.0.5:443"),
+    ("sc://[::1]:15003", "[::1]:15003"),
+])
+def test_errors_name_the_server_without_the_urls_parameters(remote: str, where: str) -> None:
+    """What errors print of spark.remote: host and port, never a token."""
+    from custseg.engines.spark_connect import endpoint
+
+    assert endpoint(remote) == where
+
+
 def test_an_unreachable_spark_connect_server_is_a_one_line_error(tmp_path: Path) -> None:
     """No server at spark.remote: exit code 2 within seconds (not pyspark's minutes of
     retries), naming the address and what to check; the run is recorded as Failed."""
