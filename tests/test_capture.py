@@ -35,10 +35,21 @@ def _log(project: Project) -> str:
 
 
 def _captured(project: Project) -> list[dict[str, Any]]:
+    """Every captured record, from the files as written: a row per record (endpoints
+    with PII fields), or a row per request with its body, parsed here as `custseg
+    monitor` parses it."""
+    from custseg.serving.capture_table import expand_requests, is_requests_table
+    from test_inference import model_of
+
     folder = project.root / "store" / "artifacts" / "capture" / ENDPOINT
     rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*/*.parquet")):
-        for row in pq.read_table(path).to_pylist():
+        table = pq.read_table(path)
+        if is_requests_table(table):
+            assert table.column_names == ["time", "model_version", "request", "content_type",
+                                          "body", "cluster", "distance", "segment_names"]
+            table = expand_requests(table, model_of(project).input_columns)
+        for row in table.to_pylist():
             fields = {k.removeprefix("input."): v for k, v in row.items()
                       if k.startswith("input.") and v is not None}
             rows.append({k: v for k, v in row.items() if not k.startswith("input.")}

@@ -5,6 +5,7 @@ seeds; and the capture folder's rotation on real files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +36,42 @@ def test_chi2_p_value_agrees_with_scipy() -> None:
     assert chi2_p_value(counts, shares) == pytest.approx(expected)
     assert chi2_p_value([10, 0], [1.0, 0.0]) is None  # one segment: no test
     assert chi2_p_value([10, 5, 1], [0.6, 0.4, 0.0]) == 0.0  # a segment training never had
+
+
+def test_chi2_against_training_counts_is_scipys_test_of_homogeneity() -> None:
+    counts, shares, rows = [120, 90, 40], [0.5, 0.3, 0.2], 1000
+    table = np.array([counts, np.array(shares) * rows])
+    expected = stats.chi2_contingency(table, correction=False).pvalue
+    assert chi2_p_value(counts, shares, rows) == pytest.approx(expected)
+    assert chi2_p_value(counts, shares, rows) > chi2_p_value(counts, shares)
+    # against a huge training set the two tests agree
+    assert chi2_p_value(counts, shares, 10**9) == pytest.approx(chi2_p_value(counts, shares))
+
+
+def test_chi2_false_alarms_stay_near_the_nominal_rate_for_windows_larger_than_training(
+        ) -> None:
+    """Training and window drawn from one population, the window 5x the training rows:
+    against the training shares as if exact, p < 0.001 on over 40% of the windows (the
+    statistic is about 6x too big); against the training counts, at the nominal 0.1%
+    (none of 400 here)."""
+    rng = np.random.default_rng(7)
+    truth, rows, n = np.array([0.5, 0.3, 0.15, 0.05]), 2000, 10_000
+    naive = fair = 0
+    for _ in range(400):
+        shares = (rng.multinomial(rows, truth) / rows).tolist()
+        counts = rng.multinomial(n, truth).tolist()
+        naive += chi2_p_value(counts, shares) < 0.001
+        fair += chi2_p_value(counts, shares, rows) < 0.001
+    assert naive > 40 and fair <= 2
+
+
+def test_bins_take_an_edge_read_back_a_few_ulps_off_as_the_value() -> None:
+    """4 read back through log1p/expm1 as 3.9999999999999996: the traffic's 4s fall in the
+    same bin as the training 4s."""
+    four = float(np.expm1(np.log1p(np.float64(4.0) / 0.7)) * 0.7)
+    assert four != 4.0
+    assert bin_shares(np.array([3.0, 4.0, 4.0, 5.0]), [four]) == [0.75, 0.25]
+    assert bin_shares(np.array([0.0, 1e-6, 2.0]), [0.0]) == pytest.approx([1 / 3, 2 / 3])
 
 
 def test_bins_are_closed_on_the_right_like_deciles() -> None:
@@ -97,14 +134,20 @@ def test_too_few_records_show_figures_but_flag_nothing() -> None:
 
 
 @pytest.fixture(params=["local", "s3"])
-def capture_folder(request: pytest.FixtureRequest, tmp_path: Path) -> CaptureFolder:
-    """An endpoint's capture folder in a local artifact folder, or under s3:// (a real
-    moto server)."""
+def capture_folders(request: pytest.FixtureRequest, tmp_path: Path
+                    ) -> Callable[[], CaptureFolder]:
+    """Views of one endpoint's capture folder (each as a worker of its own sees it), in a
+    local artifact folder or under s3:// (a real moto server)."""
     if request.param == "local":
-        return CaptureFolder(str(tmp_path), "e")
+        return lambda: CaptureFolder(str(tmp_path), "e")
     bucket = request.getfixturevalue("make_bucket")()
-    return CaptureFolder(f"s3://{bucket}/artifacts", "e",
-                         request.getfixturevalue("moto_server"))
+    endpoint_url = request.getfixturevalue("moto_server")
+    return lambda: CaptureFolder(f"s3://{bucket}/artifacts", "e", endpoint_url)
+
+
+@pytest.fixture
+def capture_folder(capture_folders: Callable[[], CaptureFolder]) -> CaptureFolder:
+    return capture_folders()
 
 
 def test_the_capture_folder_keeps_within_its_size_oldest_first(
@@ -118,6 +161,31 @@ def test_the_capture_folder_keeps_within_its_size_oldest_first(
     assert folder.keep_within(2 * len(data) + 10) == 2
     assert [f.path for f in folder.files()] == names[2:]
     assert not list(tmp_path.glob("capture/e/*/.capture-*"))  # no temporary files left
+
+
+def test_rotation_lists_the_folder_once_then_keeps_count(
+        capture_folders: Callable[[], CaptureFolder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing and rotating many files lists the folder once, not once per file; the
+    files another worker writes are seen at the next listing, RELIST_SECONDS later."""
+    from custseg.io import capture_files
+
+    folder = capture_folders()
+    data = parquet_bytes(pa.table({"x": np.arange(500)}))
+    listings: list[int] = []
+    real_files = folder.files
+    monkeypatch.setattr(folder, "files", lambda: listings.append(1) or real_files())
+    for i in range(12):
+        folder.write(f"2026-01-01/0000{i:02d}.000-1-1.parquet", data)
+        folder.keep_within(4 * len(data))
+    assert len(listings) == 1
+    assert [f.path for f in real_files()] == [
+        f"2026-01-01/0000{i:02d}.000-1-1.parquet" for i in range(8, 12)]
+    capture_folders().write("2026-01-01/000100.000-2-1.parquet", data)
+    assert folder.keep_within(4 * len(data)) == 0  # not listed again yet
+    monkeypatch.setattr(capture_files, "RELIST_SECONDS", 0.0)
+    assert folder.keep_within(4 * len(data)) == 1  # listed: the oldest of five removed
+    assert len(listings) == 2
+    assert len(real_files()) == 4
 
 
 def test_a_window_is_read_from_the_days_that_can_hold_it(capture_folder: CaptureFolder
@@ -151,7 +219,7 @@ def test_the_capture_writer_keeps_fields_of_mixed_types_as_text(tmp_path: Path) 
     records = [{"Age": 30, "Gender": "M", "Email": "a@b"}, {"Age": "31", "Gender": 2},
                {"Age": None, "Gender": "F", "Tags": {"vip": True}}]
     writer.offer("e", "g/1", ["low", "high"], [(records, [0, 1, 1], [0.5, 1.5, 2.5])],
-                 size=100, records=3)
+                 body=b"x" * 100, content_type="application/json", records=3)
     writer.close()
     table = CaptureFolder(str(tmp_path), "e").read_since(datetime(2000, 1, 1, tzinfo=UTC))
     assert table is not None
@@ -161,4 +229,44 @@ def test_the_capture_writer_keeps_fields_of_mixed_types_as_text(tmp_path: Path) 
     assert rows[2]["input.Tags"] == '{"vip":true}' and "input.Email" not in table.column_names
     assert [(r["cluster"], r["segment"], r["distance"]) for r in rows] == [
         (0, "low", 0.5), (1, "high", 1.5), (1, "high", 2.5)]
+    assert writer.counts.items() == [("e", "captured", 3)]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_without_pii_requests_are_kept_as_sent_and_read_back_as_records(
+        tmp_path: Path, content_type: str) -> None:
+    """An endpoint without PII fields captures each request's body with its answers (a
+    row per request); reading the folder back parses the bodies into the same records
+    the endpoint scored, answers beside them."""
+    from custseg.serving.capture import CaptureWriter
+    from custseg.serving.capture_table import expand_requests
+    from custseg.serving.settings import CaptureSettings
+    from custseg.serving.wire import parse_body
+
+    columns = ["Age", "Gender"]
+    if content_type == "text/csv":
+        body = b"Age,Gender\n30,M\n31,F\n"
+    else:
+        body = b'{"instances": [{"Age": 30, "Gender": "M"}, {"Age": 31, "Gender": "F"}]}'
+    records = parse_body(body, content_type, columns)
+    writer = CaptureWriter(CaptureSettings(sample=1.0), str(tmp_path), key=b"").start()
+    writer.offer("e", "g/1", ["low", "high"], [(records, [1, 0], [0.25, 0.75])],
+                 body=body, content_type=content_type, records=2)
+    writer.offer("e", "g/1", ["low", "high"], [([{"Age": 40, "Gender": "M"}], [1], [0.5])],
+                 body=b'{"Age": 40, "Gender": "M"}', content_type="application/json",
+                 records=1)
+    writer.close()
+    folder = CaptureFolder(str(tmp_path), "e")
+    assert folder.read_since(datetime(2000, 1, 1, tzinfo=UTC)) is None  # not expanded
+    table = folder.read_since(datetime(2000, 1, 1, tzinfo=UTC),
+                              lambda t: expand_requests(t, columns))
+    assert table is not None
+    rows = table.to_pylist()
+    ages = [30.0, 31.0, 40.0] if content_type == "application/json" else ["30", "31", "40"]
+    assert [(r["input.Age"], r["input.Gender"]) for r in rows] == list(
+        zip(ages, ["M", "F", "M"], strict=True))  # CSV numbers arrive as text, as sent
+    assert [(r["cluster"], r["segment"], r["distance"]) for r in rows] == [
+        (1, "high", 0.25), (0, "low", 0.75), (1, "high", 0.5)]
+    assert len({r["request"] for r in rows}) == 2 and {r["model_version"] for r in rows} == {
+        "g/1"}
     assert writer.counts.items() == [("e", "captured", 3)]

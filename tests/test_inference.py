@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 import yaml
@@ -235,8 +236,11 @@ def test_an_overflowing_distance_is_refused_by_record_number() -> None:
     from custseg.serving.wire import WireError
 
     check_distances([0.5, 1.0])
+    check_distances(np.array([0.5, 1.0]))
     with pytest.raises(WireError, match="record 1: its values are too large"):
         check_distances([0.5, float("inf")])
+    with pytest.raises(WireError, match="record 2: its values are too large"):
+        check_distances(np.array([0.5, 1.0, np.nan]))
 
 
 def _requests_total(metrics: str) -> int:

@@ -82,6 +82,24 @@ def test_nearest_equals_argmin_ties_included(k: int) -> None:
     assert best[0] >= 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 40])
+def test_nearest_one_hot_equals_nearest_and_its_indicator(k: int, dtype: type) -> None:
+    """The fused step gives `nearest`'s labels and minimum (ties: the first centre, as
+    argmin) and the one-hot matrix of those labels, in the distances' dtype."""
+    from custseg.core import rowblocks
+
+    rng = np.random.default_rng(k)
+    d2 = rng.integers(0, 4, size=(k, 5000)).astype(dtype)  # many ties
+    d2[:, :1000] += rng.random((k, 1000)).astype(dtype)  # and rows without
+    labels, best, one_hot = rowblocks.nearest_one_hot(d2)
+    want, want_best = rowblocks.nearest(d2)
+    assert labels.dtype == np.int32 and one_hot.dtype == dtype
+    assert labels.tolist() == want.tolist()
+    assert best.tolist() == want_best.tolist()
+    assert one_hot.tolist() == rowblocks.indicator(want, k).tolist()
+
+
 def test_indicator_and_sq_norms() -> None:
     from custseg.core import rowblocks
 

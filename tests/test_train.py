@@ -237,3 +237,28 @@ def test_a_fit_carries_its_clusters_means_and_sizes_and_they_are_the_rows(dims: 
     np.testing.assert_allclose(means, want_means, rtol=1e-12, atol=1e-12)
     assert clustering.inertia == pytest.approx(
         metrics.inertia(z, clustering.labels, clustering.centers), rel=1e-9)
+
+
+def test_starts_in_float32_are_finished_in_float64() -> None:
+    """On a sample large enough for float32 starts, the fit returned (not sampled, so
+    not refined on more rows) is finished by float64 Lloyd: float64 centres, every row
+    at its nearest one, the inertia the float64 distances to them, and as good as
+    starting in float64."""
+    from custseg.core import metrics
+
+    rng = np.random.default_rng(7)
+    n = 8000
+    assert n >= kmeans.FLOAT32_ROWS
+    z = rng.normal(size=(n, 3)) * 3.0 + rng.integers(0, 4, n)[:, None] * 5.0 + 1e3
+    prepared = kmeans.Prepared(z, init_sample=10_000)
+    assert prepared.starts.dtype == np.float32 and not prepared.sampled
+    fit = kmeans.fit(prepared, 4, n_init=5)
+    assert fit.centers.dtype == np.float64
+    assert fit.inertia == pytest.approx(metrics.inertia(z, fit.labels, fit.centers), rel=1e-9)
+    d2 = ((z[:, None, :] - fit.centers[None]) ** 2).sum(axis=2)
+    assert (d2.argmin(axis=1) == fit.labels).all()
+    # and it is as good as starting in float64
+    plain = kmeans.Prepared(z, init_sample=10_000)
+    plain.starts, plain.starts_sq = plain.sample, plain.sample_sq
+    plain.starts_aug = plain.sample_aug
+    assert fit.inertia <= kmeans.fit(plain, 4, n_init=5).inertia * 1.001

@@ -8,8 +8,9 @@
   shift.
 * **Unseen categories** and **missing values**: their share among the window's values
   (missing against the training share).
-* **Segment shares**: a chi-square goodness-of-fit test of the window's segment counts
-  against the training shares (its p-value) beside their PSI.
+* **Segment shares**: a chi-square test of the window's segment counts against the
+  training counts (homogeneity of the two samples: the training shares are estimates
+  too), its p-value beside their PSI.
 * **Distance to the centroid**: the share of records farther from their centroid than
   the training 95th percentile (5% expected).
 * **Schema**: model inputs missing from the window (drift), values of the wrong type
@@ -18,7 +19,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,17 +42,38 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     return float(((a - e) * np.log(a / e)).sum())
 
 
-def chi2_p_value(counts: Sequence[int], shares: Sequence[float]) -> float | None:
-    """The p-value of a chi-square goodness-of-fit test of `counts` against `shares`
-    (segments with no training share left out); None with fewer than two segments."""
+def chi2_p_value(counts: Sequence[int], shares: Sequence[float],
+                 training_rows: int | None = None) -> float | None:
+    """The p-value of a chi-square test of the window's segment `counts` against the
+    training `shares` (segments with no training share left out; a window record in such
+    a segment gives 0); None with fewer than two segments.
+
+    With `training_rows`, a test of homogeneity of the two samples (the 2 x k table of
+    window counts and training counts, shares x rows): the training shares are estimates
+    from `training_rows` rows, not the population's, and their noise adds to the
+    window's. A goodness-of-fit test against them as if exact (no `training_rows`)
+    overstates the statistic by about 1 + n / training_rows for a window of n records:
+    1.35x for 3,000 records against 8,600 training rows, 11x for a week of traffic ten
+    times the training set, which flags pure noise.
+    """
     observed = np.asarray(counts, dtype=float)
     expected_share = np.asarray(shares, dtype=float)
     keep = expected_share > 0
     if keep.sum() < 2 or observed.sum() == 0:
         return None
-    expected = expected_share[keep] / expected_share[keep].sum() * observed[keep].sum()
-    stat = float((((observed[keep] - expected) ** 2) / expected).sum())
-    stat += 0.0 if observed[~keep].sum() == 0 else math.inf  # a segment training never had
+    if observed[~keep].sum() > 0:  # a segment training never had
+        return 0.0
+    window = observed[keep]
+    p = expected_share[keep] / expected_share[keep].sum()
+    n = window.sum()
+    if training_rows is None:
+        stat = float((((window - n * p) ** 2) / (n * p)).sum())
+    else:
+        training = p * training_rows
+        pooled = (window + training) / (n + training_rows)
+        stat = float((((window - n * pooled) ** 2) / (n * pooled)).sum()
+                     + (((training - training_rows * pooled) ** 2)
+                        / (training_rows * pooled)).sum())
     from scipy.special import chdtrc  # scipy: a dependency of scikit-learn
 
     return float(chdtrc(int(keep.sum()) - 1, stat))
@@ -159,7 +180,9 @@ def _segments(baseline: Mapping[str, Any], clusters: np.ndarray,
     counts = np.bincount(clusters, minlength=len(training))
     shares = (counts / max(int(counts.sum()), 1)).tolist()
     value = psi(training + [0.0] * (len(shares) - len(training)), shares)
-    p = chi2_p_value(counts.tolist(), training + [0.0] * (len(shares) - len(training)))
+    rows = baseline.get("rows")
+    p = chi2_p_value(counts.tolist(), training + [0.0] * (len(shares) - len(training)),
+                     int(rows) if rows else None)
     drift = [*(["psi"] if value > limits.segment_psi else []),
              *(["chi2"] if p is not None and p < limits.chi2_p else [])]
     return {"psi": value, "p_value": p, "shares": shares, "training_shares": training,

@@ -27,6 +27,7 @@ from custseg.core.preprocessing import Encoded, category_key
 from custseg.errors import DataError
 from custseg.io.capture_files import CaptureFolder
 from custseg.monitor.drift import NumericValues, Window
+from custseg.serving.capture_table import expand_requests
 
 __all__ = ["Traffic", "captured_traffic", "file_traffic"]
 
@@ -164,7 +165,7 @@ def captured_traffic(model: Model, version: str, folder: CaptureFolder, since: d
                      skip: dict[str, str]) -> Traffic:
     """The records `folder` captured since `since` for model `version` (records of other
     versions are left out, and said so). A DataError when there are none."""
-    table = folder.read_since(since)
+    table = folder.read_since(since, lambda t: expand_requests(t, model.input_columns))
     where = f"{folder.uri} since {since.isoformat(timespec='seconds')}"
     if table is None:
         raise DataError(f"no captured records in {where}: is data capture on "

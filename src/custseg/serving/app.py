@@ -373,7 +373,7 @@ class App:
                                         observed.unseen)
         if self.capture is not None and observed.scored:  # sampled: after the response
             self.capture.offer(name, served.ref, served.segment_names, observed.scored,
-                               len(body), n)
+                               body, content_type, n)
 
 
 def create_app() -> App:

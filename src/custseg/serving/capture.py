@@ -1,16 +1,28 @@
 """Data capture: a sampled share of the requests and their responses, written off the
 request path to Parquet files (`io/capture_files` has the layout).
 
-On the request path a worker draws a random number per request; for a sampled one, the
-scorer keeps the records it parsed and their cluster ids and distances, and after the
-response is sent they go on a bounded queue (`offer`: a deque append, nothing copied or
-parsed again, no thread woken: the writer looks every `POLL_SECONDS`). When the queue is
-full (or holds requests of over `MAX_PENDING_BYTES`), the request's records are dropped
-and counted: capture never makes a request slower or the worker's memory unbounded. A
-background thread per worker takes them off the queue, turns them into Arrow a block at
-a time (`capture_table`), hashes or leaves out the PII fields, and writes a file every
-`file_records` records or `flush_seconds`, then removes the endpoint's oldest files
-beyond `max_mb`. `close` (the worker's graceful shutdown) writes what is buffered.
+On the request path a worker draws a random number per request; a sampled one is put
+aside after its response is sent (`offer`: a list append, nothing copied or parsed
+again): its body as sent and its answers, and, when the endpoint has PII fields, the
+records the scorer parsed. When `BLOCK_ROWS` records are put aside (one 1,000-record
+batch, or a thousand one-record requests), the event loop turns them into an Arrow
+block (`capture_table`): a row per request with its body (the requests layout, some
+20 us per block), or, with PII fields, a row per record with those fields hashed or
+left out (the records layout, about 0.5 ms per 1,000 records). A background thread per
+worker writes the blocks to a file every `file_records` records or `flush_seconds`, and
+removes the endpoint's oldest files beyond `max_mb`. Requests put aside for over
+`IDLE_SECONDS` (little traffic) are converted by the thread.
+
+Why the event loop converts: Arrow releases the GIL in each of its calls, and a writer
+thread making a dozen small calls per block made the event loop hand the GIL over a
+dozen times per captured batch: 10% capture of 1,000-record batches cost 40% of a
+worker's CPU that way. The thread's own calls (one Parquet encoding and one write per
+file) are few.
+
+When the queue is full (`queue_size` requests waiting, or requests of over
+`MAX_PENDING_BYTES`), a sampled request's records are dropped and counted: capture never
+makes a request wait, and the worker's memory stays bounded. `close` (the worker's
+graceful shutdown) writes what is put aside, queued and buffered.
 
 PII fields (`pii`) are hashed with HMAC-SHA256 under a secret key (from the variable
 `pii_key_env` names, else a random key kept in the store's folder), so that a hashed
@@ -39,14 +51,22 @@ import pyarrow as pa
 
 from custseg.core.preprocessing import category_key
 from custseg.io.capture_files import CaptureFolder, concat_tables, parquet_bytes
-from custseg.serving.capture_table import INPUT_PREFIX, Chunk, chunk_table, hashed
+from custseg.serving.capture_table import (
+    INPUT_PREFIX,
+    Chunk,
+    Request,
+    chunk_table,
+    hashed,
+    requests_table,
+)
 from custseg.serving.metrics import CaptureCounts
 from custseg.serving.settings import CaptureSettings
 
 __all__ = ["BLOCK_ROWS", "MAX_PENDING_BYTES", "CaptureWriter", "pii_key"]
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024  # request bodies waiting for the writer, per worker
-BLOCK_ROWS = 1000  # records turned into Arrow at a time
+BLOCK_ROWS = 1000  # records put aside before the event loop turns them into Arrow
+IDLE_SECONDS = 1.0  # records put aside longer than this are converted by the writer
 KEY_FILE = "capture.key"
 CLOSE_TIMEOUT = 8.0  # seconds the shutdown waits for the last file (the grace is 12)
 # how often the writer thread looks at its queue: a request never wakes it (a wake-up per
@@ -65,38 +85,40 @@ class _Item:
     at: float  # seconds since the epoch
     request: str
     scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]]
-    size: int  # the request body's bytes (what the pending budget counts)
+    body: bytes
+    content_type: str
+    records: int
+
+    @property
+    def size(self) -> int:  # what the pending budget counts
+        return len(self.body)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Put-aside requests of one endpoint, in Arrow, waiting for the writer thread."""
+
+    endpoint: str
+    table: pa.Table
+    first_ms: int  # the time of its first record
+    size: int  # its requests' body bytes
+    records: int
 
 
 class _Buffer:
-    """An endpoint's records waiting for their file: converted to Arrow a block of
-    `BLOCK_ROWS` at a time (a bounded hold of the GIL), the rest still parsed chunks."""
+    """An endpoint's blocks waiting for their file."""
 
-    def __init__(self, started: float, private: Callable[[pa.Table], pa.Table]) -> None:
-        self.started = started  # monotonic time of its first chunk
-        self._private = private
-        self.first_ms: int = 0
-        self.rows = 0
-        self._chunks: list[Chunk] = []
-        self._pending = 0
+    def __init__(self, started: float, first_ms: int) -> None:
+        self.started = started  # monotonic time of its first block
+        self.first_ms = first_ms
+        self.records = 0
         self._tables: list[pa.Table] = []
 
-    def add(self, chunk: Chunk) -> None:
-        if not self.rows:
-            self.first_ms = chunk.time_ms
-        self._chunks.append(chunk)
-        self._pending += len(chunk.records)
-        self.rows += len(chunk.records)
-        if self._pending >= BLOCK_ROWS:
-            self._convert()
-
-    def _convert(self) -> None:
-        if self._chunks:
-            self._tables.append(self._private(chunk_table(self._chunks)))
-            self._chunks, self._pending = [], 0
+    def add(self, table: pa.Table, records: int) -> None:
+        self._tables.append(table)
+        self.records += records
 
     def table(self) -> pa.Table:
-        self._convert()
         return concat_tables(self._tables)
 
 
@@ -135,8 +157,14 @@ class CaptureWriter:
         self._s3_endpoint_url = s3_endpoint_url
         self._key = key
         self._draw = draw
-        self._queue: deque[_Item] = deque()  # appended by the request path, popped by the
-        self._stopping = threading.Event()  # writer (both atomic in CPython)
+        # requests put aside by the request path, not yet in Arrow (`_aside_lock` guards
+        # the list's hand-over to whichever thread converts it)
+        self._aside: list[_Item] = []
+        self._aside_records = 0
+        self._aside_since = 0.0  # monotonic time of the first one
+        self._aside_lock = threading.Lock()
+        self._queue: deque[_Block] = deque()  # appended on the loop, popped by the writer
+        self._stopping = threading.Event()
         self._offered_bytes = 0  # written by the request path only
         self._taken_bytes = 0  # written by the writer thread only
         self._sequence = 0
@@ -160,25 +188,59 @@ class CaptureWriter:
 
     def offer(self, endpoint: str, version: str, names: Sequence[str],
               scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]],
-              size: int, records: int) -> None:
-        """Queue a sampled request's scored records (`scoring.Observed.scored`; `size`:
-        its body's bytes); drop (and count) them when the queue is full. Never blocks."""
-        if self._offered_bytes - self._taken_bytes + size > MAX_PENDING_BYTES:
+              body: bytes, content_type: str, records: int) -> None:
+        """Put a sampled request aside (its body, and `scoring.Observed.scored`: its
+        records and answers), and turn what is put aside into Arrow once it holds
+        `BLOCK_ROWS` records; drop (and count) it when the queue is full. Never blocks,
+        never raises."""
+        if (self._offered_bytes - self._taken_bytes + len(body) > MAX_PENDING_BYTES
+                or len(self._aside) + len(self._queue) >= self.settings.queue_size):
             self.counts.add(endpoint, "dropped", records)
             return
         self._sequence += 1
         item = _Item(endpoint, version, names, time.time(), f"{os.getpid()}-{self._sequence}",
-                     scored, size)
-        if len(self._queue) >= self.settings.queue_size:
-            self.counts.add(endpoint, "dropped", records)
-            return
-        self._queue.append(item)
-        self._offered_bytes += size
+                     scored, body, content_type, records)
+        self._offered_bytes += item.size
+        with self._aside_lock:
+            if not self._aside:
+                self._aside_since = time.monotonic()
+            self._aside.append(item)
+            self._aside_records += records
+            full = self._aside_records >= min(BLOCK_ROWS, self.settings.file_records)
+        if full:
+            self._convert(self._take_aside())
+
+    def _take_aside(self) -> list[_Item]:
+        with self._aside_lock:
+            items, self._aside, self._aside_records = self._aside, [], 0
+        return items
+
+    def _convert(self, items: list[_Item]) -> None:
+        """Requests put aside, as one Arrow block per endpoint on the writer's queue."""
+        by_endpoint: dict[str, list[_Item]] = {}
+        for item in items:
+            by_endpoint.setdefault(item.endpoint, []).append(item)
+        for endpoint, mine in by_endpoint.items():
+            try:
+                table = self._records(mine) if self._pii else self._requests(mine)
+                if table is not None:
+                    self._queue.append(_Block(endpoint, table, round(mine[0].at * 1000),
+                                              sum(i.size for i in mine),
+                                              sum(i.records for i in mine)))
+                    continue
+            except Exception as exc:  # a bug must not fail a request or stop capture
+                self.counts.add(endpoint, "failed", sum(i.records for i in mine))
+                print(f"custseg: capture of {endpoint} failed: {type(exc).__name__}: "
+                      f"{exc}", flush=True)
+            self._queue.append(_Block(endpoint, pa.table({}), 0, sum(i.size for i in mine), 0))
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
         while True:
             stopping = self._stopping.wait(POLL_SECONDS)
+            if self._aside and (stopping or time.monotonic() - self._aside_since
+                                > IDLE_SECONDS):
+                self._convert(self._take_aside())  # little traffic: no one to wait for
             while self._queue:
                 self._taken(self._queue.popleft())
             self._flush_due()
@@ -187,33 +249,43 @@ class CaptureWriter:
                     self._flush(endpoint)
                 return
 
-    def _taken(self, item: _Item) -> None:
-        self._taken_bytes += item.size
-        try:
-            self._take(item)
-        except Exception as exc:  # a bug must not stop capture for the worker's life
-            self._buffers.pop(item.endpoint, None)  # the block that failed, and its file
-            self.counts.add(item.endpoint, "failed", sum(len(r) for r, _, _ in item.scored))
-            print(f"custseg: capture of {item.endpoint} failed: {type(exc).__name__}: "
-                  f"{exc}", flush=True)
-
-    def _take(self, item: _Item) -> None:
-        chunk = self._chunk(item)
-        if chunk is None:
+    def _taken(self, block: _Block) -> None:
+        self._taken_bytes += block.size
+        if not block.table.num_rows:  # its conversion failed (counted) or it was empty
             return
-        buffer = self._buffers.get(item.endpoint)
+        buffer = self._buffers.get(block.endpoint)
         if buffer is None:
-            buffer = self._buffers[item.endpoint] = _Buffer(time.monotonic(), self._private)
-        buffer.add(chunk)
-        self.counts.add(item.endpoint, "captured", len(chunk.records))
-        if buffer.rows >= self.settings.file_records:
-            self._flush(item.endpoint)
+            buffer = self._buffers[block.endpoint] = _Buffer(time.monotonic(), block.first_ms)
+        buffer.add(block.table, block.records)
+        self.counts.add(block.endpoint, "captured", block.records)
+        if buffer.records >= self.settings.file_records:
+            self._flush(block.endpoint)
 
     def _flush_due(self) -> None:
         deadline = time.monotonic() - self.settings.flush_seconds
         for endpoint, buffer in list(self._buffers.items()):
             if buffer.started <= deadline:
                 self._flush(endpoint)
+
+    def _records(self, items: list[_Item]) -> pa.Table | None:
+        """The records layout, PII fields hashed or left out."""
+        chunks = [c for c in map(self._chunk, items) if c is not None]
+        return self._private(chunk_table(chunks)) if chunks else None
+
+    @staticmethod
+    def _requests(items: list[_Item]) -> pa.Table:
+        """The requests layout: each body as sent, with its answers."""
+        requests = []
+        for item in items:
+            labels: list[int] = []
+            distances: list[float] = []
+            for _, part_labels, part_distances in item.scored:
+                labels += part_labels
+                distances += part_distances
+            requests.append(Request(round(item.at * 1000), item.version, item.request,
+                                    item.content_type, item.body, labels, distances,
+                                    item.names))
+        return requests_table(requests)
 
     def _chunk(self, item: _Item) -> Chunk | None:
         """The request's records beside their answers (None when there are none)."""
@@ -252,7 +324,7 @@ class CaptureWriter:
 
     def _flush(self, endpoint: str) -> None:
         buffer = self._buffers.pop(endpoint, None)
-        if buffer is None or buffer.rows == 0:
+        if buffer is None or buffer.records == 0:
             return
         folder = self._folders.get(endpoint)
         if folder is None:
@@ -266,7 +338,7 @@ class CaptureWriter:
             folder.write(name, parquet_bytes(buffer.table()))
             folder.keep_within(int(self.settings.max_mb * 1024 * 1024))
         except Exception as exc:  # a full disk or S3 outage must not stop the worker
-            self.counts.add(endpoint, "failed", buffer.rows)
+            self.counts.add(endpoint, "failed", buffer.records)
             print(f"custseg: capture of {endpoint}: cannot write {folder.uri}/{name}: "
                   f"{type(exc).__name__}: {exc}", flush=True)
 

