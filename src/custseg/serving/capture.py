@@ -95,13 +95,13 @@ class _Item:
 
 
 @dataclass(frozen=True)
-class _Block:
-    """Put-aside requests of one endpoint, in Arrow, waiting for the writer thread."""
+class _File:
+    """A capture file encoded, waiting for the writer thread."""
 
     endpoint: str
-    table: pa.Table
     first_ms: int  # the time of its first record
-    size: int  # its requests' body bytes
+    data: bytes
+    size: int  # its requests' body bytes (what the pending budget counts)
     records: int
 
 
@@ -112,11 +112,13 @@ class _Buffer:
         self.started = started  # monotonic time of its first block
         self.first_ms = first_ms
         self.records = 0
+        self.size = 0
         self._tables: list[pa.Table] = []
 
-    def add(self, table: pa.Table, records: int) -> None:
+    def add(self, table: pa.Table, records: int, size: int) -> None:
         self._tables.append(table)
         self.records += records
+        self.size += size
 
     def table(self) -> pa.Table:
         return concat_tables(self._tables)
@@ -163,13 +165,14 @@ class CaptureWriter:
         self._aside_records = 0
         self._aside_since = 0.0  # monotonic time of the first one
         self._aside_lock = threading.Lock()
-        self._queue: deque[_Block] = deque()  # appended on the loop, popped by the writer
+        self._queue: deque[_File] = deque()  # appended on the loop, popped by the writer
         self._stopping = threading.Event()
         self._offered_bytes = 0  # written by the request path only
-        self._taken_bytes = 0  # written by the writer thread only
+        self._taken_bytes = 0  # see _done
         self._sequence = 0
         self._pii = frozenset(settings.pii)
-        self._buffers: dict[str, _Buffer] = {}
+        self._buffers: dict[str, _Buffer] = {}  # guarded by `_buffers_lock`
+        self._buffers_lock = threading.Lock()
         self._folders: dict[str, CaptureFolder] = {}
         self._files = 0
         self._thread = threading.Thread(target=self._run, name="custseg-capture", daemon=True)
@@ -216,23 +219,52 @@ class CaptureWriter:
         return items
 
     def _convert(self, items: list[_Item]) -> None:
-        """Requests put aside, as one Arrow block per endpoint on the writer's queue."""
+        """Requests put aside, as Arrow blocks in their endpoints' buffers; a buffer of
+        `file_records` records is encoded as a file for the writer thread (on the event
+        loop under load, in the writer when traffic is light: see the module)."""
         by_endpoint: dict[str, list[_Item]] = {}
         for item in items:
             by_endpoint.setdefault(item.endpoint, []).append(item)
         for endpoint, mine in by_endpoint.items():
+            size, records = sum(i.size for i in mine), sum(i.records for i in mine)
             try:
                 table = self._records(mine) if self._pii else self._requests(mine)
-                if table is not None:
-                    self._queue.append(_Block(endpoint, table, round(mine[0].at * 1000),
-                                              sum(i.size for i in mine),
-                                              sum(i.records for i in mine)))
-                    continue
             except Exception as exc:  # a bug must not fail a request or stop capture
-                self.counts.add(endpoint, "failed", sum(i.records for i in mine))
-                print(f"custseg: capture of {endpoint} failed: {type(exc).__name__}: "
-                      f"{exc}", flush=True)
-            self._queue.append(_Block(endpoint, pa.table({}), 0, sum(i.size for i in mine), 0))
+                self._failed(endpoint, records, size, f"{type(exc).__name__}: {exc}")
+                continue
+            if table is None:
+                self._done(size)
+                continue
+            with self._buffers_lock:
+                buffer = self._buffers.get(endpoint)
+                if buffer is None:
+                    buffer = self._buffers[endpoint] = _Buffer(time.monotonic(),
+                                                               round(mine[0].at * 1000))
+                buffer.add(table, records, size)
+                self.counts.add(endpoint, "captured", records)
+                full = buffer.records >= self.settings.file_records
+                if full:
+                    del self._buffers[endpoint]
+            if full:
+                self._encode(endpoint, buffer)
+
+    def _encode(self, endpoint: str, buffer: _Buffer) -> None:
+        try:
+            data = parquet_bytes(buffer.table())
+        except Exception as exc:
+            self._failed(endpoint, buffer.records, buffer.size, f"{type(exc).__name__}: {exc}")
+            return
+        self._queue.append(_File(endpoint, buffer.first_ms, data, buffer.size, buffer.records))
+
+    def _done(self, size: int) -> None:
+        """Body bytes no longer pending (written, or given up)."""
+        with self._buffers_lock:  # both threads give bytes up
+            self._taken_bytes += size
+
+    def _failed(self, endpoint: str, records: int, size: int, why: str) -> None:
+        self.counts.add(endpoint, "failed", records)
+        self._done(size)
+        print(f"custseg: capture of {endpoint} failed: {why}", flush=True)
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -241,31 +273,22 @@ class CaptureWriter:
             if self._aside and (stopping or time.monotonic() - self._aside_since
                                 > IDLE_SECONDS):
                 self._convert(self._take_aside())  # little traffic: no one to wait for
+            self._flush_due(everything=stopping)
             while self._queue:
-                self._taken(self._queue.popleft())
-            self._flush_due()
-            if stopping:  # close(): what is buffered written
-                for endpoint in list(self._buffers):
-                    self._flush(endpoint)
+                self._write(self._queue.popleft())
+            if stopping:  # close(): what was put aside and buffered is written
                 return
 
-    def _taken(self, block: _Block) -> None:
-        self._taken_bytes += block.size
-        if not block.table.num_rows:  # its conversion failed (counted) or it was empty
-            return
-        buffer = self._buffers.get(block.endpoint)
-        if buffer is None:
-            buffer = self._buffers[block.endpoint] = _Buffer(time.monotonic(), block.first_ms)
-        buffer.add(block.table, block.records)
-        self.counts.add(block.endpoint, "captured", block.records)
-        if buffer.records >= self.settings.file_records:
-            self._flush(block.endpoint)
-
-    def _flush_due(self) -> None:
+    def _flush_due(self, *, everything: bool = False) -> None:
+        """Encode the buffers older than `flush_seconds` (all of them when stopping)."""
         deadline = time.monotonic() - self.settings.flush_seconds
-        for endpoint, buffer in list(self._buffers.items()):
-            if buffer.started <= deadline:
-                self._flush(endpoint)
+        with self._buffers_lock:
+            due = [(e, b) for e, b in self._buffers.items()
+                   if everything or b.started <= deadline]
+            for endpoint, _ in due:
+                del self._buffers[endpoint]
+        for endpoint, buffer in due:
+            self._encode(endpoint, buffer)
 
     def _records(self, items: list[_Item]) -> pa.Table | None:
         """The records layout, PII fields hashed or left out."""
@@ -322,25 +345,25 @@ class CaptureWriter:
             return None
         return hmac.new(self._key, key.encode(), hashlib.sha256).hexdigest()
 
-    def _flush(self, endpoint: str) -> None:
-        buffer = self._buffers.pop(endpoint, None)
-        if buffer is None or buffer.records == 0:
-            return
+    def _write(self, file: _File) -> None:
+        endpoint = file.endpoint
         folder = self._folders.get(endpoint)
         if folder is None:
             folder = self._folders[endpoint] = CaptureFolder(
                 self._artifacts, endpoint, self._s3_endpoint_url)
-        first = datetime.fromtimestamp(buffer.first_ms / 1000, UTC)
+        first = datetime.fromtimestamp(file.first_ms / 1000, UTC)
         self._files += 1
         name = (f"{first:%Y-%m-%d}/{first:%H%M%S}.{first.microsecond // 1000:03d}-"
                 f"{os.getpid()}-{self._files}.parquet")
         try:
-            folder.write(name, parquet_bytes(buffer.table()))
+            folder.write(name, file.data)
             folder.keep_within(int(self.settings.max_mb * 1024 * 1024))
         except Exception as exc:  # a full disk or S3 outage must not stop the worker
-            self.counts.add(endpoint, "failed", buffer.records)
+            self.counts.add(endpoint, "failed", file.records)
             print(f"custseg: capture of {endpoint}: cannot write {folder.uri}/{name}: "
                   f"{type(exc).__name__}: {exc}", flush=True)
+        finally:
+            self._done(file.size)
 
     # -- shutdown ----------------------------------------------------------------------------
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
