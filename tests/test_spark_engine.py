@@ -284,6 +284,18 @@ def test_a_master_other_than_the_running_sessions_is_refused(spark: Any, tmp_pat
         engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
 
 
+def test_spark_remote_beside_a_running_classic_session_is_refused(spark: Any,
+                                                                   tmp_path: Path) -> None:
+    """pyspark runs one kind of session a process: a Connect config does not silently
+    train on the classic session (nor record it as the remote)."""
+    data = write_customers(tmp_path / "customers.csv", rows=500)
+    cfg = _config(data, spark={"remote": "sc://127.0.0.1:9"})
+    with pytest.raises(ConfigError, match=r"spark.remote points at a Spark Connect server "
+                                          r"\(127.0.0.1:9\), but a classic SparkSession is "
+                                          r"already running in this process on 'local\[2\]'"):
+        engine_for(cfg).train(cfg, TrainRequest("t", None, None, {}), Progress())
+
+
 def test_a_runtime_spark_conf_is_applied_to_the_running_session(spark: Any, tmp_path: Path
                                                                 ) -> None:
     data = write_customers(tmp_path / "customers.csv", rows=2000)

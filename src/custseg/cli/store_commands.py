@@ -219,9 +219,11 @@ def models_describe(
         f"git {code.get('git_commit') or 'unknown'}"
     )
     details = lin.get("engine_details") or {}
-    where = (f" (Spark {details.get('spark_version')} on "
-             f"{details.get('master') or details.get('remote')})"
+    where = (f" (Spark {details.get('spark_version')} on {details.get('master')})"
              if details.get("spark_version") else "")
+    if details.get("spark_version") and details.get("remote"):
+        where = (f" (Spark {details.get('spark_version')} over Spark Connect at "
+                 f"{details['remote']}, master {details.get('master') or 'unknown'})")
     out(f"Engine: {lin['engine']}{where}; previous version: {lin['previous_version'] or '-'}")
     m = lin["metrics"]
     out(

@@ -13,7 +13,9 @@ engine (`engines/local`), with the heavy work on Spark and the driver holding at
    correlations, the report sample and the feature-space metrics, with the local
    estimators; segment sizes, means and shares are exact (Spark, `spark_profiles`).
 
-Lineage (`meta["engine_details"]`) records the Spark version and the master.
+Lineage (`meta["engine_details"]`) records the Spark version and the master; over Spark
+Connect (`spark.remote`) also the server's URL, and the version and master are the
+server's.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ from custseg.engines.common import (
     relabel,
 )
 from custseg.engines.spark_columns import feature_columns
+from custseg.engines.spark_connect import endpoint
 from custseg.engines.spark_data import SAMPLE_ROWS, read_spark_data
 from custseg.engines.spark_features import fit_features_spark
 from custseg.engines.spark_fit import feature_means, fit_pca_spark, fit_sweep_spark, projected
 from custseg.engines.spark_profiles import exact_profiles, segment_sums
-from custseg.engines.spark_session import open_session, spark_version
+from custseg.engines.spark_session import SparkHandle, open_session, spark_version
 from custseg.errors import ConfigError, CustsegError, DataError, TrainError
 from custseg.io.data import fingerprint
 
@@ -79,9 +82,8 @@ def train_spark(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     """Train on Spark (see the module docstring). Spark's own failures become a
     TrainError (a DataError for a malformed CSV row) with Spark's first line."""
     handle = open_session(cfg.spark)
-    cached: list[Any] = []
     try:
-        return _train(handle.session, handle.master, cfg, request, reporter, cached)
+        return _train(handle, cfg, request, reporter)
     except CustsegError:
         raise
     except Exception as exc:
@@ -91,13 +93,10 @@ def train_spark(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         if "malformed" in line.lower():
             raise DataError(f"cannot parse {cfg.data_location} as CSV on Spark: {line}"
                             ) from exc
-        raise TrainError(f"Spark failed: {line}{_hint(str(exc))}") from exc
+        raise TrainError(f"Spark failed: {line}{_hint(str(exc), cfg.spark)}") from exc
     finally:
-        for frame in cached:
-            with contextlib.suppress(Exception):  # the session may be gone: nothing to free
-                frame.unpersist()
-        with contextlib.suppress(Exception):  # a JVM that died cannot be stopped; the
-            handle.close()  # failure that killed it is the one to report
+        with contextlib.suppress(Exception):  # a JVM (or server) that died cannot be
+            handle.close()  # stopped; the failure that killed it is the one to report
 
 
 MEMORY_SIGNS = ("OutOfMemoryError", "Java heap space", "GC overhead limit",
@@ -105,9 +104,18 @@ MEMORY_SIGNS = ("OutOfMemoryError", "Java heap space", "GC overhead limit",
                 "Connection refused")
 
 
-def _hint(text: str) -> str:
+CONNECT_SIGNS = ("UNAVAILABLE", "failed to connect", "Connection refused", "Socket closed")
+
+
+def _hint(text: str, options: SparkOptions) -> str:
     """What to try when Spark's JVM ran out of memory or died (in local mode the
-    executors work inside the driver's heap)."""
+    executors work inside the driver's heap), or the Spark Connect server went away."""
+    if options.remote is not None:
+        if any(sign in text for sign in (*CONNECT_SIGNS, *MEMORY_SIGNS[:3])):
+            return (f" (the Spark Connect server at {endpoint(options.remote)} stopped "
+                    "answering or ran out of memory: check its log and its "
+                    "spark.driver.memory, then run again)")
+        return ""
     if not any(sign in text for sign in MEMORY_SIGNS):
         return ""
     return (" (Spark's JVM ran out of memory or stopped: raise spark.driver.memory in "
@@ -119,17 +127,22 @@ def _sha256(cfg: Config) -> str:
     return fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)[1]
 
 
-def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
-           reporter: Reporter, cached: list[Any]) -> Model:
+def _train(handle: SparkHandle, cfg: Config, request: TrainRequest, reporter: Reporter
+           ) -> Model:
     from pyspark import StorageLevel
 
+    session, cached = handle.session, handle.frames
+    version, master, where = spark_version(), handle.master, handle.master
+    if handle.connect:  # the server's Spark and master did the work
+        version, master = str(session.version), session.conf.get("spark.master", None)
+        where = f"the Spark Connect server at {endpoint(handle.master)} ({master})"
     t0 = time.perf_counter()
     rs = cfg.random_state
     reporter.stage("Reading data (Spark)", 0.0)
     data = read_spark_data(session, cfg)
     cached.append(data.frame)
     n = data.rows
-    reporter.note(f"Spark {spark_version()} on {master}: {n:,} rows; the driver holds a "
+    reporter.note(f"Spark {version} on {where}: {n:,} rows; the driver holds a "
                   f"sample of {data.sample.num_rows:,}")
     t_read = time.perf_counter() - t0
     reporter.stage("Feature engineering (Spark)", 0.0)
@@ -158,7 +171,8 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
         k_candidates=cfg.k_candidates, metric=cfg.tuning.metric, random_state=rs,
         n_init=cfg.tuning.n_init, silhouette_sample_size=cfg.tuning.silhouette_sample_size,
         min_share=cfg.tuning.min_share, min_stability=cfg.tuning.stability,
-        tolerance=cfg.tuning.tolerance, progress=lambda msg, frac: reporter.stage(msg, frac))
+        tolerance=cfg.tuning.tolerance, progress=lambda msg, frac: reporter.stage(msg, frac),
+        keep=handle.models)
     timings |= fit.timings
     choice = fit.choice
     candidates = [replace(c, eligible=ok, note=note) for c, ok, note in
@@ -206,7 +220,8 @@ def _train(session: Any, master: str, cfg: Config, request: TrainRequest,
                          sentence=choice.sentence, warnings=choice.warnings,
                          feature_space=feature_space)
     warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg)
-    details = SparkEngine(cfg.spark).describe() | {"master": master, "driver_sample_rows":
+    details = SparkEngine(cfg.spark).describe() | {"master": master, "spark_version": version,
+                                                   "driver_sample_rows":
                                                    enc.n, "driver_sample_limit": SAMPLE_ROWS}
     meta = model_meta(
         cfg, request, SparkEngine.name, result, profiles=profiles, names=names,

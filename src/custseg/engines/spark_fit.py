@@ -96,15 +96,18 @@ class SparkFit:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _kmeans(z: Any, k: int, random_state: int, n_init: int) -> tuple[Any, np.ndarray]:
+def _kmeans(z: Any, k: int, random_state: int, n_init: int, keep: list[Any]
+            ) -> tuple[Any, np.ndarray]:
     """The best of `n_init` Spark KMeans fits (k-means|| seeds), and each Spark cluster
-    index's id when clusters are numbered by decreasing size."""
+    index's id when clusters are numbered by decreasing size. Every model fitted goes to
+    `keep`, which the caller empties when no lock is held (see `spark_connect`)."""
     from pyspark.ml.clustering import KMeans
 
     best, cost = None, np.inf
     for s in range(n_init):
         model = KMeans(k=k, initMode="k-means||", seed=random_state + 1000 * s,
                        maxIter=MAX_ITER, tol=TOL, featuresCol="z").fit(z)
+        keep.append(model)
         if model.summary.trainingCost < cost:
             best, cost = model, float(model.summary.trainingCost)
     assert best is not None
@@ -175,11 +178,12 @@ def fit_sweep_spark(
     z: Any, sample: Encoded, transform: FeatureTransform, projection: Projection, *,
     n: int, exact_sample: bool, k_candidates: list[int], metric: str, random_state: int,
     n_init: int, silhouette_sample_size: int, min_share: float, min_stability: float,
-    tolerance: float, progress: Progress,
+    tolerance: float, progress: Progress, keep: list[Any],
 ) -> SparkFit:
     """Every candidate k fitted on all rows (Spark) and scored; the choice of k.
 
-    `sample`: the driver's sample, encoded; `exact_sample`: it is every row, in order.
+    `sample`: the driver's sample, encoded; `exact_sample`: it is every row, in order;
+    `keep`: where every fitted model goes until the training ends.
     """
     timings: dict[str, float] = {}
     p = projection.n_components
@@ -193,7 +197,7 @@ def fit_sweep_spark(
     for i, k in enumerate(ks):
         progress(f"KMeans k={k} (Spark)", i / len(ks))
         t = time.perf_counter()
-        model, rank = _kmeans(z, k, random_state, n_init)
+        model, rank = _kmeans(z, k, random_state, n_init, keep)
         spark_centres = np.asarray(model.clusterCenters())
         c = np.empty_like(spark_centres)
         c[rank] = spark_centres
