@@ -4,13 +4,14 @@ request path to Parquet files (`io/capture_files` has the layout).
 On the request path a worker draws a random number per request; a sampled one is put
 aside after its response is sent (`offer`: a list append, nothing copied or parsed
 again): its body as sent and its answers, and, when the endpoint has PII fields, the
-records the scorer parsed. When `BLOCK_ROWS` records are put aside (one 1,000-record
-batch, or a thousand one-record requests), the event loop turns them into an Arrow
-block (`capture_table`): a row per request with its body (the requests layout, some
-20 us per block), or, with PII fields, a row per record with those fields hashed or
-left out (the records layout, about 0.5 ms per 1,000 records). A background thread per
-worker writes the blocks to a file every `file_records` records or `flush_seconds`, and
-removes the endpoint's oldest files beyond `max_mb`. Requests put aside for over
+records the scorer parsed. The event loop turns what is put aside into Arrow
+(`capture_table`): a file's worth at a time in the requests layout (a row per request
+with its body: one table and one Parquet encoding per `file_records` records), or
+`BLOCK_ROWS` records at a time in the records layout (with PII fields: a row per record
+with those fields hashed or left out, about 0.5 ms per 1,000 records), and encodes a
+file once `file_records` records are buffered. A background thread per worker writes
+the files (and what is left after `flush_seconds`), and removes the endpoint's oldest
+files beyond `max_mb`. Requests put aside for over
 `IDLE_SECONDS` (little traffic) are converted by the thread.
 
 Why the event loop converts: Arrow releases the GIL in each of its calls, and a writer
@@ -165,6 +166,12 @@ class CaptureWriter:
         self._aside_records = 0
         self._aside_since = 0.0  # monotonic time of the first one
         self._aside_lock = threading.Lock()
+        # when what is put aside is converted: the records layout a block of BLOCK_ROWS
+        # records at a time (its dicts are not kept long), the requests layout a file at a
+        # time (one table and one encoding per file); and before the queue could fill
+        self._block_records = min(BLOCK_ROWS if settings.pii else settings.file_records,
+                                  settings.file_records)
+        self._block_requests = max(1, min(BLOCK_ROWS, settings.queue_size // 2))
         self._queue: deque[_File] = deque()  # appended on the loop, popped by the writer
         self._stopping = threading.Event()
         self._offered_bytes = 0  # written by the request path only
@@ -215,7 +222,8 @@ class CaptureWriter:
                 self._aside_since = time.monotonic()
             self._aside.append(item)
             self._aside_records += records
-            full = self._aside_records >= min(BLOCK_ROWS, self.settings.file_records)
+            full = (self._aside_records >= self._block_records
+                    or len(self._aside) >= self._block_requests)
         if full:
             self._convert(self._take_aside())
 
