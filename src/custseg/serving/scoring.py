@@ -92,13 +92,20 @@ def _score_typed(model: Any, body: bytes, content_type: str, observed: Observed 
         encoded = model.encode_columns(typed.column(records), len(records))
     except (KeyError, TypeError, ValueError):
         return None
+    return _score_encoded(model, encoded, (), observed)  # never keep_records here (see above)
+
+
+def _score_encoded(model: Any, encoded: Any, records: Sequence[Mapping[str, Any]],
+                   observed: Observed | None) -> tuple[list[int], list[float]]:
+    """Score encoded records: their unseen categories counted, distances checked, and
+    the answers (with `records`) reported to `observed`."""
     if observed is not None:
         model.count_unseen(encoded, observed.unseen)
     scored = model.score_encoded(encoded)
     check_distances(scored[1])
     labels, distances = scored[0].tolist(), scored[1].tolist()
     if observed is not None:
-        observed.add((), labels, distances)  # never keep_records here (see above)
+        observed.add(records, labels, distances)
     return labels, distances
 
 
@@ -109,18 +116,13 @@ def score_body(model: Any, body: bytes, content_type: str, observed: Observed | 
     if done is not None:
         return done
     records = parse_body(body, content_type, model.input_columns)
-    if len(records) == 1:  # the common case: plain Python, no numpy per call
-        label, distance = model.score_record(
-            records[0], None if observed is None else observed.unseen)
-        labels, distances = [label], [distance]
-        check_distances(distances)
-    else:
-        encoded = model.encode_records(records)
-        if observed is not None:
-            model.count_unseen(encoded, observed.unseen)
-        scored = model.score_encoded(encoded)
-        check_distances(scored[1])
-        labels, distances = scored[0].tolist(), scored[1].tolist()
+    if len(records) > 1:
+        return _score_encoded(model, model.encode_records(records), records, observed)
+    # the common case, one record: plain Python, no numpy per call
+    label, distance = model.score_record(
+        records[0], None if observed is None else observed.unseen)
+    labels, distances = [label], [distance]
+    check_distances(distances)
     if observed is not None:
         observed.add(records, labels, distances)
     return labels, distances
@@ -188,12 +190,8 @@ def _score_chunks(model: Any, chunks: list[bytes], names: Sequence[str], csv: bo
     try:
         for chunk in chunks:
             records = as_records(orjson.loads(chunk), model.input_columns)
-            encoded = model.encode_records(records)
-            model.count_unseen(encoded, mine.unseen)
-            labels_array, distances_array = model.score_encoded(encoded)
-            check_distances(distances_array)
-            labels, distances = labels_array.tolist(), distances_array.tolist()
-            mine.add(records, labels, distances)
+            labels, distances = _score_encoded(model, model.encode_records(records), records,
+                                               mine)
             parts.append(_render_part(labels, distances, names, csv))
             n += len(labels)
     except (orjson.JSONDecodeError, WireError, CustsegError):
