@@ -60,6 +60,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import report_tables
+
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
 SHIPPED = BENCH_DIR.parent / "examples" / "online_shoppers" / "online_shoppers_intention.csv"
@@ -386,27 +388,11 @@ TEXT_COLUMNS = {"group", "replay", "checks fired", "check", "figure", "target", 
 
 
 def markdown(sections: Sequence[Section]) -> str:
-    out = []
-    for title, header, rows in sections:
-        out += [f"**{title}**", "", "| " + " | ".join(header) + " |",
-                "|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in header) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        out.append("")
-    return "\n".join(out)
+    return report_tables.markdown(sections, TEXT_COLUMNS)
 
 
 def print_report(sections: Sequence[Section]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 220)
-    for title, header, rows in sections:
-        table = Table(title=title)
-        for col in header:
-            table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
-        for row in rows:
-            table.add_row(*row, style={"PASS": "green", "FAIL": "red"}.get(row[-1]))
-        console.print(table)
+    report_tables.print_report(sections, TEXT_COLUMNS, 220)
 
 
 def verdicts(nulls: list[Replay], shifted: list[Replay], segment: int) -> Rows:

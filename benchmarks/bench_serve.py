@@ -97,6 +97,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import report_tables
 from bench_train import _cpu_model, _mem_total_gb, code_version, ensure_csv
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -734,27 +735,11 @@ def verdict_rows(vs: Sequence[dict[str, Any]]) -> Rows:
 
 
 def print_report(sections: Sequence[tuple[str, list[str], Rows]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    for title, header, rows in sections:
-        table = Table(title=title)
-        for col in header:
-            table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
-        for row in rows:
-            table.add_row(*row, style={"PASS": "green", "FAIL": "red"}.get(row[-1]))
-        console.print(table)
+    report_tables.print_report(sections, TEXT_COLUMNS, 200)
 
 
 def markdown(sections: Sequence[tuple[str, list[str], Rows]]) -> str:
-    out = []
-    for title, header, rows in sections:
-        out += [f"**{title}**", "", "| " + " | ".join(header) + " |",
-                "|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in header) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        out.append("")
-    return "\n".join(out)
+    return report_tables.markdown(sections, TEXT_COLUMNS)
 
 
 def machine_info() -> dict[str, Any]:

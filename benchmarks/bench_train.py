@@ -124,6 +124,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import report_tables
+
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
 OUT_DIR = BENCH_DIR / "out"
@@ -1136,28 +1138,11 @@ def report_sections(status: dict[str, Any], refs: dict[str, Measurement],
 
 
 def print_report(sections: list[Section]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    for title, header, rows in sections:
-        table = Table(title=title)
-        for col in header:
-            table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
-        for row in rows:
-            verdict = row[header.index("verdict")] if "verdict" in header else ""
-            table.add_row(*row, style={"PASS": "green", "FAIL": "red"}.get(verdict))
-        console.print(table)
+    report_tables.print_report(sections, TEXT_COLUMNS, 200)
 
 
 def markdown(sections: list[Section]) -> str:
-    out = []
-    for title, header, rows in sections:
-        out += [f"**{title}**", "", "| " + " | ".join(header) + " |",
-                "|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in header) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        out.append("")
-    return "\n".join(out)
+    return report_tables.markdown(sections, TEXT_COLUMNS)
 
 
 # -- main --------------------------------------------------------------------------------
