@@ -206,8 +206,8 @@ class CaptureWriter:
               scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]],
               body: bytes, content_type: str, records: int) -> None:
         """Put a sampled request aside (its body, and `scoring.Observed.scored`: its
-        records and answers), and turn what is put aside into Arrow once it holds
-        `BLOCK_ROWS` records; drop (and count) it when the queue is full. Never blocks,
+        records and answers), and turn what is put aside into Arrow once a block's worth
+        is (see the module); drop (and count) it when the queue is full. Never blocks,
         never raises."""
         if (self._offered_bytes - self._taken_bytes + len(body) > MAX_PENDING_BYTES
                 or len(self._aside) + len(self._queue) >= self.settings.queue_size):
