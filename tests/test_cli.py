@@ -109,6 +109,19 @@ def test_run_json_output_parses(cli: Cli, project: Path) -> None:
     assert out["steps"]["CreateModel"]["outputs"]["model_uri"] == out["model_uri"]
 
 
+def test_a_run_with_stderr_not_a_terminal_loads_no_progress_display(project: Path) -> None:
+    """stderr piped (CI, scripts, benchmarks): no stage lines, so rich is not imported
+    (30 ms of a run's start-up)."""
+    code = ("import sys; from custseg.cli import main; sys.argv = ['custseg', 'run', '--json']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "sys.stderr.write(repr(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'rich')))")
+    result = _ok(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                cwd=project, check=False))
+    assert json.loads(result.stdout)["status"] == "Succeeded"
+    assert result.stderr == "[]"
+
+
 def test_an_override_changes_k(cli: Cli, project: Path) -> None:
     result = _ok(cli("run", "-p", "n_clusters=4"))
     assert "Segments (k=4" in result.stdout

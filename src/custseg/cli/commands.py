@@ -85,6 +85,28 @@ class _RichReporter:
         self.progress.update(self.current, description=name, completed=fraction)
 
 
+class _QuietReporter:
+    """The reporter when stderr is not a terminal (a pipe, a file, CI): rich's transient
+    progress would draw nothing there, so rich (30 ms of imports) is not loaded for it."""
+
+    def __enter__(self) -> _QuietReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        return None  # kept in Execution.notes, printed with the summary
+
+    def stage(self, name: str, fraction: float) -> None:
+        return None
+
+
+def _reporter() -> _RichReporter | _QuietReporter:
+    """Stage lines on a terminal; nothing elsewhere (where rich would draw nothing)."""
+    return _RichReporter(err_console()) if sys.stderr.isatty() else _QuietReporter()
+
+
 def _parse_overrides(params: list[str]) -> dict[str, Any]:
     from custseg.config import parse_override
 
@@ -235,8 +257,7 @@ def run(
                              timeout=parse_duration(timeout or "2h", "--timeout"),
                              as_json=as_json)
             return
-        console = err_console()
-        with _RichReporter(console) as reporter:
+        with _reporter() as reporter:
             execution = where.run(cfg, reporter, no_cache=no_cache, base=base)
     except KeyboardInterrupt:
         recorded = ("the execution may have started on SageMaker: `aws sagemaker "
