@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -188,6 +189,10 @@ def run(
     `base` is the config as deployed (without this run's `-p` overrides): the definition
     is upserted from it when missing or stale.
     """
+    # the content hash reads every byte of the data (23 ms at 1M rows, 0.25 s at 10M) and
+    # needs nothing else: it runs on a thread while the store is opened and the execution
+    # recorded, and Train waits for it where it needs it (its errors are Train's)
+    data_hash = _hash_in_background(cfg)
     engine = engine_for(cfg)
     reporter = reporter or _Silent()
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
@@ -212,7 +217,7 @@ def run(
         list(STEPS),
         registry.current_user(),
     )
-    runner = _Runner(cfg, store, execution, reporter, no_cache, engine)
+    runner = _Runner(cfg, store, execution, reporter, no_cache, engine, data_hash)
     try:
         runner.run_all()
     except BaseException as exc:
@@ -231,6 +236,15 @@ def run(
     records.finish_execution(store, execution.id, "Succeeded")
     _write_report(cfg, store, execution, version)
     return execution
+
+
+def _hash_in_background(cfg: Config) -> Future[tuple[list[str], str]]:
+    """`fingerprint` of the config's data, started on a thread of its own."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custseg-hash")
+    try:
+        return pool.submit(fingerprint, cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _write_report(cfg: Config, store: Store, execution: Execution, version: int) -> None:
@@ -253,10 +267,11 @@ class _Runner:
 
     def __init__(
         self, cfg: Config, store: Store, execution: Execution, reporter: Reporter,
-        no_cache: bool, engine: Engine,
+        no_cache: bool, engine: Engine, data_hash: Future[tuple[list[str], str]],
     ) -> None:
         self.cfg, self.store, self.execution = cfg, store, execution
         self.reporter, self.no_cache, self.engine = reporter, no_cache, engine
+        self.data_hash = data_hash  # (files, sha256) of the data, computed on a thread
 
     def step(self, name: str, body: Callable[[StepRecord], Out]) -> Out:
         rec = self.execution.steps[name]
@@ -319,12 +334,13 @@ class _Runner:
 
     def train(self, rec: StepRecord) -> Trained:
         cfg, store = self.cfg, self.store
+        code = code_version().for_cache()  # while the data is hashed
         self.reporter.stage("Hashing data", 0.0)
-        files, data_sha = fingerprint(cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
+        files, data_sha = self.data_hash.result()
         inputs = TrainInputs(
             data_sha256=data_sha,
             parameters=training_parameters(cfg) | {"artifacts": cfg.artifacts_location},
-            code=code_version().for_cache(),
+            code=code,
         )
         key = cache_key(data_sha, inputs.parameters, inputs.code)
         records.update_step(store, self.execution.id, "Train", cache_key=key)
