@@ -314,6 +314,11 @@ def test_original_at_some_rows_and_profile_means_in_original_units(
         np.testing.assert_array_equal(t.original(enc, j, rows), full[rows])
         clipped_rows, _ = enc.clipped.get(j, (np.zeros(0, int), None))
         np.testing.assert_array_equal(t.original(enc, j, clipped_rows), full[clipped_rows])
+        # sorted distinct rows look the clipped rows up among them; any other rows (in
+        # any order, repeated) the other way round: both give the same values
+        for other in (rng.choice(n, 5000), rows[::-1], np.repeat(clipped_rows[:20], 2),
+                      rows[:1], rows[:0]):
+            np.testing.assert_array_equal(t.original(enc, j, other), full[other])
         raw = imputed(np.asarray(columns[name], dtype=float))
         for c in range(3):
             assert profiles[c]["numeric"][name]["mean"] == pytest.approx(
