@@ -36,6 +36,7 @@ Names read as an analyst would write them, e.g. "Very high Income · Gender: 92%
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -61,11 +62,16 @@ BOOLEAN_LEVELS = ({"false", "true"}, {"0", "1"}, {"no", "yes"}, {"n", "y"})
 TRUE_WORDS = {"true", "1", "yes", "y"}
 
 
+@functools.lru_cache(maxsize=2)
 def _sample(n: int, random_state: int) -> np.ndarray:
+    """The rows the quantiles and correlations read (sorted; read-only, since it is
+    shared: profiles and correlations draw the same one, and drawing it permutes all
+    `n` row numbers)."""
     rng = np.random.default_rng([random_state, 17])
-    if n <= QUANTILE_SAMPLE:
-        return np.arange(n)
-    return np.sort(rng.choice(n, QUANTILE_SAMPLE, replace=False))
+    rows = np.arange(n) if n <= QUANTILE_SAMPLE else np.sort(
+        rng.choice(n, QUANTILE_SAMPLE, replace=False))
+    rows.flags.writeable = False
+    return rows
 
 
 def _quantiles(values: np.ndarray) -> list[float | None]:
