@@ -68,6 +68,52 @@ def test_store_connections_enforce_foreign_keys(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0] == 0
 
 
+def _temp_table_seen(store: Store) -> bool:
+    """Whether this call's connection holds the TEMP table a `_make_temp` call made (a
+    TEMP table lives as long as its connection)."""
+    with store.read() as conn:
+        return bool(conn.execute("SELECT COUNT(*) FROM sqlite_temp_master "
+                                 "WHERE name = 'mark'").fetchone()[0])
+
+
+def _make_temp(store: Store) -> None:
+    with store.write() as conn:
+        conn.execute("CREATE TEMP TABLE mark (x INTEGER)")
+
+
+def test_kept_open_shares_one_connection_per_thread_until_the_end(tmp_path: Path) -> None:
+    """A run's store calls share a connection (kept_open); outside it, in another
+    thread, nested, or after an error, each call has one of its own. Writes still
+    commit at once: another connection sees them inside the block."""
+    import threading
+
+    store = Store.open(str(tmp_path / "s"))
+    _make_temp(store)
+    assert not _temp_table_seen(store)  # a connection per call
+    with store.kept_open():
+        _make_temp(store)
+        assert _temp_table_seen(store)
+        other: list[bool] = []
+        thread = threading.Thread(target=lambda: other.append(_temp_table_seen(store)))
+        thread.start()
+        thread.join()
+        assert other == [False]
+        with store.read() as conn:  # nested: a connection of its own
+            assert _temp_table_seen(store) is False
+            conn.execute("SELECT 1")
+        executions.upsert_pipeline(store, "p", {"steps": []}, "sha")
+        with sqlite3.connect(store.db_path) as outside:  # committed, seen elsewhere
+            assert outside.execute("SELECT COUNT(*) FROM pipelines").fetchone()[0] == 1
+        with pytest.raises(StoreError, match="no_such_table"), store.write() as conn:
+            conn.execute("SELECT * FROM no_such_table")
+        assert not _temp_table_seen(store)  # after an error: a new connection
+        _make_temp(store)
+        with store.kept_open():  # nested block: the outer one keeps its connection
+            assert _temp_table_seen(store)
+        assert _temp_table_seen(store)
+    assert not _temp_table_seen(store)
+
+
 def test_reopening_keeps_the_data_and_does_not_migrate_again(tmp_path: Path) -> None:
     store = Store.open(str(tmp_path / "s"))
     pipeline = _pipeline(store)

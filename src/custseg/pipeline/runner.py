@@ -198,44 +198,45 @@ def run(
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
     pa.set_memory_pool(returning_memory_pool())
     store = open_store(cfg)
-    version, created, changes = deploy(base or cfg, store)
-    execution = Execution(
-        id=new_execution_id(),
-        parameters=cfg.parameters(),
-        steps={name: StepRecord(name) for name in STEPS},
-        pipeline_version=version,
-    )
-    if created:
-        why = "it was missing" if version == 1 else "changed: " + ", ".join(changes)
-        execution.notes.append(f"deployed pipeline {cfg.project_name} v{version} ({why})")
-        reporter.note(execution.notes[-1])
-    records.create_execution(
-        store,
-        execution.id,
-        (cfg.project_name, version),
-        execution.parameters,
-        list(STEPS),
-        registry.current_user(),
-    )
-    runner = _Runner(cfg, store, execution, reporter, no_cache, engine, data_hash)
-    try:
-        runner.run_all()
-    except BaseException as exc:
-        message = (
-            str(exc) if isinstance(exc, CustsegError) else f"interrupted ({type(exc).__name__})"
+    with store.kept_open():  # one connection for the run's 25 store calls
+        version, created, changes = deploy(base or cfg, store)
+        execution = Execution(
+            id=new_execution_id(),
+            parameters=cfg.parameters(),
+            steps={name: StepRecord(name) for name in STEPS},
+            pipeline_version=version,
         )
-        execution.status, execution.error = StepStatus.FAILED, message
-        records.finish_execution(store, execution.id, "Failed", message)
-        for rec in execution.steps.values():
-            if rec.status == StepStatus.PENDING:
-                rec.status = StepStatus.SKIPPED
-        if isinstance(exc, CustsegError):
-            exc.execution = execution  # type: ignore[attr-defined]
-        raise
-    execution.status = StepStatus.SUCCEEDED
-    records.finish_execution(store, execution.id, "Succeeded")
-    _write_report(cfg, store, execution, version)
-    return execution
+        if created:
+            why = "it was missing" if version == 1 else "changed: " + ", ".join(changes)
+            execution.notes.append(f"deployed pipeline {cfg.project_name} v{version} ({why})")
+            reporter.note(execution.notes[-1])
+        records.create_execution(
+            store,
+            execution.id,
+            (cfg.project_name, version),
+            execution.parameters,
+            list(STEPS),
+            registry.current_user(),
+        )
+        runner = _Runner(cfg, store, execution, reporter, no_cache, engine, data_hash)
+        try:
+            runner.run_all()
+        except BaseException as exc:
+            message = (
+                str(exc) if isinstance(exc, CustsegError) else f"interrupted ({type(exc).__name__})"
+            )
+            execution.status, execution.error = StepStatus.FAILED, message
+            records.finish_execution(store, execution.id, "Failed", message)
+            for rec in execution.steps.values():
+                if rec.status == StepStatus.PENDING:
+                    rec.status = StepStatus.SKIPPED
+            if isinstance(exc, CustsegError):
+                exc.execution = execution  # type: ignore[attr-defined]
+            raise
+        execution.status = StepStatus.SUCCEEDED
+        records.finish_execution(store, execution.id, "Succeeded")
+        _write_report(cfg, store, execution, version)
+        return execution
 
 
 def _hash_in_background(cfg: Config) -> Future[tuple[list[str], str]]:

@@ -216,6 +216,14 @@ class Store:
             yield conn
 
     @contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """This thread's reads and writes share one connection until the end of the
+        block (each is still its own transaction): for a sequence of them, such as a
+        run's."""
+        with self.dialect.kept_open():
+            yield
+
+    @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Driver errors as the StoreError they mean; others pass unchanged."""
         try:
