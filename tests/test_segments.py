@@ -65,6 +65,37 @@ def test_profiles_describe_each_segment_in_original_units() -> None:
     assert name_segments(profiles, ["a", "b", "c"]) == ["a", "b", "c"]
 
 
+def test_sampled_quartiles_and_baseline_deciles_equal_numpys_on_the_sampled_rows() -> None:
+    """Quartiles and deciles are computed on sorted copies, bin shares on sorted values:
+    exactly numpy's figures on the sampled rows, in their order."""
+    from custseg.core import baseline, profiles
+
+    n = profiles.QUANTILE_SAMPLE + 30_000  # a sample, not every row
+    table, _ = generate_customers(n, segments=3, seed=4)
+    transform, enc = fit_features(table, infer_schema(table, Features()))
+    result = train(enc, transform, k_candidates=[3], n_components=2)
+    labels, k = result.clustering.labels, 3
+    found = profile_segments(enc, transform, labels, k, random_state=3)
+    rows = profiles._sample(n, 3)
+    assert len(rows) == profiles.QUANTILE_SAMPLE and not rows.flags.writeable
+    for j, name in enumerate(transform.numeric):
+        values = transform.original(enc, j, rows)
+        for c in range(k):
+            q1, median, q3 = np.percentile(values[labels[rows] == c], [25, 50, 75])
+            assert found[c]["numeric"][name] == {
+                "mean": found[c]["numeric"][name]["mean"], "median": median, "q1": q1, "q3": q3}
+    base = baseline.training_baseline(
+        enc, transform, result.projection, result.clustering.centers, labels,
+        missing={}, rows=n, random_state=3)
+    index = baseline._sample(n, 3)
+    for j, name in enumerate(transform.numeric):
+        values = transform.original(enc, j, index)
+        edges = np.unique(np.quantile(values, baseline.DECILES)).tolist()
+        assert base["numeric"][name]["edges"] == edges
+        assert base["numeric"][name]["shares"] == baseline.bin_shares(values, edges)
+        assert base["numeric"][name]["mean"] == float(values.mean())
+
+
 def test_retraining_on_a_shuffled_copy_keeps_every_id(project: Path) -> None:
     first = run(project, "a.csv")
     second = run(project, "shuffled.csv", random_state=7)  # other seed, other row order

@@ -67,8 +67,11 @@ def bin_shares(values: np.ndarray, edges: list[float]) -> list[float]:
 
 
 def _numeric(values: np.ndarray, missing: int, rows: int) -> dict[str, Any]:
-    edges = np.unique(np.quantile(values, DECILES)).tolist()
-    return {"edges": edges, "shares": bin_shares(values, edges),
+    # quantiles and bin counts depend on the values only, and are faster on sorted ones
+    # (the mean and sd are summed in the rows' order, as they always were)
+    ordered = np.sort(values)
+    edges = np.unique(np.quantile(ordered, DECILES)).tolist()
+    return {"edges": edges, "shares": bin_shares(ordered, edges),
             "mean": float(values.mean()), "sd": float(values.std()),
             "missing_share": missing / rows if rows else 0.0}
 
