@@ -519,3 +519,18 @@ def test_a_format_1_schema_dict_still_loads() -> None:
     assert not any(c.declared for c in schema.columns)
     again = Schema.from_dict(schema.to_dict())
     assert again == schema
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_counting_matches_per_distinct_value_equals_per_row(seed: int) -> None:
+    """Numbers in text are counted once per distinct value, weighted by its count."""
+    import pyarrow.compute as pc
+
+    from custseg.core.columns import NUMBER
+    from custseg.core.schema import _count_matching
+
+    rng = np.random.default_rng(seed)
+    words = np.array(["12", "3.5", "-4", "1e3", "n/a", "abc", " 7 ", "", "x1", "1,000"])
+    values = pa.array(words[rng.integers(0, len(words), 5000)].tolist())
+    per_row = pc.sum(pc.match_substring_regex(values, NUMBER)).as_py()
+    assert _count_matching(pc.value_counts(values), NUMBER) == per_row

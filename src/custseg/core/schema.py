@@ -181,11 +181,18 @@ def _sample(col: pa.ChunkedArray) -> pa.Array:
     return take_sorted(values, np.arange(0, step * _SAMPLE, step))
 
 
-def _top_share(col: pa.ChunkedArray, present: int) -> tuple[Any, float]:
-    counts = pc.value_counts(col.drop_null())
+def _top_share(counts: pa.StructArray, present: int) -> tuple[Any, float]:
+    """The most frequent value and its share, from `value_counts` of the values."""
     freq = integers(counts.field("counts"))
     top = int(np.argmax(freq))
     return counts.field("values")[top].as_py(), float(freq[top]) / max(present, 1)
+
+
+def _count_matching(counts: pa.StructArray, pattern: str) -> int:
+    """How many of the counted values match `pattern`: each distinct value tested once
+    (a text column has few levels, or it is ignored)."""
+    hits = pc.match_substring_regex(counts.field("values"), pattern)
+    return int(integers(counts.field("counts"))[hits.to_numpy(zero_copy_only=False)].sum())
 
 
 def _parse_date(values: pa.Array) -> str | None:
@@ -202,9 +209,10 @@ def _parse_date(values: pa.Array) -> str | None:
     return None
 
 
-def _integer_role(name: str, values: pa.Array, distinct: int, max_levels: int
+def _integer_role(name: str, distinct_values: pa.Array, max_levels: int
                   ) -> tuple[Role, str]:
-    levels = np.sort(integers(pc.unique(values)))
+    levels = np.sort(integers(distinct_values))
+    distinct = len(levels)
     if distinct == 2 and set(levels.tolist()) == {0, 1}:
         return "numeric", "binary 0/1"
     gaps = np.diff(levels)
@@ -228,11 +236,12 @@ def _infer_column(name: str, col: pa.ChunkedArray, n: int, max_levels: int) -> C
     if pa.types.is_dictionary(t):
         col = pc.cast(col, pa.string())
         t = col.type
-    values = _sample(col)
-    distinct = len(pc.unique(values))
+    values = _sample(col)  # no nulls
+    counts = pc.value_counts(values)  # each distinct value once, with its count
+    distinct = len(counts)
     if distinct == 1:
         return Column(name, "ignored", f"constant (every row is {values[0].as_py()!r})")
-    top, share = _top_share(values, len(values))
+    top, share = _top_share(counts, len(values))
     if share >= NEAR_CONSTANT:
         return Column(name, "ignored",
                       f"near-constant ({share:.1%} of rows are {top!r})")
@@ -248,12 +257,12 @@ def _infer_column(name: str, col: pa.ChunkedArray, n: int, max_levels: int) -> C
         if distinct > 0.95 * len(values) and len(values) > 50 and span < 2 * len(values):
             return Column(name, "ignored", f"identifier: {distinct:,} distinct integers "
                           "in a run")
-        role, why = _integer_role(name, values, distinct, max_levels)
+        role, why = _integer_role(name, counts.field("values"), max_levels)
         return Column(name, role, why)
     if pa.types.is_floating(t):
         return Column(name, "numeric", "float")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        if pc.sum(pc.match_substring_regex(values, NUMBER)).as_py() >= 0.9 * len(values):
+        if _count_matching(counts, NUMBER) >= 0.9 * len(values):
             return Column(name, "numeric", "mostly numbers")  # bad values reported by row
         fmt = _parse_date(values)
         if fmt is not None:
