@@ -192,7 +192,7 @@ def _count_matching(counts: pa.StructArray, pattern: str) -> int:
     """How many of the counted values match `pattern`: each distinct value tested once
     (a text column has few levels, or it is ignored)."""
     hits = pc.match_substring_regex(counts.field("values"), pattern)
-    return int(integers(counts.field("counts"))[hits.to_numpy(zero_copy_only=False)].sum())
+    return int(pc.sum(pc.filter(counts.field("counts"), hits)).as_py() or 0)
 
 
 def _parse_date(values: pa.Array) -> str | None:
