@@ -308,3 +308,12 @@ def test_take_rows_chunk_by_chunk_equals_arrows_take() -> None:
         want = table.take(arrow_indices(index))
         assert got.schema == table.schema
         assert got.to_pydict() == want.to_pydict()
+
+
+def test_skipped_columns_are_not_parsed_but_stay_in_the_header(
+        make_customers: MakeCustomers) -> None:
+    path = make_customers("c.csv", rows=50)
+    data = read_data(str(path), skip=lambda name: name == "CustomerID")
+    assert "CustomerID" not in data.table.column_names
+    assert data.meta["header"][0] == "CustomerID"
+    assert data.table.column_names == data.meta["header"][1:]

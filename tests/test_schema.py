@@ -534,3 +534,12 @@ def test_counting_matches_per_distinct_value_equals_per_row(seed: int) -> None:
     values = pa.array(words[rng.integers(0, len(words), 5000)].tolist())
     per_row = pc.sum(pc.match_substring_regex(values, NUMBER)).as_py()
     assert _count_matching(pc.value_counts(values), NUMBER) == per_row
+
+
+def test_a_column_left_unread_is_an_identifier_by_its_name_or_not_read() -> None:
+    table = pa.table({"Age": [30, 40, 50, 60] * 10, "Gender": ["F", "M"] * 20})
+    schema = infer_schema(table, Features(), header=["CustomerID", "Age", "Notes", "Gender"])
+    reasons = {c.name: (c.role, c.reason) for c in schema.columns}
+    assert reasons["CustomerID"] == ("ignored", "identifier (by name)")
+    assert reasons["Notes"] == ("ignored", "not read")
+    assert [c.name for c in schema.columns] == ["CustomerID", "Age", "Notes", "Gender"]

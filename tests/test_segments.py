@@ -96,6 +96,31 @@ def test_sampled_quartiles_and_baseline_deciles_equal_numpys_on_the_sampled_rows
         assert base["numeric"][name]["mean"] == float(values.mean())
 
 
+def test_an_identifier_by_name_is_not_read_unless_named_or_read_by_the_previous_version(
+        project: Path) -> None:
+    """CustomerID is ignored by its name whatever it holds, so a run does not parse it;
+    its schema row is the same. A previous version that clustered on it still gets it,
+    to give this data its segments (the share keeping their id)."""
+    from custseg.engines.local import _unread
+
+    first = run(project, "a.csv")
+    cfg = custseg.load_config(str(project / "pipeline_config.yaml"),
+                              overrides={"data_file": "a.csv"})
+    assert _unread(cfg, None)("CustomerID") and not _unread(cfg, None)("Age")
+    rows = first.steps["Train"].outputs.schema["columns"]
+    assert [(r["name"], r["role"], r["reason"]) for r in rows if r["name"] == "CustomerID"
+            ] == [("CustomerID", "ignored", "identifier (by name)")]
+    named = custseg.load_config(str(project / "pipeline_config.yaml"), overrides={
+        "features": {"profile_only": ["CustomerID"]}})
+    assert not _unread(named, None)("CustomerID")
+    clustered_on_id = run(project, "a.csv", features={
+        "numeric": ["CustomerID", "Age", "Income", "Purchases"], "categorical": ["Gender"]})
+    assert clustered_on_id.model is not None
+    assert not _unread(cfg, clustered_on_id.model)("CustomerID")
+    again = custseg.run(cfg, no_cache=True)  # matched against the version read CustomerID
+    assert again.steps["Train"].outputs.stability["agreement_rows"] == 6000
+
+
 def test_retraining_on_a_shuffled_copy_keeps_every_id(project: Path) -> None:
     first = run(project, "a.csv")
     second = run(project, "shuffled.csv", random_state=7)  # other seed, other row order

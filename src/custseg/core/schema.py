@@ -47,6 +47,7 @@ __all__ = [
     "Column",
     "Role",
     "Schema",
+    "identifier_by_name",
     "infer_schema",
 ]
 
@@ -165,6 +166,13 @@ def _id_like(name: str) -> bool:
     words = _words(name)
     return bool(words) and (words[-1] in ID_WORDS or words[0] == "id" or (
         len(words) > 1 and words[-1] in NUMBER_WORDS))
+
+
+def identifier_by_name(name: str) -> bool:
+    """Whether inference ignores column `name` as an identifier whatever its values (its
+    name says so): such a column need not be read at all (see `infer_schema`'s
+    `header`)."""
+    return _id_like(name)
 
 
 def _target_like(name: str) -> bool:
@@ -343,8 +351,9 @@ def infer_schema(
             out.append(Column(name, role, why, declared=True, date_format=fmt))
         elif exact:
             out.append(Column(name, "ignored", "not declared in features"))
-        elif name not in table.column_names:
-            out.append(Column(name, "ignored", "not read"))
+        elif name not in table.column_names:  # skipped when reading: no values to infer from
+            out.append(Column(name, "ignored", "identifier (by name)") if _id_like(name)
+                       else Column(name, "ignored", "not read"))
         else:
             out.append(_infer_column(name, table.column(name), table.num_rows,
                                      features.max_levels))

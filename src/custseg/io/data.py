@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import io
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,12 +315,14 @@ def read_data(
     s3_endpoint_url: str | None = None,
     include: Collection[str] | None = None,
     exclude: Collection[str] = (),
+    skip: Callable[[str], bool] | None = None,
     known_sha256: str | None = None,
 ) -> DataSet:
     """Read every CSV at `location` into one Arrow table (same header in every file).
 
-    Only the columns in `include` (all when None) and not in `exclude` are parsed:
-    skipping an unused id column alone halves the parse time of a 10M-row file.
+    Only the columns in `include` (all when None), not in `exclude` and not named by
+    `skip` are parsed: skipping an unused id column alone halves the parse time of a
+    10M-row file. `meta["header"]` names every column of the files.
     """
     files = list_sources(location, s3_endpoint_url=s3_endpoint_url)
     if any(is_parquet(f) for f in files):
@@ -350,8 +352,9 @@ def read_data(
                     f"{first}: every file in a folder must share one header"
                 )
     columns = None
-    if first is not None and (include is not None or exclude):
-        columns = [c for c in first if (include is None or c in include) and c not in exclude]
+    if first is not None and (include is not None or exclude or skip is not None):
+        columns = [c for c in first if (include is None or c in include) and c not in exclude
+                   and not (skip is not None and skip(c))]
     if known_sha256 is not None:  # hashed already (see fingerprint)
         tables = [_parse(uri, delimiter, s3_endpoint_url, columns) for uri in files]
         per_file = [known_sha256]
