@@ -140,3 +140,21 @@ def test_columns_fitted_on_threads_equal_one_after_another(monkeypatch: pytest.M
                         categorical=schema.categorical)
     with pytest.raises(DataError, match="'Flat' is constant"):
         fit_features(flat, infer_schema(flat, declared), features=declared)
+
+
+def test_category_levels_count_and_index_every_row_in_one_pass() -> None:
+    """Levels in order of first appearance with their counts, as value_counts gives
+    them, and each row's level (missing: one past the last), chunks and all."""
+    import pyarrow.compute as pc
+
+    from custseg.core.columns import category_codes, category_levels
+
+    col = pa.chunked_array([["b", None, "a", "b"], [], ["c", "b", None]])
+    levels, counts, index = category_levels(col)
+    expected = pc.value_counts(col.drop_null())
+    assert levels == expected.field("values").to_pylist() == ["b", "a", "c"]
+    assert counts.tolist() == expected.field("counts").to_pylist() == [3, 1, 1]
+    assert index.tolist() == [0, 3, 1, 0, 2, 0, 3]
+    codes = category_codes(col, sorted(levels))
+    assert [sorted(levels).index(levels[i]) if i < 3 else -2 for i in index] == codes.tolist()
+    assert category_levels(pa.chunked_array([], pa.string()))[0] == []

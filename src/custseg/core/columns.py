@@ -225,6 +225,21 @@ def category_strings(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
     raise DataError(f"column {name!r} should be categorical, but its values are {t}")
 
 
+def category_levels(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The distinct present values of a text column (in order of first appearance), the
+    count of each, and each row's index among them (`len(levels)` when missing): one
+    hashing pass over the rows, where counting the values and then coding them took two."""
+    enc = (
+        col.combine_chunks().dictionary_encode()
+        if col.num_chunks
+        else pa.array([], pa.string()).dictionary_encode()
+    )
+    levels = enc.dictionary.to_pylist()
+    index = to_numpy(pa.chunked_array([enc.indices]), np.int32, len(levels))
+    counts = np.bincount(index, minlength=len(levels) + 1)[: len(levels)]
+    return levels, counts, index
+
+
 def category_codes(col: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
     """Index of each value in `categories`; -1 for unknown, -2 for missing."""
     enc = (

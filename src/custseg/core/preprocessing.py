@@ -40,13 +40,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from custseg.config import Features
 from custseg.core.columns import (
     NUMBER,
     Locate,
     category_codes,
+    category_levels,
     category_strings,
     date_column_days,
     date_days,
@@ -444,10 +444,7 @@ def _fit_categorical(table: pa.Table, name: str, plain: bool, categorical_weight
     """The levels, mode and weight of one categorical column; its codes into `codes`."""
     col = table.column(name)
     require_values(name, col, len(codes))
-    strings = category_strings(name, col)
-    counts = pc.value_counts(strings.drop_null())
-    values = counts.field("values").to_pylist()
-    freq = np.array(counts.field("counts").to_pylist())
+    values, freq, index = category_levels(category_strings(name, col))
     cats = sorted(values)
     if len(cats) < 2:
         raise DataError(
@@ -456,8 +453,10 @@ def _fit_categorical(table: pa.Table, name: str, plain: bool, categorical_weight
         )
     top = freq.max()
     mode = min(v for v, f in zip(values, freq, strict=True) if f == top)  # sklearn's rule
-    col_codes = category_codes(strings, cats)
-    col_codes[col_codes == -2] = cats.index(mode)
+    position = {c: i for i, c in enumerate(cats)}
+    # each level's code, and the mode's for a missing value (index len(values))
+    mapping = np.array([position[v] for v in values] + [position[mode]], dtype=np.int32)
+    col_codes = mapping[index]
     codes[:] = col_codes
     weight = 1.0 if plain else category_weight(
         np.bincount(col_codes, minlength=len(cats)).astype(float), categorical_weight)
