@@ -75,6 +75,17 @@ def test_importing_custseg_loads_no_heavy_or_optional_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_cli_can_hash_the_data_before_numpy_and_pyarrow_load() -> None:
+    """`custseg run` starts the data's content hash (`io.sources`) once the config is
+    read and the target known, so that the hash runs while numpy and pyarrow import:
+    neither may come with those modules."""
+    code = ("import sys, custseg.cli.commands, custseg.config, custseg.pipeline.targets, "
+            "custseg.io.sources; "
+            "print(sorted({'numpy', 'pyarrow'} & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("n_components", [1, 3])
 def test_a_run_and_a_retrain_load_no_heavy_library(config_file: Path, n_components: int
                                                    ) -> None:

@@ -252,13 +252,20 @@ def run(
     try:
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
+        data_hash = None
+        if not isinstance(where, SageMakerTarget):  # hashed while numpy and pyarrow load
+            from custseg.io.sources import fingerprint_in_background
+
+            data_hash = fingerprint_in_background(cfg.data_location,
+                                                  s3_endpoint_url=cfg.s3.endpoint_url)
         if isinstance(where, SageMakerTarget):
             run_on_sagemaker(where, cfg, wait=wait, interval=poll_interval or 15.0,
                              timeout=parse_duration(timeout or "2h", "--timeout"),
                              as_json=as_json)
             return
         with _reporter() as reporter:
-            execution = where.run(cfg, reporter, no_cache=no_cache, base=base)
+            execution = where.run(cfg, reporter, no_cache=no_cache, base=base,
+                                  data_hash=data_hash)
     except KeyboardInterrupt:
         recorded = ("the execution may have started on SageMaker: `aws sagemaker "
                     "list-pipeline-executions` lists it" if isinstance(where, SageMakerTarget)

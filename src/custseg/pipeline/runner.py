@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,7 +28,8 @@ from custseg.config import Config
 from custseg.core.preprocessing import schema_rows
 from custseg.engines import Engine, Reporter, TrainRequest, engine_for
 from custseg.errors import CustsegError, ModelError
-from custseg.io.data import fingerprint, returning_memory_pool
+from custseg.io.data import returning_memory_pool
+from custseg.io.sources import fingerprint_in_background
 from custseg.pipeline import deploy as endpoints
 from custseg.pipeline.records import (
     CreatedModel,
@@ -183,16 +184,21 @@ def run(
     *,
     no_cache: bool = False,
     base: Config | None = None,
+    data_hash: Future[tuple[list[str], str]] | None = None,
 ) -> Execution:
     """Execute the pipeline; raises the failing step's CustsegError (with `.execution`).
 
     `base` is the config as deployed (without this run's `-p` overrides): the definition
-    is upserted from it when missing or stale.
+    is upserted from it when missing or stale. `data_hash`: the `fingerprint` of `cfg`'s
+    data, when the caller started it (`io.sources.fingerprint_in_background`).
     """
-    # the content hash reads every byte of the data (23 ms at 1M rows, 0.25 s at 10M) and
-    # needs nothing else: it runs on a thread while the store is opened and the execution
-    # recorded, and Train waits for it where it needs it (its errors are Train's)
-    data_hash = _hash_in_background(cfg)
+    # the content hash reads every byte of the data and needs nothing else: it runs on a
+    # thread while the store is opened and the execution recorded (the CLI starts it
+    # before importing numpy and pyarrow), and Train waits for it where it needs it (its
+    # errors are Train's)
+    if data_hash is None:
+        data_hash = fingerprint_in_background(cfg.data_location,
+                                              s3_endpoint_url=cfg.s3.endpoint_url)
     engine = engine_for(cfg)
     reporter = reporter or _Silent()
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
@@ -237,15 +243,6 @@ def run(
         records.finish_execution(store, execution.id, "Succeeded")
         _write_report(cfg, store, execution, version)
         return execution
-
-
-def _hash_in_background(cfg: Config) -> Future[tuple[list[str], str]]:
-    """`fingerprint` of the config's data, started on a thread of its own."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custseg-hash")
-    try:
-        return pool.submit(fingerprint, cfg.data_location, s3_endpoint_url=cfg.s3.endpoint_url)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def _write_report(cfg: Config, store: Store, execution: Execution, version: int) -> None:

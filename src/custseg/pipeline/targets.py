@@ -10,15 +10,16 @@ followed there (`custseg.sagemaker.execution`); it is never run locally under it
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from custseg import __version__
 from custseg.config import Config
-from custseg.engines import Reporter
 from custseg.errors import ConfigError
-from custseg.pipeline import runner
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the runner (numpy, pyarrow) is imported when a local run starts
+    from custseg.engines import Reporter
+    from custseg.pipeline import runner
     from custseg.sagemaker.follow import Followed, StepState
 
 __all__ = ["TARGETS", "SageMakerTarget", "Target", "target_for"]
@@ -34,8 +35,10 @@ class Target(Protocol):
         ...
 
     def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
-            base: Config | None) -> runner.Execution:
-        """Start an execution and follow it to its end."""
+            base: Config | None,
+            data_hash: Future[tuple[list[str], str]] | None = None) -> runner.Execution:
+        """Start an execution and follow it to its end (`data_hash`: the data's
+        `fingerprint`, when the caller started it already)."""
         ...
 
 
@@ -43,11 +46,16 @@ class LocalTarget:
     name = "local"
 
     def deploy(self, cfg: Config) -> tuple[int, bool, list[str]]:
+        from custseg.pipeline import runner
+
         return runner.deploy(cfg)
 
     def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
-            base: Config | None) -> runner.Execution:
-        return runner.run(cfg, reporter, no_cache=no_cache, base=base)
+            base: Config | None,
+            data_hash: Future[tuple[list[str], str]] | None = None) -> runner.Execution:
+        from custseg.pipeline import runner
+
+        return runner.run(cfg, reporter, no_cache=no_cache, base=base, data_hash=data_hash)
 
 
 class SageMakerTarget:
@@ -84,7 +92,8 @@ class SageMakerTarget:
         return wait(cfg, arn, interval=interval, timeout=timeout, on_change=on_change)
 
     def run(self, cfg: Config, reporter: Reporter | None, *, no_cache: bool,
-            base: Config | None) -> runner.Execution:
+            base: Config | None,
+            data_hash: Future[tuple[list[str], str]] | None = None) -> runner.Execution:
         raise self._refuse("a local-style run")
 
 
