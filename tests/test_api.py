@@ -76,11 +76,11 @@ def test_importing_custseg_loads_no_heavy_or_optional_library() -> None:
 
 
 def test_the_cli_can_hash_the_data_before_numpy_and_pyarrow_load() -> None:
-    """`custseg run` starts the data's content hash (`io.sources`) once the config is
-    read and the target known, so that the hash runs while numpy and pyarrow import:
-    neither may come with those modules."""
+    """`custseg run` starts the data's content hash (`io.sources`) and the code version
+    once the config is read and the target known, so that they run while numpy and
+    pyarrow import: neither may come with those modules."""
     code = ("import sys, custseg.cli.commands, custseg.config, custseg.pipeline.targets, "
-            "custseg.io.sources; "
+            "custseg.io.sources, custseg.pipeline.code_version; "
             "print(sorted({'numpy', 'pyarrow'} & {m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

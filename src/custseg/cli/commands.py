@@ -253,11 +253,13 @@ def run(
         base = load_config(config)
         cfg = load_config(config, _parse_overrides(param or [])) if param else base
         data_hash = None
-        if not isinstance(where, SageMakerTarget):  # hashed while numpy and pyarrow load
+        if not isinstance(where, SageMakerTarget):  # both while numpy and pyarrow load
             from custseg.io.sources import fingerprint_in_background
+            from custseg.pipeline.code_version import compute_in_background
 
             data_hash = fingerprint_in_background(cfg.data_location,
                                                   s3_endpoint_url=cfg.s3.endpoint_url)
+            compute_in_background()
         if isinstance(where, SageMakerTarget):
             run_on_sagemaker(where, cfg, wait=wait, interval=poll_interval or 15.0,
                              timeout=parse_duration(timeout or "2h", "--timeout"),

@@ -7,25 +7,26 @@ here) touch files.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from custseg import __version__
 from custseg.artifact.scorer import Model
 from custseg.artifact.storage import save_model
 from custseg.config import Config
-from custseg.pipeline.records import CodeVersion, TrainInputs
+from custseg.pipeline.code_version import PACKAGE, code_version, source_files, source_sha256
+from custseg.pipeline.records import TrainInputs
 
 __all__ = [
+    "PACKAGE",
     "cache_key",
     "code_version",
     "diff",
     "rerun_reason",
     "save_artifact",
+    "source_files",
+    "source_sha256",
     "training_parameters",
 ]
 
@@ -50,41 +51,6 @@ NOT_TRAINING = frozenset(
         "spark",
     }
 )
-
-
-PACKAGE = Path(__file__).resolve().parents[1]  # src/custseg
-
-
-def source_files() -> list[Path]:
-    """custseg's own source files, every package included."""
-    return sorted(PACKAGE.rglob("*.py"))
-
-
-@functools.cache
-def source_sha256() -> str:
-    """The hash of custseg's own source files: what the Train cache keys on, so that an
-    edited (even uncommitted) custseg never serves a model the old code trained."""
-    digest = hashlib.sha256()
-    for path in source_files():
-        digest.update(path.relative_to(PACKAGE).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-@functools.cache
-def code_version() -> CodeVersion:
-    """The package version and source hash, and the git commit when run from a checkout."""
-    root = PACKAGE.parents[1]  # the checkout, when custseg runs from one
-    commit = None
-    if (root / ".git").exists():
-        try:
-            commit = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "HEAD"],
-                capture_output=True, text=True, timeout=5, check=True,
-            ).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-    return CodeVersion(__version__, source_sha256(), commit)
 
 
 def training_parameters(cfg: Config) -> dict[str, Any]:
