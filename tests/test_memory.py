@@ -233,3 +233,31 @@ def test_an_allocation_failing_in_training_is_the_same_clear_error(
     steps = big_project.query("SELECT name, status FROM steps WHERE execution_id = ?",
                               (str(last["id"]),))
     assert {s["name"]: s["status"] for s in steps}["Train"] == "Failed"
+
+
+def test_a_prepared_estimate_is_taken_by_train_on_that_config_only(tmp_path: Path) -> None:
+    """The runner has the local engine estimate the memory while the run records itself
+    (`prepare`); Train takes that estimate, or makes its own for another config, and a
+    data error found on the way is Train's, as without preparing."""
+    import custseg
+    from custseg.engines.base import TrainRequest
+    from custseg.engines.local import LocalEngine
+    from custseg.errors import DataError
+    from custseg.pipeline.runner import _Silent
+
+    write_customers(tmp_path / "data" / "customers.csv", rows=300)
+    (tmp_path / "pipeline_config.yaml").write_text("data_uri: data/\nstore: store\n")
+    cfg = custseg.load_config(str(tmp_path / "pipeline_config.yaml"))
+    request = TrainRequest("e1", None, None, {})
+    engine = LocalEngine()
+    engine.prepare(cfg)
+    assert engine.train(cfg, request, _Silent()).k == 3
+    assert engine._need is None  # taken
+    engine.prepare(cfg)
+    other = custseg.load_config(str(tmp_path / "pipeline_config.yaml"),
+                                overrides={"data_file": "missing.csv"})
+    with pytest.raises(DataError, match=r"missing\.csv"):
+        engine.train(other, request, _Silent())
+    engine.prepare(other)
+    with pytest.raises(DataError, match=r"missing\.csv"):
+        engine.train(other, request, _Silent())

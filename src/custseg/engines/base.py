@@ -43,4 +43,9 @@ class Engine(Protocol):
         """What the lineage records about the engine (its name, version, master...)."""
         ...
 
+    def prepare(self, cfg: Config) -> None:
+        """Start what training on `cfg` can do before Train starts (on threads, while the
+        run records itself); `train` then takes it."""
+        ...
+
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from custseg.artifact.scorer import Model
@@ -47,14 +48,28 @@ class LocalEngine:
 
     name = "local"
 
+    def __init__(self) -> None:
+        self._need: tuple[Config, Future[Need | None]] | None = None
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    def prepare(self, cfg: Config) -> None:
+        """Start the memory estimate (a sample of the data read and parsed, 9 ms at 1M
+        rows) on a thread; `train` on the same config takes it (and its errors)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custseg-memory")
+        try:
+            self._need = cfg, pool.submit(memory_need, cfg)
+        finally:
+            pool.shutdown(wait=False)
 
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
         """Train here, refusing up front data that clearly needs more memory than this
         process may take, and turning a MemoryError on the way into the same clear error
         (see `engines/memory`)."""
-        need = memory_need(cfg)
+        prepared, self._need = self._need, None
+        need = (prepared[1].result() if prepared is not None and prepared[0] is cfg
+                else memory_need(cfg))
         if need is not None:
             check_fits(need, available())
         try:

@@ -69,6 +69,9 @@ class SparkEngine:
                 "master": self.options.master if self.options.remote is None else None,
                 "remote": self.options.remote}
 
+    def prepare(self, cfg: Config) -> None:
+        return None
+
     def train(self, cfg: Config, request: TrainRequest, reporter: Reporter) -> Model:
         return train_spark(cfg, request, reporter)
 

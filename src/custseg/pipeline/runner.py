@@ -200,6 +200,7 @@ def run(
         data_hash = fingerprint_in_background(cfg.data_location,
                                               s3_endpoint_url=cfg.s3.endpoint_url)
     engine = engine_for(cfg)
+    engine.prepare(cfg)  # e.g. the local engine's memory estimate, while the run records
     reporter = reporter or _Silent()
     # Arrow's default pool keeps freed memory; at 10M rows that doubled peak memory.
     pa.set_memory_pool(returning_memory_pool())
