@@ -198,6 +198,8 @@ def _chunked(path: str, body: bytes) -> bytes:
 @pytest.mark.parametrize(("path", "body", "status"), [
     ("/invocations", json.dumps(RECORD).encode(), 200),
     ("/invocations", json.dumps([RECORD, {**RECORD, "Age": 61}]).encode(), 200),
+    ("/invocations", json.dumps([{**RECORD, "Age": 20 + i % 50} for i in range(3000)]
+                                ).encode(), 200),  # 200 kB, in many reads
     ("/invocations", json.dumps({**RECORD, "Age": "old"}).encode(), 400),
     ("/invocations", b"{not json", 400),
     ("/endpoints/nope/invocations", json.dumps(RECORD).encode(), 404),
@@ -215,6 +217,13 @@ def test_small_invocations_answered_by_the_protocol_match_the_asgi_path(
     for got in (fast, asgi):
         got[1].pop(b"date")
     assert fast == asgi  # status line, headers (but the date) and body, byte for byte
+
+
+def test_the_protocol_answers_what_the_app_would_score_on_the_event_loop() -> None:
+    from custseg.serving.app import OFFLOAD_BYTES
+    from custseg.serving.http_protocol import FAST_BYTES
+
+    assert FAST_BYTES == OFFLOAD_BYTES  # bigger bodies are the app's, scored in a thread
 
 
 def test_pipelined_requests_are_answered_in_order(one_worker: str) -> None:

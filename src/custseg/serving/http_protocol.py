@@ -16,7 +16,8 @@ left idle for uvicorn's keep-alive timeout after a response answered here (see b
 within one window. The app reads bodies without a timeout of its own.
 
 The common case, a small invocation (`POST /invocations` or
-`POST /endpoints/NAME/invocations` with a Content-Length of at most `FAST_BYTES`), is
+`POST /endpoints/NAME/invocations` with a Content-Length of at most `FAST_BYTES` and
+within the server's body limit), is
 answered here as soon as its body is in: `App.answer` scores it and the response is
 written at once, in one write, without an ASGI task and its scope, events and messages
 (they took a third of a one-record request's CPU). The response carries the same bytes
@@ -41,7 +42,7 @@ from custseg.serving.routes import resolve
 
 __all__ = ["FAST_BYTES", "REQUEST_TIMEOUT", "TimedHttpToolsProtocol"]
 
-FAST_BYTES = 64 * 1024
+FAST_BYTES = 256 * 1024  # = app.OFFLOAD_BYTES: larger bodies are scored in a thread
 _NOT_FAST = object()
 _TARGETS: dict[bytes, Any] = {}  # request target -> endpoint name (None: the single
 # endpoint) or _NOT_FAST; bounded by _TARGETS_KEPT
@@ -103,6 +104,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     _fast: _Fast | None = None  # the invocation answered here, while its body comes
     _idle = False  # between a response answered here and the next request
     _answer: Any = None  # App.answer
+    _fast_bytes = FAST_BYTES  # the largest body answered here
 
     def _check(self) -> None:
         """The connection's timer: close it, or answer 408, when the client has owed us
@@ -126,6 +128,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._answer = getattr(self.app, "answer", None)  # custseg's App, not wrapped
+        if self._answer is not None:  # bodies over the server's limit: 413, the ASGI way
+            self._fast_bytes = min(FAST_BYTES, self.app.settings.max_body)
         self._waiting_since = self.loop.time()  # the first request is due
         self._timer = self.loop.call_later(REQUEST_TIMEOUT, self._check)
 
@@ -163,7 +167,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         headers = dict(self.headers)
         length = headers.get(b"content-length")
         if (length is None or b"transfer-encoding" in headers or not length.isdigit()
-                or int(length) > FAST_BYTES):
+                or int(length) > self._fast_bytes):
             return None
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         return _Fast(name, headers, keep_alive)
