@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -170,11 +171,14 @@ class Model:
         codes = np.empty((n, len(t.categorical)), dtype=np.int32)
         for j, name in enumerate(t.categorical):
             lookup = self._lookup_missing[j]
-            codes[:, j] = [
-                lookup.get(v, -1) if v is None or type(v) is str
-                else lookup.get(_scalar_key(v), -1)
-                for v in column(name)
-            ]
+            raw = column(name)
+            found = list(map(lookup.get, raw, repeat(-1)))  # text and null, in C
+            if -1 in found:  # unseen, or a category sent as a number: as its text
+                for i in [i for i, code in enumerate(found) if code == -1]:
+                    v = raw[i]
+                    if not (v is None or type(v) is str):
+                        found[i] = lookup.get(_scalar_key(v), -1)
+            codes[:, j] = found
         return Encoded(num=num, codes=codes)
 
     def _encode_records_checked(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
