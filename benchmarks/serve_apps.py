@@ -16,12 +16,20 @@
   uvicorn stack as custseg (uvloop + httptools, access log off), it is the most that
   stack can serve on this machine: no parsing, no scoring.
 
+* `static_protocol_app()`: the floor of custseg's own stack. custseg answers small
+  invocations in its HTTP protocol without an ASGI task (`serving/http_protocol.py`),
+  so the ASGI floor above is not the most its stack can serve; this app gives that
+  protocol a constant answer (`answer`) and answers the rest (`/ping`) as `static_app`.
+  Run with `python benchmarks/serve_apps.py static-protocol PORT` (two workers on
+  custseg's `SO_REUSEPORT` sockets, as `custseg serve`).
+
 Run: uvicorn --app-dir benchmarks --factory serve_apps:fastapi_app --workers 2 ...
 (No `from __future__ import annotations` here: FastAPI reads the endpoint's signature,
 and `Body` is imported inside `fastapi_app`.)
 """
 
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -90,3 +98,38 @@ def static_app() -> ASGIApp:
         await send({"type": "http.response.body", "body": STATIC_BODY})
 
     return app
+
+
+def static_protocol_app() -> Any:
+    """custseg's protocol path answering a constant (see the module)."""
+    from types import SimpleNamespace
+
+    from custseg.serving.app import Reply
+
+    reply = Reply(200, STATIC_BODY, "application/json", [])
+    others = static_app()
+
+    class StaticAnswers:
+        settings = SimpleNamespace(max_body=6 * 1024 * 1024)
+
+        def answer(self, name: Any, headers: Any, body: bytes) -> Reply:
+            return reply
+
+        def finish(self, done: Reply) -> None:
+            pass
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await others(scope, receive, send)
+
+    return StaticAnswers()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["static-protocol"]:
+    from custseg.serving.http_protocol import TimedHttpToolsProtocol
+    from custseg.serving.workers import run_workers
+
+    # the workers are spawned with this sys.path, which starts with this folder
+    run_workers("127.0.0.1", int(sys.argv[2]), 2, {
+        "app": "serve_apps:static_protocol_app", "factory": True, "loop": "uvloop",
+        "http": TimedHttpToolsProtocol, "lifespan": "on", "access_log": False,
+        "proxy_headers": False, "log_level": "warning"})

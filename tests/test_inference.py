@@ -248,6 +248,27 @@ def _requests_total(metrics: str) -> int:
                if line.startswith("custseg_requests_total{") and 'status="200"' in line)
 
 
+def test_latency_histogram_is_cumulative_and_merges() -> None:
+    from custseg.serving.metrics import BUCKETS, Metrics
+
+    mine, other = Metrics(), Metrics()
+    for seconds in (0.0002, 0.0005, 0.003, 0.3, 5.0):  # 0.0005 sits on a bound: le
+        mine.observe("e", "g/1", 200, seconds, 1)
+    other.observe("e", "g/1", 200, 0.0007, 3)
+    other.observe("e", "g/1", 400, 0.0, 0)  # refused: counted, not timed
+    mine.add(other.snapshot())
+    text = mine.render().decode()
+    got = {line.split('le="')[1].split('"')[0]: int(line.rsplit(" ", 1)[1])
+           for line in text.splitlines() if line.startswith("custseg_request_seconds_bucket")}
+    want = {0.0005: 2, 0.001: 3, 0.0025: 3, 0.005: 4, 0.25: 4, 0.5: 5, 2.5: 5}
+    for bound in BUCKETS:
+        expected = max((n for b, n in want.items() if b <= bound), default=0)
+        assert got[str(bound)] == expected, bound
+    assert got["+Inf"] == 6
+    assert 'custseg_records_total{endpoint="e",version="g/1"} 8' in text
+    assert 'status="400"} 1' in text
+
+
 def test_metrics_sum_every_worker(served: Project) -> None:
     def scrape() -> str:
         status, _, body = request("GET", served.url + "/metrics")

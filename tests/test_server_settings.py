@@ -179,3 +179,25 @@ def test_two_first_runs_at_once_start_one_server(project: Project) -> None:
                 groups.add(os.getpgid(pid))
     assert groups == {pids[0]}  # one server (its workers share its process group)
     assert project.invoke() == 200
+
+
+def test_the_body_limit_holds_for_small_limits(project: Project) -> None:
+    """`endpoint.max_body_bytes` below what the protocol answers itself: still 413."""
+    project.config["endpoint"]["max_body_bytes"] = 1024
+    project.write()
+    assert project.cli("run").returncode == 0
+    url = f"http://127.0.0.1:{project.port}/invocations"
+
+    def post(records: int) -> tuple[int, str]:
+        req = urllib.request.Request(url, data=json.dumps([RECORD] * records).encode(),
+                                     headers={"Content-Type": "application/json"},
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    assert post(10)[0] == 200  # about 700 bytes
+    status, body = post(20)  # about 1,400
+    assert status == 413 and "over the 1,024-byte limit" in body

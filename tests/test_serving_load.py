@@ -155,3 +155,115 @@ def test_a_slow_body_that_keeps_arriving_is_served(one_worker: str) -> None:
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
     assert b'"cluster"' in reply
+
+
+# -- the protocol's own path for small invocations (serving/http_protocol.py) --------------
+
+def _responses(s: socket.socket, n: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """`n` responses read off a connection: status line, headers, body."""
+    data, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed after {len(out)} responses"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        status, *lines = head.split(b"\r\n")
+        headers = dict(line.split(b": ", 1) for line in lines)
+        if status.startswith(b"HTTP/1.1 100"):
+            continue
+        length = int(headers[b"content-length"])
+        while len(data) < length:
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+        out.append((status, headers, data[:length]))
+        data = data[length:]
+    return out
+
+
+def _sized(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _chunked(path: str, body: bytes) -> bytes:
+    """The same request with its body in chunks: the ASGI path answers it."""
+    half = len(body) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:half], body[half:]) if p)
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(("path", "body", "status"), [
+    ("/invocations", json.dumps(RECORD).encode(), 200),
+    ("/invocations", json.dumps([RECORD, {**RECORD, "Age": 61}]).encode(), 200),
+    ("/invocations", json.dumps([{**RECORD, "Age": 20 + i % 50} for i in range(3000)]
+                                ).encode(), 200),  # 200 kB, in many reads
+    ("/invocations", json.dumps({**RECORD, "Age": "old"}).encode(), 400),
+    ("/invocations", b"{not json", 400),
+    ("/endpoints/nope/invocations", json.dumps(RECORD).encode(), 404),
+    ("/endpoints/a_b/invocations", json.dumps(RECORD).encode(), 400),
+])
+def test_small_invocations_answered_by_the_protocol_match_the_asgi_path(
+        one_worker: str, path: str, body: bytes, status: int) -> None:
+    host, port = one_worker.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(_sized(path, body))
+        (fast,) = _responses(s, 1)
+        s.sendall(_chunked(path, body))
+        (asgi,) = _responses(s, 1)
+    assert fast[0].split(b" ")[1] == str(status).encode()
+    for got in (fast, asgi):
+        got[1].pop(b"date")
+    assert fast == asgi  # status line, headers (but the date) and body, byte for byte
+
+
+def test_the_protocol_answers_what_the_app_would_score_on_the_event_loop() -> None:
+    from custseg.serving.app import OFFLOAD_BYTES
+    from custseg.serving.http_protocol import FAST_BYTES
+
+    assert FAST_BYTES == OFFLOAD_BYTES  # bigger bodies are the app's, scored in a thread
+
+
+def test_pipelined_requests_are_answered_in_order(one_worker: str) -> None:
+    host, port = one_worker.removeprefix("http://").split(":")
+    first, second = json.dumps(RECORD).encode(), json.dumps({**RECORD, "Age": 61}).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(_sized("/invocations", first) + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+                  + _chunked("/invocations", second) + _sized("/invocations", second)
+                  + _sized("/invocations", first))
+        replies = _responses(s, 5)
+    assert [r[0] for r in replies] == [b"HTTP/1.1 200 OK"] * 5
+    assert replies[1][2] == b""  # the ping
+    a, b = (json.loads(replies[i][2])["predictions"] for i in (0, 2))
+    assert json.loads(replies[3][2])["predictions"] == b
+    assert json.loads(replies[4][2])["predictions"] == a
+
+
+def test_expect_continue_and_http_1_0_are_answered(one_worker: str) -> None:
+    host, port = one_worker.removeprefix("http://").split(":")
+    body = json.dumps(RECORD).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  f"\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        (reply,) = _responses(s, 1)
+        assert reply[0] == b"HTTP/1.1 200 OK"
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(_sized("/invocations", body).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        (reply,) = _responses(s, 1)
+        assert reply[0] == b"HTTP/1.1 200 OK" and reply[1][b"connection"] == b"close"
+        assert s.recv(100) == b""  # and closed
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(one_worker: str) -> None:
+    host, port = one_worker.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(_sized("/invocations", json.dumps(RECORD).encode()))
+        assert _responses(s, 1)[0][0] == b"HTTP/1.1 200 OK"
+        answered = time.monotonic()
+        assert s.recv(100) == b""  # closed by the server
+        idle = time.monotonic() - answered
+    assert 4.5 < idle < 16  # uvicorn's 5 s keep-alive, checked by the connection's timer

@@ -459,3 +459,22 @@ def test_opening_a_store_that_another_process_is_creating_waits_for_it(tmp_path:
     store = Store.existing(str(folder))
     with store.read() as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_the_change_token_moves_with_every_commit_from_any_process(tmp_path: Path) -> None:
+    """What an endpoint worker looks at before it reads the endpoints again."""
+    store = Store.open(str(tmp_path / "store"))
+    first = store.change_token()
+    assert first is not None and store.change_token() == first  # reading changes nothing
+    with store.read() as conn:
+        conn.execute("SELECT count(*) FROM endpoints").fetchone()
+    assert store.change_token() == first
+    _pipeline(store)  # a commit through this process's other connections
+    second = store.change_token()
+    assert second != first
+    subprocess.run([sys.executable, "-c", (  # and one from another process
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "c.execute(\"INSERT INTO pipelines (name, version, definition, definition_sha256, "
+        "created_at) VALUES ('other', 1, '{}', 'x', 'now')\"); c.commit()"),
+        str(store.db_path)], check=True)
+    assert store.change_token() not in (first, second)

@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -170,11 +171,14 @@ class Model:
         codes = np.empty((n, len(t.categorical)), dtype=np.int32)
         for j, name in enumerate(t.categorical):
             lookup = self._lookup_missing[j]
-            codes[:, j] = [
-                lookup.get(v, -1) if v is None or type(v) is str
-                else lookup.get(_scalar_key(v), -1)
-                for v in column(name)
-            ]
+            raw = column(name)
+            found = list(map(lookup.get, raw, repeat(-1)))  # text and null, in C
+            if -1 in found:  # unseen, or a category sent as a number: as its text
+                for i in [i for i, code in enumerate(found) if code == -1]:
+                    v = raw[i]
+                    if not (v is None or type(v) is str):
+                        found[i] = lookup.get(_scalar_key(v), -1)
+            codes[:, j] = found
         return Encoded(num=num, codes=codes)
 
     def _encode_records_checked(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
@@ -313,7 +317,8 @@ class _PlainScorer:
 
     def score(self, record: Mapping[str, Any], unseen: list[int] | None = None
               ) -> tuple[int, float]:
-        z = list(self.bias)
+        z = self.bias.copy()
+        one = len(z) == 1  # one component: no inner loops (twice as fast)
         for name, median, weights, extra in self.numeric:
             v = record[name]
             if extra is not None and extra[4] is not None:  # a date column
@@ -328,16 +333,20 @@ class _PlainScorer:
                 x = float(v)
                 if x != x:
                     x = median
-                elif x in (math.inf, -math.inf):
+                elif x == math.inf or x == -math.inf:
                     raise ValueError(name)
             if extra is not None:
-                x = min(max(x, extra[0]), extra[1])
-                if extra[2] == "log1p":
+                low, high, function = extra[0], extra[1], extra[2]
+                x = low if x < low else high if x > high else x
+                if function == "log1p":
                     x = math.log1p(x / extra[3])
-                elif extra[2] == "signed_log":
+                elif function == "signed_log":
                     x = math.copysign(math.log1p(abs(x) / extra[3]), x)
-            for c, wc in enumerate(weights):
-                z[c] += x * wc
+            if one:
+                z[0] += x * weights[0]
+            else:
+                for c in range(len(z)):
+                    z[c] += x * weights[c]
         for j, (name, vectors, zeros) in enumerate(self.categorical):
             v = record[name]
             key = v if v is None or type(v) is str else _scalar_key(v)
@@ -346,15 +355,25 @@ class _PlainScorer:
                 vector = zeros
                 if unseen is not None:
                     unseen[j] += 1
-            for c, vc in enumerate(vector):
-                z[c] += vc
+            if one:
+                z[0] += vector[0]
+            else:
+                for c in range(len(z)):
+                    z[c] += vector[c]
         best, best_d2 = 0, math.inf
-        for i, center in enumerate(self.centers):
-            d2 = 0.0
-            for zc, cc in zip(z, center, strict=True):
-                d2 += (zc - cc) * (zc - cc)
-            if d2 < best_d2:
-                best, best_d2 = i, d2
+        if one:
+            z0 = z[0]
+            for i, center in enumerate(self.centers):
+                d = z0 - center[0]
+                if d * d < best_d2:
+                    best, best_d2 = i, d * d
+        else:
+            for i, center in enumerate(self.centers):
+                d2 = 0.0
+                for zc, cc in zip(z, center, strict=True):
+                    d2 += (zc - cc) * (zc - cc)
+                if d2 < best_d2:
+                    best, best_d2 = i, d2
         return best, math.sqrt(best_d2)
 
 

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,7 +33,7 @@ from custseg.serving.scoring import Observed, score_response
 from custseg.serving.settings import SETTINGS_ENV, ServerSettings
 from custseg.serving.wire import WireError
 
-__all__ = ["App", "create_app"]
+__all__ = ["App", "Reply", "create_app", "error_reply"]
 
 OFFLOAD_BYTES = 256 * 1024  # bodies larger than this are scored in a thread
 SWITCH_INTERVAL = 0.001
@@ -51,6 +52,32 @@ ERROR_TYPES = {
     503: "ServiceUnavailable",
     500: "InternalFailure",
 }
+
+
+@dataclass(slots=True)
+class Reply:
+    """An invocation's reply, and what `App.finish` needs once it is sent: the endpoint
+    (None when refused before one was known), what scoring observed, the number of
+    records, when the request started, and the request body and its media type (for
+    data capture)."""
+
+    status: int
+    body: bytes
+    media: str
+    headers: list[tuple[bytes, bytes]]  # besides the content type and length
+    served: Served | None = None
+    observed: Observed | None = None
+    n: int = 0
+    started: float = 0.0
+    request: bytes = b""
+    content_type: str = ""
+
+
+def error_reply(status: int, message: str) -> Reply:
+    """An error in boto3's shape: `x-amzn-errortype` header, `message` in the body."""
+    error_type = ERROR_TYPES.get(status, "ValidationError")
+    body = orjson.dumps({"message": message, "ErrorCode": error_type, "status": status})
+    return Reply(status, body, "application/json", [(b"x-amzn-errortype", error_type.encode())])
 
 
 class App:
@@ -90,14 +117,18 @@ class App:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def _follow_store(self) -> None:
+        """Every `sync_interval`: the endpoints read again when the store changed, and
+        this worker's counters shared with the others when they changed. Both looks are
+        cheap and made on the event loop; a thread reads the store only after a change
+        (a thread hand-off at every look cost a busy worker 10% of its requests)."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                await loop.run_in_executor(None, self.table.sync)
-                snapshot = self.metrics.snapshot_if_changed()  # taken on the event loop
-                if snapshot is not None:  # shared with the other workers, for /metrics
-                    await loop.run_in_executor(None, self.metrics.dump, snapshot,
-                                               self._metrics_dir)
+                if self.table.stale():
+                    await loop.run_in_executor(None, self.table.sync)
+                snapshot = self.metrics.snapshot_if_changed()
+                if snapshot is not None:  # a small file under the store: for /metrics
+                    self.metrics.dump(snapshot, self._metrics_dir)
             except Exception as exc:  # a store hiccup must not stop the worker; retry
                 print(f"custseg: syncing endpoints failed: {exc}", flush=True)
             await asyncio.sleep(self.settings.sync_interval)
@@ -147,11 +178,10 @@ class App:
         await self._send(send, status, orjson.dumps(payload), "application/json")
 
     async def _error(self, send: Send, status: int, message: str) -> None:
-        error_type = ERROR_TYPES.get(status, "ValidationError")
-        body = orjson.dumps({"message": message, "ErrorCode": error_type, "status": status})
-        await self._send(
-            send, status, body, "application/json", [(b"x-amzn-errortype", error_type.encode())]
-        )
+        await self._send_reply(send, error_reply(status, message))
+
+    async def _send_reply(self, send: Send, reply: Reply) -> None:
+        await self._send(send, reply.status, reply.body, reply.media, reply.headers)
 
     # -- requests -------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -292,90 +322,124 @@ class App:
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send, name: str | None
                       ) -> None:
-        try:
-            await self._invoke_checked(scope, receive, send, name)
-        except Exception as exc:  # a bug must not surface as a bare 500 or kill the worker
-            print(f"custseg: invocation failed: {type(exc).__name__}: {exc}", flush=True)
-            await self._error(send, 500, f"internal error ({type(exc).__name__}); see the "
-                                         f"server log")
-
-    async def _invoke_checked(self, scope: Scope, receive: Receive, send: Send,
-                              name: str | None) -> None:
-        """Score a request on endpoint `name` (None: the single endpoint)."""
+        """Score a request on endpoint `name` (None: the single endpoint), the ASGI way:
+        for what `http_protocol` does not answer itself (bodies sent in pieces or over
+        `FAST_BYTES`, pipelined requests, Expect: 100-continue)."""
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        if not self._authorised(headers):
-            await self._error(send, 401, "missing or wrong API key (send X-Api-Key, "
-                                         "Authorization: Bearer, or CustomAttributes api_key=)")
-            return
-        if name is None:
-            live = list(self.table.live)
-            if len(live) != 1:
-                message = (
-                    "no endpoint has a model yet"
-                    if not live
-                    else f"{len(live)} endpoints ({', '.join(sorted(live))}): "
-                    f"POST /endpoints/NAME/invocations"
-                )
-                await self._error(send, 503 if not live else 400, message)
+        try:
+            target = self._target(headers, name)
+            if isinstance(target, Reply):
+                await self._send_reply(send, target)
                 return
-            name = live[0]
-        elif not ENDPOINT_NAME.match(name):
-            await self._error(send, 400, f"invalid endpoint name {name!r}")
-            return
+            observed = self._observed(target)
+            try:
+                body = await self._read_body(scope, receive)
+            except WireError as exc:
+                reply = self._refused(target, exc.status, exc.message, started)
+            else:
+                if len(body) > OFFLOAD_BYTES:  # a big batch: scored in a thread and in
+                    # pieces, so that the worker keeps answering small requests meanwhile
+                    reply = await asyncio.to_thread(self._score, target, headers, body,
+                                                    observed, started, chunked=True)
+                else:
+                    reply = self._score(target, headers, body, observed, started)
+            await self._send_reply(send, reply)
+            self.finish(reply)
+        except Exception as exc:  # a bug must not surface as a bare 500 or kill the worker
+            await self._send_reply(send, self._failed(exc))
+
+    def answer(self, name: str | None, headers: dict[bytes, bytes], body: bytes) -> Reply:
+        """Score a complete small request on endpoint `name` at once (what
+        `http_protocol` calls for the common case, without an ASGI task); the caller
+        sends the reply, then calls `finish` with it."""
+        started = time.perf_counter()
+        try:
+            target = self._target(headers, name)
+            if isinstance(target, Reply):
+                return target
+            return self._score(target, headers, body, self._observed(target), started)
+        except Exception as exc:  # a bug must not surface as a bare 500 or kill the worker
+            return self._failed(exc)
+
+    @staticmethod
+    def _failed(exc: Exception) -> Reply:
+        print(f"custseg: invocation failed: {type(exc).__name__}: {exc}", flush=True)
+        return error_reply(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    def _target(self, headers: dict[bytes, bytes], name: str | None) -> Served | Reply:
+        """The endpoint a request goes to, or the reply refusing it (API key, name)."""
+        if not self._authorised(headers):
+            return error_reply(401, "missing or wrong API key (send X-Api-Key, "
+                                    "Authorization: Bearer, or CustomAttributes api_key=)")
+        if name is None:
+            live = self.table.live
+            if len(live) != 1:
+                if not live:
+                    return error_reply(503, "no endpoint has a model yet")
+                return error_reply(400, f"{len(live)} endpoints ({', '.join(sorted(live))}): "
+                                        f"POST /endpoints/NAME/invocations")
+            (only,) = live.values()
+            return only
+        if not ENDPOINT_NAME.match(name):
+            return error_reply(400, f"invalid endpoint name {name!r}")
         served = self.table.get(name)  # held for the whole request: a switch cannot tear it
         if served is None:
-            status = 503 if name in self.table.failed else 404
-            await self._error(
-                send,
-                status,
-                f"no endpoint {name!r}"
-                if status == 404
-                else f"endpoint {name!r} has no model: {self.table.failed[name][1]}",
-            )
-            return
+            if name in self.table.failed:
+                return error_reply(503, f"endpoint {name!r} has no model: "
+                                        f"{self.table.failed[name][1]}")
+            return error_reply(404, f"no endpoint {name!r}")
+        return served
+
+    def _observed(self, served: Served) -> Observed:
         sampled = self.capture is not None and self.capture.sampled()
-        observed = Observed([0] * len(served.model.transform.categorical), keep=sampled,
-                            keep_records=sampled and self.capture is not None
-                            and self.capture.needs_records)
+        return Observed([0] * len(served.model.transform.categorical), keep=sampled,
+                        keep_records=sampled and self.capture is not None
+                        and self.capture.needs_records)
+
+    def _score(self, served: Served, headers: dict[bytes, bytes], body: bytes,
+               observed: Observed, started: float, *, chunked: bool = False) -> Reply:
+        """The reply to a request for `served` (its answers, or why it was refused)."""
+        content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
+        accept = headers.get(b"accept", b"application/json").decode("latin-1")
         try:
-            body = await self._read_body(scope, receive)
-            content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-            accept = headers.get(b"accept", b"application/json").decode("latin-1")
-            if len(body) > OFFLOAD_BYTES:  # a big batch: scored in a thread and in pieces,
-                # so that the worker keeps answering small requests meanwhile
-                out, media, n = await asyncio.to_thread(
-                    score_response, served.model, body, content_type, served.segment_names,
-                    accept, chunked=True, observed=observed)
-            else:
-                out, media, n = score_response(served.model, body, content_type,
-                                               served.segment_names, accept,
-                                               observed=observed)
+            out, media, n = score_response(served.model, body, content_type,
+                                           served.segment_names, accept, chunked=chunked,
+                                           observed=observed)
         except WireError as exc:
-            self.metrics.observe(name, served.ref, exc.status, 0.0, 0)
-            await self._error(send, exc.status, exc.message)
-            return
+            return self._refused(served, exc.status, exc.message, started)
         except CustsegError as exc:
-            self.metrics.observe(name, served.ref, 400, 0.0, 0)
-            await self._error(send, 400, str(exc))
+            return self._refused(served, 400, str(exc), started)
+        return Reply(200, out, media, served.headers, served, observed, n, started,
+                     body, content_type)
+
+    @staticmethod
+    def _refused(served: Served, status: int, message: str, started: float) -> Reply:
+        reply = error_reply(status, message)
+        reply.served, reply.started = served, started
+        return reply
+
+    def finish(self, reply: Reply) -> None:
+        """After a reply is sent: the request counted, and its records offered to data
+        capture when sampled."""
+        served = reply.served
+        if served is None:  # refused before an endpoint was known
             return
-        await self._send(
-            send,
-            200,
-            out,
-            media,
-            [
-                (b"x-custseg-model-version", served.ref.encode()),
-                (b"x-amzn-invoked-production-variant", served.config.encode()),
-            ],
-        )
-        self.metrics.observe(name, served.ref, 200, time.perf_counter() - started, n)
+        name = served.name
+        if reply.status != 200:
+            self.metrics.observe(name, served.ref, reply.status, 0.0, 0)
+            return
+        self.metrics.observe(name, served.ref, 200, time.perf_counter() - reply.started,
+                             reply.n)
+        observed = reply.observed
+        if observed is None:
+            return
         if any(observed.unseen):
             self.metrics.observe_unseen(name, served.ref, served.model.transform.categorical,
                                         observed.unseen)
         if self.capture is not None and observed.scored:  # sampled: after the response
             self.capture.offer(name, served.ref, served.segment_names, observed.scored,
-                               body, content_type, n)
+                               reply.request, reply.content_type, reply.n)
 
 
 def create_app() -> App:

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,12 @@ class Served:
     model: Model
     segment_names: list[str]
     loaded_at: str = field(default_factory=now)
+
+    @cached_property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers of its answers beside the content type and length."""
+        return [(b"x-custseg-model-version", self.ref.encode()),
+                (b"x-amzn-invoked-production-variant", self.config.encode())]
 
 
 def segment_names(model: Model) -> list[str]:
@@ -102,6 +109,16 @@ class EndpointTable:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._registered: float | None = None  # when the `*` row was last refreshed
+        self._token: Any = None  # the store's change token at the last sync
+
+    def stale(self) -> bool:
+        """Whether the store may have changed since the last sync (or this worker's
+        heartbeat is due): a look costing microseconds, so that an idle store costs the
+        worker no query (and no thread) at every look."""
+        token = self.store.change_token()
+        return (token is None or token != self._token
+                or (self._registered is not None
+                    and time.monotonic() - self._registered > HEARTBEAT))
 
     def get(self, name: str) -> Served | None:
         return self.live.get(name)
@@ -116,7 +133,8 @@ class EndpointTable:
     def sync(self) -> None:
         """Load, verify and switch to every config the store wants; drop deleted ones."""
         with self._lock:
-            wanted = self._wanted()
+            self._token = self.store.change_token()  # before reading: a commit made
+            wanted = self._wanted()  # meanwhile makes the next look stale
             # the request path reads these dicts from the event loop: replace, never mutate
             gone = [name for name in self.live if name not in wanted]
             if gone:

@@ -10,8 +10,10 @@ import contextlib
 import json
 import os
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self.records: dict[tuple[str, str], int] = defaultdict(int)
+        # requests per latency bucket (not cumulative: /metrics adds them up)
         self.buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
         self.sums: dict[tuple[str, str], float] = defaultdict(float)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
@@ -69,10 +72,13 @@ class Metrics:
             self.records[key] += records
             self.sums[key] += seconds
             self.counts[key] += 1
-            counts = self.buckets[key]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    counts[i] += 1
+            i = bisect_left(BUCKETS, seconds)  # the first bound >= seconds
+            if i < len(BUCKETS):  # kept per bucket; cumulative when rendered
+                self.buckets[key][i] += 1
+
+    def cumulative_buckets(self, endpoint: str, version: str) -> list[int]:
+        """Requests at or under each bound of `BUCKETS` (as /metrics shows them)."""
+        return list(accumulate(self.buckets.get((endpoint, version), [0] * len(BUCKETS))))
 
     def observe_unseen(self, endpoint: str, version: str, features: list[str],
                        counts: list[int]) -> None:
@@ -148,7 +154,7 @@ class Metrics:
                   "# TYPE custseg_request_seconds histogram"]
         for (ep, ver), counts in sorted(self.buckets.items()):
             labels = f'endpoint="{ep}",version="{ver}"'
-            for bound, n in zip(BUCKETS, counts, strict=True):  # counts are cumulative
+            for bound, n in zip(BUCKETS, accumulate(counts), strict=True):
                 lines.append(f'custseg_request_seconds_bucket{{{labels},le="{bound}"}} {n}')
             total = self.counts[(ep, ver)]
             lines.append(f'custseg_request_seconds_bucket{{{labels},le="+Inf"}} {total}')

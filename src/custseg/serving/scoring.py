@@ -122,7 +122,8 @@ def score_body(model: Any, body: bytes, content_type: str, observed: Observed | 
     label, distance = model.score_record(
         records[0], None if observed is None else observed.unseen)
     labels, distances = [label], [distance]
-    check_distances(distances)
+    if not math.isfinite(distance):
+        check_distances(distances)  # raises, naming the record
     if observed is not None:
         observed.add(records, labels, distances)
     return labels, distances

@@ -33,6 +33,7 @@ class WireError(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=256)  # a handful of distinct values in practice
 def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -59,7 +60,7 @@ def _records_from_split(split: Any) -> list[Mapping[str, Any]]:
 
 def as_records(payload: Any, columns: Sequence[str], wrapped: bool = False
                 ) -> list[Mapping[str, Any]]:
-    if isinstance(payload, Mapping):
+    if type(payload) is dict or isinstance(payload, Mapping):  # dict: what JSON gives
         for key in ("instances", "dataframe_records", "inputs"):
             if key in payload and not wrapped:  # one level of wrapping, no deeper
                 return as_records(payload[key], columns, wrapped=True)
@@ -172,7 +173,9 @@ def _json_predictions(labels: Sequence[int], distances: Sequence[float],
     as fast at 1,000 records)."""
     if not labels:
         return b'{"predictions":[]}'
-    first, later = _heads(tuple(names))
+    first, later = _heads(names if type(names) is tuple else tuple(names))
+    if len(labels) == 1:  # one record: the common request
+        return b'{"predictions":[' + first[labels[0]] + orjson.dumps(distances[0]) + b"}]}"
     numbers = orjson.dumps(list(distances))[1:-1].split(b",")
     pieces = [b""] * (2 * len(numbers))
     pieces[0] = first[labels[0]]

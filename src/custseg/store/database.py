@@ -210,6 +210,11 @@ class Store:
                 self.dialect.transaction(conn):
             yield conn
 
+    def change_token(self) -> Any:
+        """Something that differs after any commit to the store, when the database has a
+        cheap one; None otherwise (read again to know)."""
+        return self.dialect.change_token()
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self._errors("read"), self.dialect.connection() as conn:

@@ -44,8 +44,8 @@ class _Counts:
             if name == endpoint:
                 count += n
                 total += metrics.sums[(name, version)]
-                buckets = [a + b for a, b in zip(buckets, metrics.buckets[(name, version)],
-                                                  strict=True)]
+                mine = metrics.cumulative_buckets(name, version)
+                buckets = [a + b for a, b in zip(buckets, mine, strict=True)]
         return cls(requests, errors, count, total, tuple(buckets))
 
     def minus(self, earlier: _Counts) -> _Counts:
