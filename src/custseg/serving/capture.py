@@ -71,11 +71,12 @@ IDLE_SECONDS = 1.0  # records put aside longer than this are converted by the wr
 KEY_FILE = "capture.key"
 CLOSE_TIMEOUT = 8.0  # seconds the shutdown waits for the last file (the grace is 12)
 # how often the writer thread looks at its queue: a request never wakes it (a wake-up per
-# captured request cost the event loop a GIL hand-over each time)
-POLL_SECONDS = 0.05
+# captured request cost the event loop a GIL hand-over each time), and each look takes
+# the GIL from a busy event loop too (4 looks a second, not 20: see RESULTS.md)
+POLL_SECONDS = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 2 us more
 class _Item:
     """A sampled request as it left the request path: its records as the scorer parsed
     them, with their cluster ids and distances (nothing parsed again, nothing copied)."""
@@ -84,7 +85,7 @@ class _Item:
     version: str
     names: Sequence[str]  # segment names by cluster id
     at: float  # seconds since the epoch
-    request: str
+    sequence: int  # the worker's count of captured requests (see `request`)
     scored: list[tuple[Sequence[Mapping[str, Any]], list[int], list[float]]]
     body: bytes
     content_type: str
@@ -93,6 +94,11 @@ class _Item:
     @property
     def size(self) -> int:  # what the pending budget counts
         return len(self.body)
+
+    @property
+    def request(self) -> str:
+        """The request's id: this worker's pid and the sequence number."""
+        return f"{os.getpid()}-{self.sequence}"
 
 
 @dataclass(frozen=True)
@@ -214,8 +220,8 @@ class CaptureWriter:
             self.counts.add(endpoint, "dropped", records)
             return
         self._sequence += 1
-        item = _Item(endpoint, version, names, time.time(), f"{os.getpid()}-{self._sequence}",
-                     scored, body, content_type, records)
+        item = _Item(endpoint, version, names, time.time(), self._sequence, scored, body,
+                     content_type, records)
         self._offered_bytes += item.size
         with self._aside_lock:
             if not self._aside:
