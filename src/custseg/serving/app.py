@@ -328,26 +328,24 @@ class App:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         try:
-            target = self._target(headers, name)
-            if isinstance(target, Reply):
-                await self._send_reply(send, target)
-                return
-            observed = self._observed(target)
-            try:
-                body = await self._read_body(scope, receive)
-            except WireError as exc:
-                reply = self._refused(target, exc.status, exc.message, started)
-            else:
-                if len(body) > OFFLOAD_BYTES:  # a big batch: scored in a thread and in
-                    # pieces, so that the worker keeps answering small requests meanwhile
-                    reply = await asyncio.to_thread(self._score, target, headers, body,
-                                                    observed, started, chunked=True)
+            reply = self._target(headers, name)
+            if not isinstance(reply, Reply):
+                target, observed = reply, self._observed(reply)
+                try:
+                    body = await self._read_body(scope, receive)
+                except WireError as exc:
+                    reply = self._refused(target, exc.status, exc.message, started)
                 else:
-                    reply = self._score(target, headers, body, observed, started)
-            await self._send_reply(send, reply)
-            self.finish(reply)
+                    if len(body) > OFFLOAD_BYTES:  # a big batch: scored in a thread and in
+                        # pieces, so that the worker keeps answering small requests
+                        reply = await asyncio.to_thread(self._score, target, headers, body,
+                                                        observed, started, chunked=True)
+                    else:
+                        reply = self._score(target, headers, body, observed, started)
         except Exception as exc:  # a bug must not surface as a bare 500 or kill the worker
-            await self._send_reply(send, self._failed(exc))
+            reply = self._failed(exc)
+        await self._send_reply(send, reply)
+        self.finish(reply)
 
     def answer(self, name: str | None, headers: dict[bytes, bytes], body: bytes) -> Reply:
         """Score a complete small request on endpoint `name` at once (what
@@ -421,7 +419,14 @@ class App:
 
     def finish(self, reply: Reply) -> None:
         """After a reply is sent: the request counted, and its records offered to data
-        capture when sampled."""
+        capture when sampled. Never raises: the answer is out."""
+        try:
+            self._count(reply)
+        except Exception as exc:  # a bug in counting must not break the connection
+            print(f"custseg: counting a request failed: {type(exc).__name__}: {exc}",
+                  flush=True)
+
+    def _count(self, reply: Reply) -> None:
         served = reply.served
         if served is None:  # refused before an endpoint was known
             return
