@@ -122,6 +122,33 @@ def test_a_run_with_stderr_not_a_terminal_loads_no_progress_display(project: Pat
     assert result.stderr == "[]"
 
 
+def test_the_console_script_collects_rarely_and_freezes_what_is_left_at_the_end(
+        project: Path) -> None:
+    """`custseg.cli.main` sets the collector's young threshold before the command line's
+    modules load, and the command leaves what is alive at its end out of the shutdown
+    collections (gc.freeze), on success and on a user error alike."""
+    code = ("import gc, sys\n"
+            "seen = []\n"
+            "import custseg.cli.commands as commands\n"
+            "real = commands.app\n"
+            "def app():\n"
+            "    seen.append(gc.get_threshold()[0])\n"
+            "    real()\n"
+            "commands.app = app\n"
+            "from custseg.cli import main, GC_THRESHOLD\n"
+            "sys.argv = ['custseg', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+            "sys.stderr.write(repr((code, seen == [GC_THRESHOLD], gc.get_freeze_count() > 0)))")
+    ok = subprocess.run([sys.executable, "-c", code, "run", "--json"], capture_output=True,
+                        text=True, cwd=project, check=False)
+    assert json.loads(ok.stdout)["status"] == "Succeeded"
+    assert ok.stderr == "(0, True, True)"
+    bad = subprocess.run([sys.executable, "-c", code, "run", "-p", "n_clusters=0"],
+                         capture_output=True, text=True, cwd=project, check=False)
+    assert bad.stderr.endswith("(2, True, True)"), bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_an_override_changes_k(cli: Cli, project: Path) -> None:
     result = _ok(cli("run", "-p", "n_clusters=4"))
     assert "Segments (k=4" in result.stdout

@@ -7,6 +7,7 @@ Heavy modules are imported inside the commands so that `custseg --help` stays fa
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -473,7 +474,8 @@ def sample(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the app as a process's command line (see `custseg.cli.main`, which also tunes
+    the process's collector): a user error is one line and its exit code."""
     try:
         app()
     except CustsegError as exc:  # the one handler: a user error is one line and its code
@@ -481,6 +483,8 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    finally:
+        gc.freeze()  # what is alive now lives until the exit: shutdown need not collect it
 
 
 # the other command groups use the helpers above
