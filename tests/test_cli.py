@@ -124,8 +124,8 @@ def test_a_run_with_stderr_not_a_terminal_loads_no_progress_display(project: Pat
 
 def test_the_console_script_collects_rarely_and_freezes_what_is_left_at_the_end(
         project: Path) -> None:
-    """`custseg.cli.main` sets the collector's young threshold before the command line's
-    modules load, and the command leaves what is alive at its end out of the shutdown
+    """The command line sets the collector's young threshold as it loads (before typer
+    and the rest), and the command leaves what is alive at its end out of the shutdown
     collections (gc.freeze), on success and on a user error alike."""
     code = ("import gc, sys\n"
             "seen = []\n"
@@ -135,7 +135,8 @@ def test_the_console_script_collects_rarely_and_freezes_what_is_left_at_the_end(
             "    seen.append(gc.get_threshold()[0])\n"
             "    real()\n"
             "commands.app = app\n"
-            "from custseg.cli import main, GC_THRESHOLD\n"
+            "from custseg.cli import main\n"
+            "from custseg.cli.gc_tuning import GC_THRESHOLD\n"
             "sys.argv = ['custseg', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
             "sys.stderr.write(repr((code, seen == [GC_THRESHOLD], gc.get_freeze_count() > 0)))")

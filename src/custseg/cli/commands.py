@@ -474,8 +474,7 @@ def sample(
 
 
 def main() -> None:
-    """Run the app as a process's command line (see `custseg.cli.main`, which also tunes
-    the process's collector): a user error is one line and its exit code."""
+    """Console-script entry point."""
     try:
         app()
     except CustsegError as exc:  # the one handler: a user error is one line and its code
