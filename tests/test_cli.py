@@ -136,7 +136,7 @@ def test_the_console_script_collects_rarely_and_freezes_what_is_left_at_the_end(
             "    real()\n"
             "commands.app = app\n"
             "from custseg.cli import main\n"
-            "from custseg.cli.gc_tuning import GC_THRESHOLD\n"
+            "from custseg.cli.startup import GC_THRESHOLD\n"
             "sys.argv = ['custseg', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
             "sys.stderr.write(repr((code, seen == [GC_THRESHOLD], gc.get_freeze_count() > 0)))")

@@ -1,11 +1,11 @@
 """The `custseg` command line: `commands` holds the app and the run/deploy/report/predict/
 sample commands; `store_commands`, `endpoints` and `schema` the command groups; `common`
-what they share; `gc_tuning` the process's collector settings, applied here, before
-typer, pydantic and the rest load."""
+what they share; `startup` what the process sets up first (applied here, before typer,
+pydantic and the rest load)."""
 
-from custseg.cli.gc_tuning import tune_collector
+from custseg.cli.startup import set_up_process
 
-tune_collector()
+set_up_process()
 
 from custseg.cli.commands import app, main  # noqa: E402
 
