@@ -29,6 +29,24 @@ def test_exact_metrics_equal_sklearn(n: int, p: int, k: int, seed: int) -> None:
         davies_bouldin_score(x, labels), rel=1e-9)
 
 
+@pytest.mark.parametrize(("n", "sampled"), [(1000, False), (2500, False), (2500, True),
+                                          (4001, True)])
+def test_silhouettes_of_a_sweep_equal_sklearn_row_by_row(n: int, sampled: bool) -> None:
+    """The pairwise pass (square tiles on and above the diagonal, each distance computed
+    once and added to both its rows; on threads from PARALLEL_PAIRS_ROWS rows; tiles
+    that do not divide the rows) gives every row's silhouette under every labeling of a
+    sweep: scikit-learn's, to float32's precision when `sampled`."""
+    from sklearn.metrics import silhouette_samples
+
+    x, truth = blobs(n, 3, 4, n)
+    rng = np.random.default_rng(n)
+    labelings = [(truth, 4), (rng.integers(0, 2, n), 2), (rng.integers(0, 7, n), 7)]
+    got = metrics.silhouettes(x, labelings, sampled=sampled)
+    for (labels, _), values in zip(labelings, got, strict=True):
+        want = silhouette_samples(x, labels)
+        np.testing.assert_allclose(values, want, rtol=0, atol=2e-5 if sampled else 1e-12)
+
+
 def test_singleton_cluster_follows_sklearn_convention() -> None:
     x, labels = blobs(200, 2, 3, 9)
     labels[0] = 3  # a cluster of one point has silhouette 0
