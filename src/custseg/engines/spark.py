@@ -13,9 +13,10 @@ engine (`engines/local`), with the heavy work on Spark and the driver holding at
    correlations, the report sample and the feature-space metrics, with the local
    estimators; segment sizes, means and shares are exact (Spark, `spark_profiles`).
 
-Lineage (`meta["engine_details"]`) records the Spark version and the master; over Spark
-Connect (`spark.remote`) also the server's URL, and the version and master are the
-server's.
+Lineage (`meta["engine_details"]`) records the Spark version, the master and what read the
+files (`reader`: `spark`, or `custseg_s3` for S3 without the S3A connector, see
+`spark_s3`); over Spark Connect (`spark.remote`) also the server's URL, and the version
+and master are the server's.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ def _train(handle: SparkHandle, cfg: Config, request: TrainRequest, reporter: Re
     warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg)
     details = SparkEngine(cfg.spark).describe() | {"master": master, "spark_version": version,
                                                    "driver_sample_rows":
-                                                   enc.n, "driver_sample_limit": SAMPLE_ROWS}
+                                                   enc.n, "driver_sample_limit": SAMPLE_ROWS,
+                                                   "reader": data.reader}
     meta = model_meta(
         cfg, request, SparkEngine.name, result, profiles=profiles, names=names,
         stability=stability, correlations=correlations, sample=sample, warnings=warnings,

@@ -1,17 +1,20 @@
 """Reading the training data on Spark, and the driver's seeded sample of it.
 
-CSV (local files, folders, `.csv.gz`, `s3://` through `s3a://`) is read as text, the
-header and delimiter checked as the local reader does; the cells Arrow's CSV reader
-takes as missing (`NA`, `NULL`, empty...) are missing here too. Parquet is read typed.
-The driver holds at most `SAMPLE_ROWS` rows, whatever the data's size: a seeded
-sample that decides the schema (CSV text typed by Arrow's own CSV reader, so a column
-gets the type the local engine would give it) and what the local engine also decides
-on a sample (skew transforms, clip bounds, quantiles, silhouette, stability).
+CSV (local files, folders, `.csv.gz`, `s3://`) is read as text, the header and delimiter
+checked as the local reader does; the cells Arrow's CSV reader takes as missing (`NA`,
+`NULL`, empty...) are missing here too. Parquet is read typed. `s3://` is read by Spark
+as `s3a://` when Hadoop's S3A connector is on its classpath, else through custseg's
+Python data source (`spark_s3`). The driver holds at most `SAMPLE_ROWS` rows, whatever
+the data's size: a seeded sample that decides the schema (CSV text typed by Arrow's own
+CSV reader, so a column gets the type the local engine would give it) and what the local
+engine also decides on a sample (skew transforms, clip bounds, quantiles, silhouette,
+stability).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +42,8 @@ NULL_MARKERS = tuple(pacsv.ConvertOptions().null_values)  # Arrow's missing-valu
 @dataclass
 class SparkData:
     """The data as a Spark DataFrame (`text`: every column is text, as read from CSV),
-    its size, and a typed seeded sample of at most SAMPLE_ROWS rows on the driver."""
+    its size, and a typed seeded sample of at most SAMPLE_ROWS rows on the driver.
+    `reader`: what read the files (`spark`, or `spark_s3.NAME` for S3 without S3A)."""
 
     frame: Any
     files: list[str]
@@ -48,6 +52,7 @@ class SparkData:
     delimiter: str | None
     header: list[str]
     sample: pa.Table
+    reader: str = "spark"
 
     @property
     def sampled(self) -> bool:
@@ -66,19 +71,15 @@ def spark_path(uri: str) -> str:
     return "s3a://" + uri.removeprefix("s3://") if uri.startswith("s3://") else uri
 
 
-def _configure_s3(session: Any, cfg: Config) -> None:
-    """fs.s3a.* from `s3.endpoint_url` (unless spark.conf sets them), and a clear error
-    when the S3A connector (the hadoop-aws jar) is not on Spark's classpath."""
+def _configure_s3(session: Any, cfg: Config) -> bool:
+    """fs.s3a.* from `s3.endpoint_url` (unless spark.conf sets them) when Hadoop's S3A
+    connector (the hadoop-aws jar) is on Spark's classpath; False when it is not (the
+    files are then read through `spark_s3`)."""
     jvm = session.sparkContext._jvm
     try:
         jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem")
-    except Exception as exc:  # py4j raises its own error for a missing class
-        hadoop = jvm.org.apache.hadoop.util.VersionInfo.getVersion()
-        raise ConfigError(
-            f"reading {cfg.data_location} on Spark needs Hadoop's S3A connector, which is not "
-            f"on Spark's classpath: add the hadoop-aws jar matching Hadoop {hadoop} (e.g. "
-            f"spark.conf: {{spark.jars.packages: org.apache.hadoop:hadoop-aws:{hadoop}}}); "
-            "see docs/spark.md") from exc
+    except Exception:  # py4j raises its own error for a missing class
+        return False
     hadoop_conf = session.sparkContext._jsc.hadoopConfiguration()
     given = set(cfg.spark.conf)
     settings = {"fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
@@ -91,6 +92,33 @@ def _configure_s3(session: Any, cfg: Config) -> None:
     for key, value in settings.items():
         if "spark.hadoop." + key not in given:
             hadoop_conf.set(key, value)
+    return True
+
+
+def _through_data_source(session: Any, files: list[str], cfg: Config,
+                         csv: tuple[str, list[str]] | None) -> Any:
+    """The files as a DataFrame read by `spark_s3` (CSV as text: `csv` is its delimiter
+    and header; else Parquet, typed as its first file's schema)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from custseg.engines import spark_s3
+
+    options = {"files": json.dumps(files), "endpoint_url": cfg.s3.endpoint_url or ""}
+    if csv is None:
+        import pyarrow.parquet as pq
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        with open_source(files[0], s3_endpoint_url=cfg.s3.endpoint_url) as f:
+            schema = from_arrow_schema(pq.read_schema(f))
+        options |= {"format": "parquet"}
+    else:
+        delimiter, header = csv
+        schema = StructType([StructField(name, StringType()) for name in header])
+        options |= {"format": "csv", "delimiter": delimiter, "header": json.dumps(header),
+                    "split_bytes": str(spark_s3.SPLIT_BYTES)}
+    session.dataSource.register(spark_s3.S3Source)
+    return (session.read.format(spark_s3.NAME).options(**options)
+            .option("schema", schema.json()).load())
 
 
 def _check_headers(files: list[str], cfg: Config) -> tuple[str, list[str]]:
@@ -143,17 +171,28 @@ def read_spark_data(session: Any, cfg: Config) -> SparkData:
     from pyspark.sql import functions as F
 
     location = cfg.data_location
+    reader = "spark"
     if location.startswith("s3://"):
         if cfg.spark.remote is None:
-            _configure_s3(session, cfg)
+            if not _configure_s3(session, cfg):  # no S3A connector: custseg's data source
+                from custseg.engines import spark_s3
+
+                reader = spark_s3.NAME
         elif cfg.s3.endpoint_url:  # the Spark Connect server reads S3 with its own settings
             raise ConfigError(
                 "s3.endpoint_url cannot apply with spark.remote: the Spark Connect server "
                 "reads S3 with its own fs.s3a.* settings; configure them there")
     files = list_sources(location, s3_endpoint_url=cfg.s3.endpoint_url)
     if all(is_parquet(f) for f in files):
-        frame = session.read.parquet(*[spark_path(f) for f in files])
+        if reader == "spark":
+            frame = session.read.parquet(*[spark_path(f) for f in files])
+        else:
+            frame = _through_data_source(session, files, cfg, None)
         header, delimiter, text = list(frame.columns), None, False
+    elif reader != "spark":
+        delimiter, header = _check_headers(files, cfg)
+        frame = _through_data_source(session, files, cfg, (delimiter, header))
+        text = True
     else:
         delimiter, header = _check_headers(files, cfg)
         frame = (session.read.option("header", True).option("sep", delimiter)
@@ -182,4 +221,4 @@ def read_spark_data(session: Any, cfg: Config) -> SparkData:
     if text:
         sample = _typed(sample)
     return SparkData(frame=frame, files=files, rows=rows, text=text, delimiter=delimiter,
-                     header=header, sample=sample)
+                     header=header, sample=sample, reader=reader)
