@@ -232,7 +232,7 @@ def _distance_sums(x: np.ndarray, onehot: np.ndarray, dtype: type, *, parallel: 
         return work(tiles)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # each its own sums, added up
         parts = list(pool.map(work, [tiles[w::workers] for w in range(workers)]))
-    return np.sum(parts, axis=0)
+    return np.asarray(np.sum(parts, axis=0))
 
 
 def _silhouette_from_sums(sums: np.ndarray, own: np.ndarray, sizes: np.ndarray) -> np.ndarray:
