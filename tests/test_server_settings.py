@@ -201,3 +201,27 @@ def test_the_body_limit_holds_for_small_limits(project: Project) -> None:
     assert post(10)[0] == 200  # about 700 bytes
     status, body = post(20)  # about 1,400
     assert status == 413 and "over the 1,024-byte limit" in body
+
+
+def test_a_worker_collects_in_small_young_generations_whatever_imported_it(
+        tmp_path: Path) -> None:
+    """A spawned worker imports the command line again (whose process raises the
+    collector's threshold for short commands): making its app sets the worker's own,
+    small one, so that no request waits behind a long young collection."""
+    from custseg.serving.settings import ServerSettings
+    from custseg.store.database import Store
+
+    Store.open(str(tmp_path / "custseg.db"), str(tmp_path / "artifacts"))  # an empty store
+    path = ServerSettings(store=str(tmp_path / "custseg.db"),
+                          artifacts=str(tmp_path / "artifacts"), workers=1).write(
+        tmp_path / "settings.json")
+    code = ("import gc, os, custseg.cli\n"
+            "from custseg.cli.startup import GC_THRESHOLD\n"
+            "from custseg.serving.app import WORKER_GC_THRESHOLD, create_app\n"
+            "raised = gc.get_threshold()[0] == GC_THRESHOLD\n"
+            f"os.environ['CUSTSEG_SERVER_SETTINGS'] = {str(path)!r}\n"
+            "create_app()\n"
+            "print(raised, gc.get_threshold() == WORKER_GC_THRESHOLD)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.stdout.split() == ["True", "True"], result.stderr

@@ -6,8 +6,9 @@ allocations and a full one, walking every object alive, every hundred of those. 
 command's memory is mostly arrays freed by reference counting, so its young collections
 are 70x rarer, and what is alive at its end is left out of the collections of interpreter
 shutdown (`gc.freeze` in `commands.main`). A 1M-row `custseg run` takes about 6% less
-time (benchmarks/RESULTS.md). The endpoint server's workers are spawned processes, with
-Python's defaults.
+time (benchmarks/RESULTS.md). Not so the endpoint server's workers, whose requests must
+not wait behind a long collection: spawned processes import `custseg.cli` again, so each
+sets its own collector when it makes its app (`serving.app.WORKER_GC_THRESHOLD`).
 """
 
 from __future__ import annotations

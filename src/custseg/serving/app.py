@@ -14,6 +14,7 @@ with our message. Each worker follows the store (see `serving`) in a background 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import os
 import sys
@@ -37,6 +38,11 @@ __all__ = ["App", "Reply", "create_app", "error_reply"]
 
 OFFLOAD_BYTES = 256 * 1024  # bodies larger than this are scored in a thread
 SWITCH_INTERVAL = 0.001
+# a worker's collector: young collections of a few hundred objects, each a pause of tens
+# of microseconds (Python 3.11's default). A worker spawned by the command line imports
+# `custseg.cli` again, which raises the threshold for short commands (cli/startup): a
+# young collection of 50,000 objects would be a millisecond pause in a request's way.
+WORKER_GC_THRESHOLD = (700, 10, 10)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -453,4 +459,5 @@ def create_app() -> App:
     # a batch scored in a thread hands the GIL back to the event loop every millisecond
     # (Python's default is 5 ms), so that one-record requests wait less behind it
     sys.setswitchinterval(SWITCH_INTERVAL)
+    gc.set_threshold(*WORKER_GC_THRESHOLD)
     return App(ServerSettings.read(os.environ[SETTINGS_ENV]))
