@@ -324,17 +324,14 @@ def test_a_static_spark_conf_the_running_session_lacks_is_refused(spark: Any,
 def test_s3_without_the_s3a_connector_is_read_through_custsegs_data_source(
         spark: Any, tmp_path: Path, moto_server: str, make_bucket: Any,
         monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    """pyspark's wheel has no S3A connector (hadoop-aws), and this machine cannot fetch
-    it: s3:// on a real moto server is read through `spark_s3` instead, a CSV cut into
+    """pyspark's wheel has no S3A connector (hadoop-aws), nor has this test session's
+    Spark: s3:// on a real moto server is read through `spark_s3` instead, a CSV cut into
     five pieces mid-line (or a Parquet file's five row groups) read on the executors;
     the model is the local engine's on the same rows, and the lineage says what read."""
     from custseg.engines import spark_s3
+    from custseg.engines.spark_data import s3a_connector
 
-    try:
-        spark.sparkContext._jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem")
-    except Exception:
-        pass
-    else:
+    if s3a_connector(spark) is not None:
         pytest.skip("hadoop-aws is on the classpath here: Spark reads s3a:// itself")
     data = write_customers(tmp_path / "customers.csv", rows=20_000, segments=3, seed=7)
     if kind == "csv":
@@ -356,6 +353,65 @@ def test_s3_without_the_s3a_connector_is_read_through_custsegs_data_source(
     assert on_spark.meta["engine_details"]["reader"] == spark_s3.NAME
     assert on_spark.meta["data"]["rows"] == 20_000
     assert on_spark.meta["data"]["files"] == [f"s3://{bucket}/data/customers.{kind}"]
+    assert (on_spark.transform.numeric, on_spark.transform.categorical) == (
+        local.transform.numeric, local.transform.categorical)
+    np.testing.assert_array_equal(on_spark.transform.medians, local.transform.medians)
+    table = pacsv.read_csv(data)
+    assert adjusted_rand(on_spark.predict(table), local.predict(table)) >= 0.99
+
+
+@pytest.fixture(scope="session")
+def s3a_jars() -> str:
+    """The S3A connector's jars (hadoop-aws and the AWS SDK bundle it was built against),
+    comma-separated, as `.ci/s3a-jars` prints them into CUSTSEG_S3A_JARS."""
+    jars = os.environ.get("CUSTSEG_S3A_JARS", "")
+    if not jars:
+        if os.environ.get("CUSTSEG_REQUIRE_SPARK") == "1":
+            pytest.fail("CUSTSEG_REQUIRE_SPARK=1, but CUSTSEG_S3A_JARS is not set "
+                        "(export CUSTSEG_S3A_JARS=$(.ci/s3a-jars))")
+        pytest.skip("CUSTSEG_S3A_JARS is not set: export CUSTSEG_S3A_JARS=$(.ci/s3a-jars)")
+    missing = [jar for jar in jars.split(",") if not Path(jar).is_file()]
+    assert not missing, f"CUSTSEG_S3A_JARS names jars that are not there: {missing}"
+    return jars
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_spark_reads_s3a_itself_with_the_connector_from_spark_jars(
+        spark: Any, s3a_jars: str, tmp_path: Path, moto_server: str, make_bucket: Any,
+        kind: str) -> None:
+    """`custseg run -p engine=spark` (its own JVM) with hadoop-aws in `spark.jars`: Spark
+    reads s3a:// on a real moto server itself, with fs.s3a.* from `s3.endpoint_url` and the
+    credentials from the environment; the model is the local engine's on the same rows.
+    The jars are hadoop-aws 3.3.1 (AWS SDK v1) on pyspark's Hadoop 3.4+ client, which
+    reads only with the settings custseg adapts for it."""
+    data = write_customers(tmp_path / "customers.csv", rows=20_000, segments=3, seed=7)
+    if kind == "csv":
+        body = data.read_bytes()
+    else:
+        out = io.BytesIO()
+        pq.write_table(pacsv.read_csv(data), out, row_group_size=4000)
+        body = out.getvalue()
+    bucket = make_bucket({f"data/customers.{kind}": body})
+    config = tmp_path / "pipeline_config.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_uri": f"s3://{bucket}/data/", "data_file": f"customers.{kind}",
+        "store": str(tmp_path / "store"), "n_components": 2, "n_clusters": 3,
+        "tuning": {"n_init": 2}, "s3": {"endpoint_url": moto_server},
+        "spark": {"master": MASTER, "conf": {"spark.jars": s3a_jars,
+                                             "spark.sql.shuffle.partitions": 4}}}))
+    run = subprocess.run([str(CUSTSEG), "run", "-c", str(config), "-p", "engine=spark",
+                          "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    import custseg
+
+    on_spark = custseg.load_model(json.loads(run.stdout)["model_uri"])
+    details = on_spark.meta["engine_details"]
+    assert details["reader"] == "spark"
+    assert details["s3a_connector"] == "hadoop-aws 3.3.1"
+    assert on_spark.meta["data"]["rows"] == 20_000
+    assert on_spark.meta["data"]["files"] == [f"s3://{bucket}/data/customers.{kind}"]
+    local = train_local(_config(data, n_clusters=3), TrainRequest("t", None, None, {}),
+                        Progress())
     assert (on_spark.transform.numeric, on_spark.transform.categorical) == (
         local.transform.numeric, local.transform.categorical)
     np.testing.assert_array_equal(on_spark.transform.medians, local.transform.medians)

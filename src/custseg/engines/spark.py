@@ -228,6 +228,8 @@ def _train(handle: SparkHandle, cfg: Config, request: TrainRequest, reporter: Re
                                                    "driver_sample_rows":
                                                    enc.n, "driver_sample_limit": SAMPLE_ROWS,
                                                    "reader": data.reader}
+    if data.s3a_connector is not None:
+        details["s3a_connector"] = f"hadoop-aws {data.s3a_connector}"
     meta = model_meta(
         cfg, request, SparkEngine.name, result, profiles=profiles, names=names,
         stability=stability, correlations=correlations, sample=sample, warnings=warnings,

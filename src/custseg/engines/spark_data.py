@@ -33,7 +33,7 @@ from custseg.io.data import (
 )
 
 __all__ = ["NULL_MARKERS", "SAMPLE_ROWS", "SparkData", "column", "read_spark_data",
-           "spark_path"]
+           "s3a_connector", "spark_path"]
 
 SAMPLE_ROWS = 200_000  # rows brought to the driver, at most (the local engine's sample)
 NULL_MARKERS = tuple(pacsv.ConvertOptions().null_values)  # Arrow's missing-value cells
@@ -43,7 +43,8 @@ NULL_MARKERS = tuple(pacsv.ConvertOptions().null_values)  # Arrow's missing-valu
 class SparkData:
     """The data as a Spark DataFrame (`text`: every column is text, as read from CSV),
     its size, and a typed seeded sample of at most SAMPLE_ROWS rows on the driver.
-    `reader`: what read the files (`spark`, or `spark_s3.NAME` for S3 without S3A)."""
+    `reader`: what read the files (`spark`, or `spark_s3.NAME` for S3 without S3A);
+    `s3a_connector`: the hadoop-aws version that read S3 through Spark."""
 
     frame: Any
     files: list[str]
@@ -53,6 +54,7 @@ class SparkData:
     header: list[str]
     sample: pa.Table
     reader: str = "spark"
+    s3a_connector: str | None = None
 
     @property
     def sampled(self) -> bool:
@@ -71,15 +73,56 @@ def spark_path(uri: str) -> str:
     return "s3a://" + uri.removeprefix("s3://") if uri.startswith("s3://") else uri
 
 
-def _configure_s3(session: Any, cfg: Config) -> bool:
-    """fs.s3a.* from `s3.endpoint_url` (unless spark.conf sets them) when Hadoop's S3A
-    connector (the hadoop-aws jar) is on Spark's classpath; False when it is not (the
-    files are then read through `spark_s3`)."""
-    jvm = session.sparkContext._jvm
+# hadoop-aws 3.3 and older (AWS SDK v1) read these with getInt/getLong, so Hadoop 3.4+'s
+# defaults ("30s", "24h") stop them, as does its default chain of SDK v2 credential
+# providers. The same values in the units those versions read; the chain is theirs.
+_SDK_V1_SETTINGS = {
+    "fs.s3a.connection.establish.timeout": "30000",  # ms
+    "fs.s3a.connection.timeout": "200000",  # ms
+    "fs.s3a.threads.keepalivetime": "60",  # s
+    "fs.s3a.multipart.purge.age": "86400",  # s
+    "fs.s3a.aws.credentials.provider": ",".join([
+        "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
+        "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+        "org.apache.hadoop.fs.s3a.auth.IAMInstanceCredentialsProvider"]),
+}
+_POM = "/META-INF/maven/org.apache.hadoop/hadoop-aws/pom.properties"
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(3, 3, 1) from '3.3.1' (or '3.3.1-amzn-0'); () when it does not start so."""
+    parts = []
+    for part in version.split("-")[0].split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def s3a_connector(session: Any) -> str | None:
+    """The version of Hadoop's S3A connector (the hadoop-aws jar) on Spark's classpath:
+    'unknown' when its jar does not say, None when it is not there. Looked up as Hadoop
+    loads it, so jars given in `spark.jars` or `spark.jars.packages` count."""
+    hadoop_conf = session.sparkContext._jsc.hadoopConfiguration()
     try:
-        jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem")
+        connector = hadoop_conf.getClassByName("org.apache.hadoop.fs.s3a.S3AFileSystem")
     except Exception:  # py4j raises its own error for a missing class
-        return False
+        return None
+    stream = connector.getResourceAsStream(_POM)
+    if stream is None:
+        return "unknown"
+    try:
+        properties = session.sparkContext._jvm.java.util.Properties()
+        properties.load(stream)
+    finally:
+        stream.close()
+    return str(properties.getProperty("version") or "unknown")
+
+
+def _configure_s3(session: Any, cfg: Config, connector: str) -> None:
+    """fs.s3a.* from `s3.endpoint_url`, and what an SDK v1 connector (hadoop-aws < 3.4)
+    needs on Hadoop 3.4+, unless spark.conf sets them (`spark.hadoop.fs.s3a.*`)."""
     hadoop_conf = session.sparkContext._jsc.hadoopConfiguration()
     given = set(cfg.spark.conf)
     settings = {"fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
@@ -89,10 +132,13 @@ def _configure_s3(session: Any, cfg: Config) -> bool:
                      "fs.s3a.path.style.access": "true",
                      "fs.s3a.connection.ssl.enabled":
                          str(cfg.s3.endpoint_url.startswith("https")).lower()}
+    hadoop = _release(str(session.sparkContext._jvm.org.apache.hadoop.util.VersionInfo
+                          .getVersion()))
+    if () < _release(connector) < (3, 4) <= hadoop:
+        settings |= _SDK_V1_SETTINGS
     for key, value in settings.items():
         if "spark.hadoop." + key not in given:
             hadoop_conf.set(key, value)
-    return True
 
 
 def _through_data_source(session: Any, files: list[str], cfg: Config,
@@ -171,13 +217,16 @@ def read_spark_data(session: Any, cfg: Config) -> SparkData:
     from pyspark.sql import functions as F
 
     location = cfg.data_location
-    reader = "spark"
+    reader, connector = "spark", None
     if location.startswith("s3://"):
         if cfg.spark.remote is None:
-            if not _configure_s3(session, cfg):  # no S3A connector: custseg's data source
+            connector = s3a_connector(session)
+            if connector is None:  # no S3A connector: custseg's data source
                 from custseg.engines import spark_s3
 
                 reader = spark_s3.NAME
+            else:
+                _configure_s3(session, cfg, connector)
         elif cfg.s3.endpoint_url:  # the Spark Connect server reads S3 with its own settings
             raise ConfigError(
                 "s3.endpoint_url cannot apply with spark.remote: the Spark Connect server "
@@ -221,4 +270,4 @@ def read_spark_data(session: Any, cfg: Config) -> SparkData:
     if text:
         sample = _typed(sample)
     return SparkData(frame=frame, files=files, rows=rows, text=text, delimiter=delimiter,
-                     header=header, sample=sample, reader=reader)
+                     header=header, sample=sample, reader=reader, s3a_connector=connector)
