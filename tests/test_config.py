@@ -131,9 +131,10 @@ def test_a_relative_config_path_resolves_against_its_own_folder(
         ("s3://bucket/data/", "customers.csv", "s3://bucket/data/customers.csv"),
         ("s3://bucket/data/part.csv", "customers.csv", "s3://bucket/data/part.csv"),
         ("s3://bucket/data/", None, "s3://bucket/data/"),
+        ("s3a://bucket/data/", "customers.csv", "s3://bucket/data/customers.csv"),
     ],
     ids=["folder", "file", "folder-no-data-file", "absolute", "s3-prefix", "s3-file",
-         "s3-prefix-no-data-file"],
+         "s3-prefix-no-data-file", "s3a-is-s3"],
 )
 def test_data_location_joins_data_uri_and_data_file(
         tmp_path: Path, data_uri: str, data_file: str | None, expected: str) -> None:
@@ -307,6 +308,16 @@ def test_malformed_yaml_names_the_line(tmp_path: Path, text: str, line: int) -> 
 def test_the_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError, match="expected a mapping of keys at the top level"):
         load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("uri", ["gs://bucket/data/", "hdfs://namenode/data", "file:///data"])
+def test_a_data_uri_of_another_scheme_is_refused(tmp_path: Path, uri: str) -> None:
+    """Not taken for a local folder named 'gs:' (then 'data not found')."""
+    scheme = uri.split(":")[0]
+    with pytest.raises(ConfigError, match=rf"data_uri: expected a local folder or file, or "
+                                          rf"s3://bucket/prefix \(s3a:// too\); found "
+                                          rf"{scheme}:// in '{uri}'"):
+        load_config(_write(tmp_path, f"data_uri: {uri}\n"))
 
 
 def test_missing_data_uri(tmp_path: Path) -> None:

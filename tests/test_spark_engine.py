@@ -380,8 +380,9 @@ def test_spark_reads_s3a_itself_with_the_connector_from_spark_jars(
         spark: Any, s3a_jars: str, tmp_path: Path, moto_server: str, make_bucket: Any,
         kind: str) -> None:
     """`custseg run -p engine=spark` (its own JVM) with hadoop-aws in `spark.jars`: Spark
-    reads s3a:// on a real moto server itself, with fs.s3a.* from `s3.endpoint_url` and the
-    credentials from the environment; the model is the local engine's on the same rows.
+    reads s3a:// on a real moto server itself (`data_uri` given as s3a:// or s3://), with
+    fs.s3a.* from `s3.endpoint_url` and the credentials from the environment; the model is
+    the local engine's on the same rows.
     The jars are hadoop-aws 3.3.1 (AWS SDK v1) on pyspark's Hadoop 3.4+ client, which
     reads only with the settings custseg adapts for it."""
     data = write_customers(tmp_path / "customers.csv", rows=20_000, segments=3, seed=7)
@@ -392,9 +393,10 @@ def test_spark_reads_s3a_itself_with_the_connector_from_spark_jars(
         pq.write_table(pacsv.read_csv(data), out, row_group_size=4000)
         body = out.getvalue()
     bucket = make_bucket({f"data/customers.{kind}": body})
+    scheme = "s3a" if kind == "csv" else "s3"  # the same objects, as Spark users name them
     config = tmp_path / "pipeline_config.yaml"
     config.write_text(yaml.safe_dump({
-        "data_uri": f"s3://{bucket}/data/", "data_file": f"customers.{kind}",
+        "data_uri": f"{scheme}://{bucket}/data/", "data_file": f"customers.{kind}",
         "store": str(tmp_path / "store"), "n_components": 2, "n_clusters": 3,
         "tuning": {"n_init": 2}, "s3": {"endpoint_url": moto_server},
         "spark": {"master": MASTER, "conf": {"spark.jars": s3a_jars,

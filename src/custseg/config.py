@@ -270,6 +270,19 @@ class Config(_Section):
     # not a key: the folder relative paths resolve against
     config_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("data_uri")
+    @classmethod
+    def _check_data_uri(cls, v: str) -> str:
+        """A local path or `s3://`; `s3a://` (Spark's name for the same objects) is read
+        as `s3://`, by S3A on Spark where it is there."""
+        if v.startswith("s3a://"):
+            return "s3://" + v.removeprefix("s3a://")
+        scheme = v.split("://", 1)[0] if "://" in v else None
+        if scheme is not None and scheme != "s3":
+            raise ValueError(f"expected a local folder or file, or s3://bucket/prefix "
+                             f"(s3a:// too); found {scheme}:// in {v!r}")
+        return v
+
     @field_validator("store")
     @classmethod
     def _check_store(cls, v: str) -> str:
