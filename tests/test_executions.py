@@ -252,6 +252,22 @@ def test_a_cached_train_reuses_its_artifact_and_still_registers_a_version(
     assert folders == trained  # one artifact per real training, none for cache hits
 
 
+def test_the_train_cache_is_kept_to_its_model_group(store_project: Any) -> None:
+    """Segment ids are matched to the group's latest version: a retrain in one group on
+    data another group trained on trains (its ids matched to its own versions), rather
+    than taking the other group's model, ids and all."""
+    project = store_project("two-groups", rows=600, seed=3, n_clusters=3)
+    first = project.json("run", "-p", "project_name=shop-a")
+    again = project.json("run", "-p", "project_name=shop-a")
+    other = project.json("run", "-p", "project_name=shop-b")
+    assert again["steps"]["Train"]["status"] == "Cached"
+    assert again["steps"]["Train"]["cached_from"] == first["id"]
+    train = other["steps"]["Train"]
+    assert (train["status"], train["cached_from"], train["reason"]) == (
+        "Succeeded", None, "no earlier successful run")
+    assert other["model_uri"] != first["model_uri"]
+
+
 DESCRIBE = [
     ("cached", ["Execution {cached}: Succeeded", "Pipeline: clustering-model v1",
                 "- Train: Cached (", "    cached from execution {first}",

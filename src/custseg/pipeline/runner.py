@@ -189,8 +189,9 @@ def run(
     """Execute the pipeline; raises the failing step's CustsegError (with `.execution`).
 
     `base` is the config as deployed (without this run's `-p` overrides): the definition
-    is upserted from it when missing or stale. `data_hash`: the `fingerprint` of `cfg`'s
-    data, when the caller started it (`io.sources.fingerprint_in_background`).
+    of `cfg.project_name`'s pipeline is upserted from it when missing or stale.
+    `data_hash`: the `fingerprint` of `cfg`'s data, when the caller started it
+    (`io.sources.fingerprint_in_background`).
     """
     # the content hash reads every byte of the data and needs nothing else: it runs on a
     # thread while the store is opened and the execution recorded (the CLI starts it
@@ -206,7 +207,10 @@ def run(
     pa.set_memory_pool(returning_memory_pool())
     store = open_store(cfg)
     with store.kept_open():  # one connection for the run's 25 store calls
-        version, created, changes = deploy(base or cfg, store)
+        deployed = base or cfg
+        if deployed.project_name != cfg.project_name:  # -p project_name=...: that pipeline
+            deployed = deployed.model_copy(update={"project_name": cfg.project_name})
+        version, created, changes = deploy(deployed, store)
         execution = Execution(
             id=new_execution_id(),
             parameters=cfg.parameters(),

@@ -31,9 +31,10 @@ __all__ = [
 ]
 
 # Config keys that cannot change what Train produces: left out of its cache key.
+# (`project_name` stays in: it names the model group whose latest version the segment ids
+# are matched to, so another group's model is not this group's retrain.)
 NOT_TRAINING = frozenset(
     {
-        "project_name",
         "environment",
         "region",
         "bucket_name",
