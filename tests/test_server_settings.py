@@ -66,6 +66,15 @@ class Project:
         except urllib.error.HTTPError as exc:
             return int(exc.code)
 
+    def served_version(self) -> str:
+        """The model version that answers a request (its X-Custseg-Model-Version)."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/endpoints/{ENDPOINT}/invocations",
+            data=json.dumps(RECORD).encode(), headers={"Content-Type": "application/json"},
+            method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return str(r.headers["X-Custseg-Model-Version"])
+
     def server_pids(self) -> list[int]:
         db = self.root / "store" / "custseg.db"
         if not db.exists():
@@ -122,13 +131,30 @@ def test_an_api_key_added_or_rotated_while_the_server_runs_is_never_ignored(
     assert "second-key-456" not in rotated.stderr
 
 
-def test_another_worker_count_is_named(project: Project) -> None:
+def test_another_worker_count_is_named_and_the_refused_deploy_changes_nothing(
+        project: Project) -> None:
+    """The refused deploy's model does not go live (nor its endpoint config), by `run`
+    or by approving a held-back version."""
     assert project.cli("run").returncode == 0
+    assert project.served_version().endswith("/1")
     project.config["endpoint"]["workers"] = 2
     project.write()
-    result = project.cli("run")
+    result = project.cli("run", "--no-cache")
     assert result.returncode != 0
     assert "workers 1 -> 2" in result.stderr
+    assert project.served_version().endswith("/1")
+    described = project.cli("endpoints", "describe", ENDPOINT)
+    assert "model-group/1" in described.stdout and "model-group/2" not in described.stdout
+
+    project.config["deploy"] = {"require_approval": True}
+    project.write()
+    held = project.cli("run", "--no-cache", "-p", "random_state=5")
+    assert held.returncode == 0, held.stderr
+    approved = project.cli("models", "approve", "3")
+    assert approved.returncode != 0
+    assert "workers 1 -> 2" in approved.stderr
+    assert "Traceback" not in approved.stderr
+    assert project.served_version().endswith("/1")
 
 
 def test_a_second_project_on_a_taken_port_serves_on_the_next_and_says_why(

@@ -95,7 +95,11 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
     settings = ServerSettings.from_config(cfg, store.location, store.artifacts)
     server = running_server(store)
     if server is not None:
-        check_settings(server, settings)
+        try:
+            check_settings(server, settings)
+        except DeployError as exc:  # the endpoint does not stay on the refused deploy
+            revert(store, deployment.endpoint, deployment.config, str(exc))
+            raise
     if server is None and cfg.endpoint.autostart:
         server = start_background(store, settings)
     served = functools.partial(Deployed, deployment.endpoint, deployment.config,
@@ -115,7 +119,15 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
 
 def deploy_version(store: Store, cfg: Config, pkg: ModelPackage) -> Deployed:
     """DeployEndpoint for a registered version: a new timestamped endpoint config, the
-    endpoint created or updated on it, and the server switched to it."""
+    endpoint created or updated on it, and the server switched to it. A running server
+    whose settings differ from the config's refuses the deploy before the endpoint moves."""
+    from custseg.serving.server import running_server
+    from custseg.serving.settings import ServerSettings
+
+    server = running_server(store)
+    if server is not None:
+        check_settings(server, ServerSettings.from_config(cfg, store.location,
+                                                          store.artifacts))
     deployment = create_or_update(
         store,
         project=cfg.project_name,
