@@ -121,8 +121,19 @@ def test_stability_is_one_at_the_true_k_and_clearly_lower_above_it(seed: int) ->
     z, _ = blobs(seed)
     at_truth = quality.stability(z, kmeans_centers(z, 3, seed), 3, random_state=seed)
     too_many = quality.stability(z, kmeans_centers(z, 5, seed), 5, random_state=seed)
+    assert at_truth is not None and too_many is not None
     assert at_truth >= 0.99
     assert too_many < 0.9 and too_many <= at_truth - 0.1
+
+
+def test_stability_is_not_measured_on_too_few_rows_a_cluster() -> None:
+    """A 20-row table: 16 subsampled rows cannot say whether 9 segments are stable (it
+    was reported as 1.0, which made k=9 eligible and chosen)."""
+    z, _ = blobs(0)
+    rows = z[:20]
+    assert quality.stability(rows, kmeans_centers(rows, 3, 0), 3) is not None  # 16 >= 5 x 3
+    assert quality.stability(rows, kmeans_centers(rows, 4, 0), 4) is None  # 16 < 5 x 4
+    assert quality.stability(rows, kmeans_centers(rows, 9, 0), 9) is None
 
 
 def test_stability_is_seeded_and_compares_with_the_given_fit() -> None:
@@ -132,7 +143,7 @@ def test_stability_is_seeded_and_compares_with_the_given_fit() -> None:
     # against centres whose cells cut two clusters in half (the line y = 0: far above and
     # below it, and a third far away), the refits cannot agree
     across = np.array([[6.0, -1000.0], [6.0, 1000.0], [6000.0, 6.0]])
-    assert quality.stability(z, across, 3) < 0.3
+    assert (quality.stability(z, across, 3) or 1.0) < 0.3
 
 
 # -- choose_k: each rule as a case ------------------------------------------------------------
@@ -143,7 +154,7 @@ class Case:
     ks: list[int]
     scores: list[float]
     shares: list[float] | None = None  # default: 0.2 each
-    stabilities: list[float] | None = None  # default: 1.0 each
+    stabilities: list[float | None] | None = None  # default: 1.0 each
     metric: str = "silhouette"
     min_share: float = 0.02
     min_stability: float = 0.8
@@ -197,10 +208,28 @@ CASES = {
         chosen=3, eligible=[False, False, False],
         notes={2: "smallest segment 1.0% < 2%", 3: "smallest segment 1.0% < 2%",
                4: "stability 0.50 < 0.8"},
-        sentence=["k=3 has the best silhouette (0.7); no candidate met the share and "
-                  "stability thresholds."],
+        sentence=["k=3 has the best silhouette (0.7) among the stable candidates; no "
+                  "candidate met the share and stability thresholds."],
         warnings=[r"^no k in 2\.\.4 gives every segment 2% of the rows and stability 0\.8; "
-                  r"chose k=3 by silhouette alone$"]),
+                  r"chose k=3 by silhouette among the stable candidates$"]),
+    "no candidate eligible: an unstable best score is passed over": Case(
+        [2, 3, 4], [0.93, 0.50, 0.60], shares=[0.001, 0.01, 0.01],
+        stabilities=[0.33, 0.9, 0.95], chosen=4, eligible=[False, False, False],
+        notes={2: "smallest segment 0.1% < 2%; stability 0.33 < 0.8",
+               3: "smallest segment 1.0% < 2%", 4: "smallest segment 1.0% < 2%"},
+        warnings=[r"chose k=4 by silhouette among the stable candidates$"]),
+    "no candidate eligible nor stable: the best score": Case(
+        [2, 3, 4], [0.50, 0.70, 0.60], stabilities=[0.5, 0.4, None], chosen=3,
+        eligible=[False, False, False],
+        notes={2: "stability 0.50 < 0.8", 3: "stability 0.40 < 0.8",
+               4: "stability not measured (too few rows for k=4)"},
+        sentence=["k=3 has the best silhouette (0.7) among all candidates"],
+        warnings=[r"chose k=3 by silhouette among all candidates$"]),
+    "a stability not measured is not eligible": Case(
+        [2, 3, 4], [0.50, 0.70, 0.80], stabilities=[1.0, None, None], chosen=2,
+        eligible=[True, False, False],
+        notes={3: "stability not measured (too few rows for k=3)",
+               4: "stability not measured (too few rows for k=4)"}),
     "fixed k within the thresholds": Case(
         [4], [0.30], chosen=4, sentence=["k=4 was fixed in the config."]),
     "fixed k under min share": Case(
@@ -249,11 +278,12 @@ def test_choose_k_rules(case: Case) -> None:
 
 
 def _expected_index(ks: list[int], scores: list[float], eligible: list[bool],
-                    tolerance: float) -> int:
+                    stable: list[bool], tolerance: float) -> int:
     """The rule of the module docstring, written out independently."""
     pool = [i for i, ok in enumerate(eligible) if ok]
     if not pool:
-        return int(np.argmax(scores))
+        fallback = [i for i, ok in enumerate(stable) if ok] or list(range(len(ks)))
+        return max(fallback, key=lambda i: (scores[i], -i))
     best = max(scores[i] for i in pool)
     return min((i for i in pool if scores[i] >= best - tolerance * abs(best)),
                key=lambda i: ks[i])
@@ -263,21 +293,21 @@ def _expected_index(ks: list[int], scores: list[float], eligible: list[bool],
 @given(st.integers(2, 8).flatmap(lambda n: st.tuples(
     st.lists(st.floats(-1.0, 1.0), min_size=n, max_size=n),
     st.lists(st.floats(0.0, 0.5), min_size=n, max_size=n),
-    st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n))),
+    st.lists(st.none() | st.floats(0.0, 1.0), min_size=n, max_size=n))),
     st.floats(0.0, 0.2), st.floats(0.0, 0.99), st.floats(0.0, 0.3))
 def test_choose_k_follows_the_rule_for_any_table(
-        table: tuple[list[float], list[float], list[float]], min_share: float,
+        table: tuple[list[float], list[float], list[float | None]], min_share: float,
         min_stability: float, tolerance: float) -> None:
     scores, shares, stabilities = table
     ks = list(range(2, 2 + len(scores)))
     choice = quality.choose_k(ks, scores, shares, stabilities, metric="silhouette",
                               min_share=min_share, min_stability=min_stability,
                               tolerance=tolerance, shown=scores)
-    eligible = [s >= min_share and t >= min_stability
-                for s, t in zip(shares, stabilities, strict=True)]
+    stable = [t is not None and t >= min_stability for t in stabilities]
+    eligible = [s >= min_share and ok for s, ok in zip(shares, stable, strict=True)]
     assert choice.eligible == eligible
     assert [note == "" for note in choice.notes] == eligible
-    assert choice.index == _expected_index(ks, scores, eligible, tolerance)
+    assert choice.index == _expected_index(ks, scores, eligible, stable, tolerance)
     assert f"k={ks[choice.index]} " in choice.sentence
     assert any(line.startswith("no k in") for line in choice.warnings) == (not any(eligible))
 
@@ -395,7 +425,8 @@ def test_train_records_the_choice_with_every_candidate(seed: int, tolerance: flo
     sign = -1.0 if metric == "davies_bouldin" else 1.0  # lower is better: negated
     scores = [sign * c[metric] for c in table]
     assert k == table[_expected_index([c["k"] for c in table], scores,
-                                      [c["eligible"] for c in table], tolerance)]["k"]
+                                      [c["eligible"] for c in table],
+                                      [c["stability"] >= 0.8 for c in table], tolerance)]["k"]
     assert result.clustering.k == k and result.chosen.eligible
     assert result.sentence.startswith(f"k={k} ")
     assert not any(w.startswith("no k in") for w in result.warnings)
@@ -420,10 +451,12 @@ def test_train_falls_back_to_the_best_score_with_a_warning() -> None:
     result = train(enc, transform, k_candidates=[2, 3, 4], n_components="auto",
                    min_share=0.49, min_stability=0.8, tolerance=0.03)
     assert not any(c.eligible for c in result.candidates)
-    best = max(result.candidates, key=lambda c: c.silhouette.value)
+    stable = [c for c in result.candidates if c.stability is not None and c.stability >= 0.8]
+    best = max(stable or result.candidates, key=lambda c: c.silhouette.value)
+    among = "the stable candidates" if stable else "all candidates"
     assert result.chosen.k == best.k == result.clustering.k
     assert result.warnings == [f"no k in 2..4 gives every segment 49% of the rows and "
-                               f"stability 0.8; chose k={best.k} by silhouette alone"]
+                               f"stability 0.8; chose k={best.k} by silhouette among {among}"]
 
 
 def test_train_with_a_fixed_k_under_min_share_warns() -> None:

@@ -3,12 +3,14 @@
 * Stability: KMeans refitted on `STABILITY_FITS` seeded subsamples (80% of the rows, at
   most `STABILITY_ROWS`), each compared with the full fit on the same rows by the
   adjusted Rand index (ARI); the mean is the stability. Cheap at any size: it reads
-  only the projected sample, never the data again.
+  only the projected sample, never the data again. Not measured (None) where the
+  subsample is too small for k (fewer than `STABILITY_MIN_ROWS` rows a cluster).
 * The choice of k (when swept): a candidate is eligible when its smallest segment holds
   at least `min_share` of the rows and its stability is at least `stability`; among the
   eligible, the smallest k whose score is within `tolerance` (a fraction) of the best
-  eligible score is chosen. With no eligible candidate the best score wins, with a
-  warning.
+  eligible score is chosen. A stability not measured does not make a candidate
+  eligible. With no eligible candidate, the best score among the stable ones wins (else
+  the best score), with a warning.
 * Metrics in the full standardised feature space (the space distances use before PCA,
   one-hot weights included), computed from the encoded rows without building the
   one-hot matrix: Calinski-Harabasz and Davies-Bouldin exact; silhouette exact up to
@@ -32,6 +34,7 @@ from custseg.core.segment_sums import SegmentSums, segment_sums
 __all__ = [
     "FEATURE_SILHOUETTE_SAMPLE",
     "STABILITY_FITS",
+    "STABILITY_MIN_ROWS",
     "STABILITY_ROWS",
     "Choice",
     "adjusted_rand",
@@ -43,6 +46,7 @@ __all__ = [
 FEATURE_SILHOUETTE_SAMPLE = 3_000
 STABILITY_FITS = 3
 STABILITY_ROWS = 10_000
+STABILITY_MIN_ROWS = 5  # subsampled rows a cluster, at least, for a refit to say anything
 
 
 def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
@@ -69,13 +73,14 @@ def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def stability(z: np.ndarray, centers: np.ndarray, k: int, *, random_state: int = 0,
-              n_init: int = 3) -> float:
+              n_init: int = 3) -> float | None:
     """Mean ARI between refits on seeded subsamples and the fit whose centres are given
-    (see module); only the subsampled rows are assigned to them."""
+    (see module); only the subsampled rows are assigned to them. None (not measured) when
+    the subsample holds fewer than `STABILITY_MIN_ROWS` rows a cluster."""
     n = len(z)
     m = min(int(0.8 * n), STABILITY_ROWS)
-    if m < 2 * k:
-        return 1.0
+    if m < STABILITY_MIN_ROWS * k:
+        return None
     rng = np.random.default_rng([random_state, 41, k])
     scores = []
     for b in range(STABILITY_FITS):
@@ -106,17 +111,19 @@ class Choice:
 
 
 def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
-             stabilities: list[float], *, metric: str, min_share: float,
+             stabilities: list[float | None], *, metric: str, min_share: float,
              min_stability: float, tolerance: float, shown: list[float]) -> Choice:
     """Pick k (see the module docstring). `scores` are higher-is-better; `shown` are the
-    metric's own values for the sentence."""
+    metric's own values for the sentence; a stability of None was not measured."""
     notes = []
-    for share, stab in zip(min_shares, stabilities, strict=True):
+    for k, share, stab in zip(ks, min_shares, stabilities, strict=True):
         why = []
         if share < min_share:
             why.append(f"smallest segment {_below(share * 100, min_share * 100, 1)}% < "
                        f"{min_share * 100:g}%")
-        if stab < min_stability:
+        if stab is None:
+            why.append(f"stability not measured (too few rows for k={k})")
+        elif stab < min_stability:
             why.append(f"stability {_below(stab, min_stability, 2)} < {min_stability:g}")
         notes.append("; ".join(why))
     eligible = [not note for note in notes]
@@ -130,12 +137,16 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
         return Choice(0, sentence, eligible, notes, warnings)
     pool = [i for i in range(len(ks)) if eligible[i]]
     if not pool:
-        i = int(np.argmax(scores))
+        stable = [j for j, stab in enumerate(stabilities)
+                  if stab is not None and stab >= min_stability]
+        i = max(stable or range(len(ks)), key=lambda j: scores[j])
+        among = "the stable candidates" if stable else "all candidates"
         warnings.append(
             f"no k in {ks[0]}..{ks[-1]} gives every segment {min_share * 100:g}% of the rows and "
-            f"stability {min_stability:g}; chose k={ks[i]} by {name} alone")
-        return Choice(i, f"k={ks[i]} has the best {name} ({shown[i]:.4g}); no candidate met "
-                      f"the share and stability thresholds.", eligible, notes, warnings)
+            f"stability {min_stability:g}; chose k={ks[i]} by {name} among {among}")
+        return Choice(i, f"k={ks[i]} has the best {name} ({shown[i]:.4g}) among {among}; "
+                      f"no candidate met the share and stability thresholds.", eligible, notes,
+                      warnings)
     best = max(pool, key=lambda j: scores[j])
     bar = scores[best] - tolerance * abs(scores[best])
     i = min(j for j in pool if scores[j] >= bar)

@@ -530,7 +530,7 @@ def train(
     def choose(candidates: list[Candidate]) -> quality.Choice:
         return quality.choose_k(
             [c.k for c in candidates], [c.score(metric) for c in candidates],
-            [c.min_share for c in candidates], [c.stability or 0.0 for c in candidates],
+            [c.min_share for c in candidates], [c.stability for c in candidates],
             metric=metric, min_share=min_share, min_stability=min_stability,
             tolerance=tolerance, shown=[abs(c.score(metric)) for c in candidates])
 
