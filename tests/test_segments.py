@@ -150,3 +150,51 @@ def test_more_segments_keep_the_old_ids_and_add_new_ones(project: Path) -> None:
     for i in range(3):
         nearest = min(old_centroids, key=lambda j: abs(old_centroids[j] - new_centroids[i]))
         assert nearest == i
+
+
+def _blobs(path: Path, shares: dict[str, float], seed: int, n: int = 4000) -> None:
+    """Spend and Visits around three centres (A, B, C), each with its share of `n` rows."""
+    centres = {"A": (100.0, 2.0), "B": (1000.0, 10.0), "C": (5000.0, 30.0)}
+    rng = np.random.default_rng(seed)
+    spend, visits = [], []
+    for name, share in shares.items():
+        m = int(n * share)
+        x, y = centres[name]
+        spend += rng.normal(x, x * 0.05, m).round(2).tolist()
+        visits += rng.normal(y, y * 0.05, m).round(2).tolist()
+    write(path, pa.table({"Spend": spend, "Visits": visits}))
+
+
+def test_the_small_segment_warning_names_the_segment_by_its_matched_id(tmp_path: Path) -> None:
+    """A retrain whose small segment (A, 1%) was the largest before (id 0): the warning
+    names segment 0 as the model does, not its position before the ids were matched."""
+    _blobs(tmp_path / "data" / "v1.csv", {"A": 0.6, "B": 0.3, "C": 0.1}, seed=4)
+    _blobs(tmp_path / "data" / "v2.csv", {"A": 0.01, "B": 0.6, "C": 0.39}, seed=41)
+    (tmp_path / "pipeline_config.yaml").write_text(
+        "data_uri: data/\nstore: store\nn_clusters: 3\nn_components: auto\n"
+        "endpoint: {autostart: false}\n")
+    run(tmp_path, "v1.csv")
+    second = run(tmp_path, "v2.csv")
+    assert second.model_uri
+    model = custseg.load_model(second.model_uri)
+    sizes = {p["id"]: p["size"] for p in model.meta["segments"]}
+    small = min(sizes, key=sizes.__getitem__)
+    assert sizes[small] == 40 and small == 0  # A kept its id 0
+    assert f"segment {small} holds under 2% of the customers" in model.meta["warnings"]
+    assert not any(f"segment {i} holds" in w for i in sizes if i != small
+                   for w in model.meta["warnings"])
+
+
+def test_a_log_the_config_asked_for_is_not_reported_as_skew(tmp_path: Path) -> None:
+    _blobs(tmp_path / "data" / "v1.csv", {"A": 0.6, "B": 0.3, "C": 0.1}, seed=4)
+    (tmp_path / "pipeline_config.yaml").write_text(
+        "data_uri: data/\nstore: store\nn_clusters: 3\nendpoint: {autostart: false}\n")
+    inferred = custseg.load_model(run(tmp_path, "v1.csv").model_uri or "")
+    forced = custseg.load_model(run(tmp_path, "v1.csv", **{
+        "features.transforms": {"Visits": "log"}}).model_uri or "")
+    assert dict(zip(forced.transform.numeric, forced.transform.functions, strict=True)
+                )["Visits"] != "none"  # the config's log was applied ...
+    skew = [w for w in forced.meta["warnings"] if w.startswith("skewed column")]
+    assert all("Visits" not in w for w in skew)  # ... and is not reported as a finding
+    assert skew == [w.replace("columns", "column").replace(", Visits", "")
+                    for w in inferred.meta["warnings"] if w.startswith("skewed column")]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from custseg.core.preprocessing import FeatureTransform
 from custseg.core.schema import Schema
 
@@ -30,7 +28,10 @@ def _names(names: list[str], limit: int = 6) -> str:
 
 
 def run_warnings(schema: Schema, transform: FeatureTransform, result: TrainResult,
-                 missing: dict[str, int], n: int, cfg: Config) -> list[str]:
+                 missing: dict[str, int], n: int, cfg: Config,
+                 sizes: list[int]) -> list[str]:
+    """The run's warnings; `sizes`: the segments' sizes by their final ids (after the
+    ids were matched to the previous version)."""
     out: list[str] = []
     imputed = {c: m for c, m in missing.items() if m}
     if imputed:
@@ -47,8 +48,9 @@ def run_warnings(schema: Schema, transform: FeatureTransform, result: TrainResul
                and "identifier" not in c.reason and c.reason != "not declared in features"]
     if dropped:
         out.append("ignored: " + _names([f"{c.name} ({c.reason})" for c in dropped], 4))
+    forced = cfg.features.transforms  # a log the config asked for is no finding
     logged = [c for c, f in zip(transform.numeric, transform.functions, strict=True)
-              if f != "none"]
+              if f != "none" and forced.get(c) != "log"]
     if logged:
         out.append(f"skewed column{'s' if len(logged) > 1 else ''} log-transformed: "
                    f"{_names(logged)} (features.transforms: {{COLUMN: none}} keeps one as is)")
@@ -57,8 +59,7 @@ def run_warnings(schema: Schema, transform: FeatureTransform, result: TrainResul
     if big:
         out.append(f"large one-hot blocks: {_names(big)}")
     out += result.warnings
-    sizes = np.asarray(result.chosen.sizes)
-    tiny = [i for i, s in enumerate(sizes.tolist()) if s / n < cfg.tuning.min_share]
+    tiny = [i for i, size in enumerate(sizes) if size / n < cfg.tuning.min_share]
     if tiny:
         out.append(f"segment{'s' if len(tiny) > 1 else ''} {', '.join(map(str, tiny))} "
                    f"hold{'s' if len(tiny) == 1 else ''} under {cfg.tuning.min_share * 100:g}% "

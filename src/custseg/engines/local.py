@@ -194,7 +194,8 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
                           correlations=correlations)
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
-    warnings = run_warnings(schema, transform, result, missing, encoded.n, cfg)
+    warnings = run_warnings(schema, transform, result, missing, encoded.n, cfg,
+                            [p["size"] for p in profiles])
     meta = model_meta(
         cfg, request, LocalEngine.name, result, profiles=profiles, names=names,
         stability=stability, correlations=correlations, sample=sample, warnings=warnings,

@@ -223,7 +223,8 @@ def _train(handle: SparkHandle, cfg: Config, request: TrainRequest, reporter: Re
                          candidates=candidates, metric=cfg.tuning.metric, timings=timings,
                          sentence=choice.sentence, warnings=choice.warnings,
                          feature_space=feature_space)
-    warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg)
+    warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg,
+                            [p["size"] for p in profiles])
     details = SparkEngine(cfg.spark).describe() | {"master": master, "spark_version": version,
                                                    "driver_sample_rows":
                                                    enc.n, "driver_sample_limit": SAMPLE_ROWS,
