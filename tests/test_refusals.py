@@ -76,3 +76,53 @@ def test_a_database_url_store_is_refused_and_its_password_never_printed(
     assert ":***@" in result.stderr
     # nothing named after the URL was created next to the config
     assert sorted(p.name for p in project.root.iterdir()) == ["data", "pipeline_config.yaml"]
+
+
+@pytest.mark.parametrize(("override", "says"), [
+    ("features.transforms={Gender: log}",
+     "features.transforms.Gender: 'log' applies to date or numeric columns, but Gender is "
+     "categorical (declared categorical)"),
+    ("features.transforms={CustomerID: clip}",
+     "features.transforms.CustomerID: 'clip' applies to date or numeric columns, but "
+     "CustomerID is ignored (features.ignore)"),
+    ("value_labels={Nope: {1: a}}",
+     "value_labels.Nope: no such column in the data; columns: CustomerID, Age, Income, "
+     "Purchases, Gender"),
+    ("value_labels={Age: {30: thirty}}",
+     "value_labels.Age: words for codes apply to categorical columns, but Age is numeric "
+     "(declared numeric)"),
+    ("random_state=-1", "random_state: Input should be greater than or equal to 0, found -1"),
+])
+def test_a_setting_that_would_not_apply_to_its_column_is_refused(
+        store_project: Callable[..., StoreProject], override: str, says: str) -> None:
+    """Recorded in the lineage, then never applied: refused instead, nothing registered."""
+    project = store_project()
+    result = project.cli("run", "-p", override)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in " ".join(result.stderr.split())
+    if project.db.exists():
+        assert project.query("SELECT COUNT(*) AS n FROM model_packages")[0]["n"] == 0
+
+
+def test_value_labels_for_codes_the_column_lacks_are_a_warning(
+        store_project: Callable[..., StoreProject]) -> None:
+    project = store_project()
+    out = project.json("run", "-p", "value_labels={Gender: {Male: Men, Robot: Robots}}")
+    assert "value_labels.Gender: code Robot not among its levels (Female, Male, Other)" in \
+        out["warnings"]
+    assert not any("Male" in w and "Robot" not in w for w in out["warnings"])
+
+
+def test_an_all_missing_profile_only_column_is_described_as_missing(
+        store_project: Callable[..., StoreProject]) -> None:
+    """It crashed the fit (an empty dictionary of levels)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    project = store_project()
+    table = pacsv.read_csv(project.data)
+    table = table.append_column("Notes", pa.array([None] * table.num_rows, pa.string()))
+    pacsv.write_csv(table, project.data)
+    out = project.json("run", "-p", "features.profile_only=[Notes]")
+    assert out["status"] == "Succeeded"

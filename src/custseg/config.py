@@ -253,7 +253,7 @@ class Config(_Section):
     s3: S3Options = Field(default_factory=S3Options)
     features: Features = Field(default_factory=Features)
     tuning: Tuning = Field(default_factory=Tuning)
-    random_state: int = 0
+    random_state: int = Field(default=0, ge=0)
     store: str = ".custseg"
     # the environment variable holding a PostgreSQL store's password (never in the URL)
     store_password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

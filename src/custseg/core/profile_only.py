@@ -40,7 +40,8 @@ def profile_only_columns(table: pa.Table, names: list[str]) -> Described:
             rank = np.empty(len(levels), dtype=np.int64)
             rank[order] = np.arange(len(levels))
             idx = np.asarray(text.indices.fill_null(-1).to_numpy(zero_copy_only=False))
-            codes = np.where(idx >= 0, rank[np.maximum(idx, 0)], -1)
+            codes = (np.where(idx >= 0, rank[np.maximum(idx, 0)], -1) if len(levels)
+                     else np.full(len(idx), -1, dtype=np.int64))  # no value at all
             out[name] = ("categorical", codes, sorted(levels))
     return out
 

@@ -16,12 +16,57 @@ from custseg.config import Config
 from custseg.core.columns import take_rows
 from custseg.core.matching import agreement, centroid_matrix, match_ids
 from custseg.core.preprocessing import Encoded, FeatureTransform
+from custseg.core.schema import Schema
 from custseg.core.train import Clustering, TrainResult
 from custseg.engines.base import TrainRequest
-from custseg.errors import CustsegError
+from custseg.errors import ConfigError, CustsegError
 
-__all__ = ["AGREEMENT_SAMPLE", "match_previous", "metrics_record", "model_meta", "original_sd",
-           "previous_labels", "relabel", "selection_record", "versions"]
+__all__ = ["AGREEMENT_SAMPLE", "check_column_settings", "match_previous", "metrics_record",
+           "model_meta", "original_sd", "previous_labels", "relabel", "selection_record",
+           "unlabelled_codes", "versions"]
+
+# what each `features.transforms` mode does on a column of each role
+_TRANSFORM_ROLES = {"log": {"numeric", "date"}, "clip": {"numeric", "date"},
+                    "auto": {"numeric", "date", "categorical"},
+                    "none": {"numeric", "date", "categorical"}}
+
+
+def check_column_settings(schema: Schema, cfg: Config) -> None:
+    """Settings naming columns must apply to them as the schema has them: a transform the
+    column's role has no use for, or words for the codes of a column that has none, would
+    be recorded and never applied."""
+    role = {c.name: c for c in schema.columns}
+    for name, mode in cfg.features.transforms.items():
+        column = role[name]  # infer_schema refuses a column missing from the data
+        if column.role not in _TRANSFORM_ROLES[mode]:
+            raise ConfigError(
+                f"features.transforms.{name}: {mode!r} applies to "
+                f"{' or '.join(sorted(_TRANSFORM_ROLES[mode]))} columns, but {name} is "
+                f"{column.role.replace('_', '-')} ({column.reason}); declare its role in "
+                f"features or drop the transform")
+    for name in cfg.value_labels:
+        if name not in role:
+            raise ConfigError(f"value_labels.{name}: no such column in the data; columns: "
+                              f"{', '.join(role)}")
+        if role[name].role not in ("categorical", "profile_only"):
+            raise ConfigError(
+                f"value_labels.{name}: words for codes apply to categorical columns, but "
+                f"{name} is {role[name].role} ({role[name].reason}); list it in "
+                f"features.categorical to label its codes")
+
+
+def unlabelled_codes(transform: FeatureTransform, cfg: Config) -> list[str]:
+    """A warning per categorical column whose `value_labels` name codes it does not have."""
+    out = []
+    for name, categories in zip(transform.categorical, transform.categories, strict=True):
+        labels = cfg.value_labels.get(name)
+        if labels:
+            unknown = [code for code in labels if code not in set(map(str, categories))]
+            if unknown:
+                out.append(f"value_labels.{name}: code{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(unknown)} not among its levels "
+                           f"({', '.join(map(str, categories[:10]))})")
+    return out
 
 
 def versions() -> dict[str, str]:

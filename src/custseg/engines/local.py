@@ -24,11 +24,13 @@ from custseg.core.schema import identifier_by_name, infer_schema
 from custseg.core.train import train
 from custseg.engines.base import Reporter, TrainRequest
 from custseg.engines.common import (
+    check_column_settings,
     match_previous,
     model_meta,
     original_sd,
     previous_labels,
     relabel,
+    unlabelled_codes,
 )
 from custseg.engines.memory import (
     Need,
@@ -150,6 +152,7 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
         data.files[0] if len(data.files) == 1 else f"{len(data.files)} files at {cfg.data_location}"
     )
     schema = infer_schema(data.table, features, source, header=data.meta.get("header"))
+    check_column_settings(schema, cfg)
     missing = {c: int(data.table.column(c).null_count) for c in schema.numeric + schema.categorical}
     transform, encoded = fit_features(data.table, schema, data.locate, features)
     described = profile_only_columns(data.table, schema.profile_only)
@@ -195,7 +198,7 @@ def train_local(cfg: Config, request: TrainRequest, reporter: Reporter) -> Model
     for profile, name in zip(profiles, names, strict=True):
         profile["name"] = name
     warnings = run_warnings(schema, transform, result, missing, encoded.n, cfg,
-                            [p["size"] for p in profiles])
+                            [p["size"] for p in profiles]) + unlabelled_codes(transform, cfg)
     meta = model_meta(
         cfg, request, LocalEngine.name, result, profiles=profiles, names=names,
         stability=stability, correlations=correlations, sample=sample, warnings=warnings,

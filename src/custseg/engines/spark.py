@@ -38,11 +38,13 @@ from custseg.core.schema import infer_schema
 from custseg.core.train import Clustering, TrainResult
 from custseg.engines.base import Reporter, TrainRequest
 from custseg.engines.common import (
+    check_column_settings,
     match_previous,
     model_meta,
     original_sd,
     previous_labels,
     relabel,
+    unlabelled_codes,
 )
 from custseg.engines.spark_columns import feature_columns
 from custseg.engines.spark_connect import endpoint
@@ -153,6 +155,7 @@ def _train(handle: SparkHandle, cfg: Config, request: TrainRequest, reporter: Re
     source = (data.files[0] if len(data.files) == 1
               else f"{len(data.files)} files at {cfg.data_location}")
     schema = infer_schema(data.sample, cfg.features, source, header=data.header)
+    check_column_settings(schema, cfg)
     fitted = fit_features_spark(data, schema, cfg.features)
     transform, enc = fitted.transform, fitted.sample
     described = profile_only_columns(data.sample, schema.profile_only)
@@ -224,7 +227,7 @@ def _train(handle: SparkHandle, cfg: Config, request: TrainRequest, reporter: Re
                          sentence=choice.sentence, warnings=choice.warnings,
                          feature_space=feature_space)
     warnings = run_warnings(schema, transform, result, fitted.missing, n, cfg,
-                            [p["size"] for p in profiles])
+                            [p["size"] for p in profiles]) + unlabelled_codes(transform, cfg)
     details = SparkEngine(cfg.spark).describe() | {"master": master, "spark_version": version,
                                                    "driver_sample_rows":
                                                    enc.n, "driver_sample_limit": SAMPLE_ROWS,
