@@ -164,6 +164,7 @@ class Case:
     notes: dict[int, str] = field(default_factory=dict)  # k -> the note expected
     sentence: list[str] = field(default_factory=list)  # substrings of the sentence
     warnings: list[str] = field(default_factory=list)  # regexes, one per warning, in order
+    swept: tuple[int, int] | None = None  # the range asked for, when the data cut it
 
     def run(self) -> quality.Choice:
         n = len(self.ks)
@@ -171,7 +172,7 @@ class Case:
         return quality.choose_k(
             self.ks, scores, self.shares or [0.2] * n, self.stabilities or [1.0] * n,
             metric=self.metric, min_share=self.min_share, min_stability=self.min_stability,
-            tolerance=self.tolerance, shown=list(self.scores))
+            tolerance=self.tolerance, shown=list(self.scores), swept=self.swept)
 
 
 CASES = {
@@ -244,6 +245,10 @@ CASES = {
         [2, 3, 4, 5, 6], [0.4, 0.5, 0.55, 0.6, 0.7], chosen=6,
         warnings=[r"^k=6 is the top of the range 2\.\.6: more segments may fit better "
                   r"\(raise n_clusters\.max\)$"]),
+    "a range the distinct rows cut short: said, with no advice to raise max": Case(
+        [2, 3, 4], [0.4, 0.5, 0.7], chosen=4, swept=(2, 10),
+        warnings=[r"^only 4 distinct rows after feature engineering and PCA: k was swept "
+                  r"over 2\.\.4, not 2\.\.10$"]),
     "bottom of the range above 2": Case(
         [3, 4, 5, 6], [0.7, 0.5, 0.55, 0.6], chosen=3,
         warnings=[r"^k=3 is the bottom of the range 3\.\.6: fewer segments may fit better "

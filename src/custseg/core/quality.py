@@ -112,9 +112,11 @@ class Choice:
 
 def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
              stabilities: list[float | None], *, metric: str, min_share: float,
-             min_stability: float, tolerance: float, shown: list[float]) -> Choice:
+             min_stability: float, tolerance: float, shown: list[float],
+             swept: tuple[int, int] | None = None) -> Choice:
     """Pick k (see the module docstring). `scores` are higher-is-better; `shown` are the
-    metric's own values for the sentence; a stability of None was not measured."""
+    metric's own values for the sentence; a stability of None was not measured.
+    `swept`: the range asked for, when the data allowed only part of it (`ks`)."""
     notes = []
     for k, share, stab in zip(ks, min_shares, stabilities, strict=True):
         why = []
@@ -161,7 +163,10 @@ def choose_k(ks: list[int], scores: list[float], min_shares: list[float],
     sentence = (f"{head} among candidates whose smallest segment holds at least "
                 f"{min_share * 100:g}% of the rows and whose subsample refits agree with the full "
                 f"fit (stability {stabilities[i]:.2f} >= {min_stability:g}){tail}.")
-    if ks[i] == ks[-1]:
+    if swept is not None and ks[-1] < swept[1]:
+        warnings.append(f"only {ks[-1]} distinct rows after feature engineering and PCA: k was "
+                        f"swept over {ks[0]}..{ks[-1]}, not {swept[0]}..{swept[1]}")
+    elif ks[i] == ks[-1]:
         warnings.append(f"k={ks[i]} is the top of the range {ks[0]}..{ks[-1]}: more segments "
                         f"may fit better (raise n_clusters.max)")
     elif ks[i] == ks[0] and ks[0] > 2:

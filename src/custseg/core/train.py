@@ -521,6 +521,7 @@ def train(
     z = project(enc, transform, projection)
     timings["pca"] = time.perf_counter() - t0
     index = metrics.silhouette_sample_index(len(z), silhouette_sample_size, random_state)
+    asked = (min(k_candidates), max(k_candidates))
     k_candidates = _feasible(z, k_candidates)
     sweep = len(k_candidates) > 1
     prepared = kmeans.Prepared(z, init_sample=INIT_SAMPLE, random_state=random_state,
@@ -532,7 +533,8 @@ def train(
             [c.k for c in candidates], [c.score(metric) for c in candidates],
             [c.min_share for c in candidates], [c.stability for c in candidates],
             metric=metric, min_share=min_share, min_stability=min_stability,
-            tolerance=tolerance, shown=[abs(c.score(metric)) for c in candidates])
+            tolerance=tolerance, shown=[abs(c.score(metric)) for c in candidates],
+            swept=asked)
 
     if not sweep:  # one k: fitted and scored on all rows
         k = k_candidates[0]
