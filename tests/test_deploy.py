@@ -113,6 +113,31 @@ def test_a_model_that_fails_verification_leaves_the_old_one_serving(project: Pro
     assert steps["DeployEndpoint"] == "Failed" and steps["RegisterModel"] == "Succeeded"
 
 
+@pytest.mark.parametrize("autostart", [False, True])
+def test_a_deploy_with_no_server_running_is_checked_all_the_same(
+        tmp_path: Path, autostart: bool) -> None:
+    """No server serves the store when the retrain is deployed (autostart off, or the
+    server down): the schema check runs at deploy time, and the endpoint stays on its
+    model, rather than a later server start serving a model every caller fails on."""
+    project = make_project(tmp_path, autostart=False)
+    narrow = {"numeric": ["Age", "Income"], "categorical": ["Gender"], "ignore": ["CustomerID"]}
+    config = yaml.safe_load(project.config.read_text())
+    project.config.write_text(yaml.safe_dump({**config, "features": narrow}))
+    assert project.cli("run").returncode == 0
+    wide = {**narrow, "numeric": ["Age", "Income", "Purchases"]}
+    project.config.write_text(yaml.safe_dump({**config, "features": wide}))
+    try:
+        result = project.cli("run", "-p", f"endpoint.autostart={str(autostart).lower()}")
+        assert result.returncode == 8, result.stderr
+        assert "Traceback" not in result.stderr
+        assert ("endpoint clustering-model-endpoint-dev stays on its previous model: schema "
+                "check: the new model needs field 'Purchases'") in result.stderr
+        described = json.loads(project.cli("endpoints", "describe", ENDPOINT, "--json").stdout)
+        assert described["model_version"] == "clustering-model-model-group/1"
+    finally:
+        project.cli("endpoints", "delete", ENDPOINT)
+
+
 def test_rollback_and_delete(project: Project) -> None:
     assert project.cli("run").returncode == 0
     assert project.cli("run", "-p", "n_clusters=4").returncode == 0

@@ -22,10 +22,12 @@ from custseg.store.database import Store
 from custseg.store.endpoints import (
     Deployment,
     create_or_update,
+    endpoint_name,
     revert,
     rollback,
     set_status,
     switch_view,
+    wanted_configs,
 )
 from custseg.store.registry import ApprovalStatus, ModelPackage, set_approval
 
@@ -117,6 +119,30 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
     return served(status=status, url=server.url, note=server.note or None)
 
 
+def _check_unserved(store: Store, cfg: Config, pkg: ModelPackage) -> None:
+    """With no server to check it (none runs for the store, on any host), the checks a
+    worker makes before it switches: the new model against the endpoint's current one
+    (its callers' schema) and a smoke prediction. A server started later loads the new
+    config with no current model to compare with."""
+    from custseg.artifact.storage import load_model
+    from custseg.errors import ModelError
+    from custseg.serving.endpoints import verify
+
+    name = endpoint_name(cfg.project_name, cfg.environment)
+    current = wanted_configs(store).get(name)
+    old = None
+    if current is not None:
+        try:
+            old = load_model(current["artifact_uri"], s3_endpoint_url=cfg.s3.endpoint_url)
+        except ModelError:  # the endpoint has no model its callers use: nothing to keep
+            old = None
+    new = load_model(pkg.artifact_uri, s3_endpoint_url=cfg.s3.endpoint_url)
+    try:
+        verify(new, old)
+    except DeployError as exc:
+        raise DeployError(f"endpoint {name} stays on its previous model: {exc}") from None
+
+
 def deploy_version(store: Store, cfg: Config, pkg: ModelPackage) -> Deployed:
     """DeployEndpoint for a registered version: a new timestamped endpoint config, the
     endpoint created or updated on it, and the server switched to it. A running server
@@ -128,6 +154,8 @@ def deploy_version(store: Store, cfg: Config, pkg: ModelPackage) -> Deployed:
     if server is not None:
         check_settings(server, ServerSettings.from_config(cfg, store.location,
                                                           store.artifacts))
+    elif not switch_view(store, endpoint_name(cfg.project_name, cfg.environment))[1]:
+        _check_unserved(store, cfg, pkg)
     deployment = create_or_update(
         store,
         project=cfg.project_name,
