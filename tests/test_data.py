@@ -248,7 +248,7 @@ def _file(tmp_path: Path, name: str, content: bytes) -> Path:
         ({"d/notes.md": b"hello\n"}, "d", ["no CSV files", "in folder"]),
         ({"bad.csv.gz": b"not gzip at all\n"}, "bad.csv.gz", ["bad.csv.gz", "gzip"]),
         ({"ragged.csv": b"Age,Income\n1,2\n3,4,5\n"}, "ragged.csv",
-         ["cannot parse", "ragged.csv", "Expected 2 columns, got 3"]),
+         ["cannot parse", "ragged.csv row 2 (line 3)", "expected 2 fields"]),
     ],
     ids=["missing-file", "empty", "blank-lines-only", "empty-gz", "header-only",
          "header-only-no-newline", "folder-other-columns", "folder-column-order",
@@ -263,6 +263,56 @@ def test_data_errors_name_the_problem(tmp_path: Path, files: dict[str, bytes], t
     for part in expected:
         assert part in str(info.value), str(info.value)
     assert info.value.exit_code == 3
+
+
+def _ragged(rows: int, short: str, delimiter: str = ",", blank_lines: int = 0) -> bytes:
+    """A header of 3 columns, `rows` good rows, the row `short`, then `rows` more;
+    `blank_lines` empty lines after the header (the reader skips them)."""
+    good = [delimiter.join([str(18 + i % 60), f"{50_000 + i}.5", "MF"[i % 2]])
+            for i in range(rows)]
+    lines = [delimiter.join(["Age", "Income", "Gender"]), *[""] * blank_lines, *good, short,
+             *good]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize(("name", "content", "where", "found"), [
+    ("ragged.csv", _ragged(200, "33,1000"), "row 201 (line 202)", "found 2: '33,1000'"),
+    ("wide.csv", _ragged(200, "33,1000,F,x"), "row 201 (line 202)",
+     "found 4: '33,1000,F,x'"),
+    ("gaps.csv", _ragged(50, "33,1000", blank_lines=3), "row 51 (line 55)",
+     "found 2: '33,1000'"),
+    ("first.csv", _ragged(0, "33"), "row 1 (line 2)", "found 1: '33'"),
+    ("packed.csv.gz", gzip.compress(_ragged(200, "33,1000")), "row 201 (line 202)",
+     "found 2: '33,1000'"),
+], ids=["too-few", "too-many", "blank-lines", "first-row", "gzip"])
+def test_a_ragged_row_is_named_by_file_row_and_line(tmp_path: Path, name: str, content: bytes,
+                                                    where: str, found: str) -> None:
+    path = _file(tmp_path, name, content)
+    with pytest.raises(DataError) as info:
+        read_data(str(path))
+    assert str(info.value) == (f"cannot parse {path} {where} as CSV (delimiter ','): "
+                               f"expected 3 fields like the header, {found}")
+    assert info.value.exit_code == 3
+
+
+def test_a_ragged_row_after_a_column_changes_type_is_still_named(tmp_path: Path) -> None:
+    # the row number comes from parsing again, in blocks of 1 MiB: Age is an integer in
+    # the first block and text after, and that must not stop the search
+    good = [f"{i},{i}.5" for i in range(120_000)]
+    text = "\n".join(["Age,Income", *good, "old,1.5", *good, "7", *good]) + "\n"
+    path = _file(tmp_path, "late.csv", text.encode())
+    with pytest.raises(DataError, match=r"late\.csv row 240002 \(line 240003\) as CSV .*found "
+                                        r"1: '7'$"):
+        read_data(str(path))
+
+
+def test_a_ragged_row_on_s3_is_named(make_bucket: Callable[..., str], moto_server: str) -> None:
+    bucket = make_bucket({"data/ragged.csv": _ragged(20, "33,1000")})
+    uri = f"s3://{bucket}/data/ragged.csv"
+    with pytest.raises(DataError) as info:
+        read_data(uri, s3_endpoint_url=moto_server)
+    assert str(info.value) == (f"cannot parse {uri} row 21 (line 22) as CSV (delimiter ','): "
+                               "expected 3 fields like the header, found 2: '33,1000'")
 
 
 def test_a_bad_value_in_a_later_file_of_a_folder_can_be_located(tmp_path: Path) -> None:

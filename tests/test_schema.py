@@ -6,9 +6,11 @@ is always something to cluster on; `make_table` builds it.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from custseg.config import Features
 from custseg.core.preprocessing import fit_features
 from custseg.core.schema import Schema, infer_schema
 from custseg.errors import DataError
+from custseg.io.data import read_data
 
 N = 400
 Builder = Callable[[np.random.Generator, int], Any]  # builds one column's values
@@ -197,27 +200,44 @@ def test_text_04_09_2012_reads_day_first() -> None:
 SPOIL_ROWS = (5, 17)  # 2 of 400 values (0.5%) do not parse
 
 
-@pytest.mark.parametrize("bad", [
-    "2012-13-45",  # another layout
-    "45-01-2012",  # day out of range
-    "31-02-2012",  # no 31 February (pyarrow's strptime would roll it over to March)
-    "n/a",
-    "unknown",
-])
-def test_a_few_unparseable_dates_keep_the_column_a_date_and_fit_names_the_row(
-        make_table: Callable[..., pa.Table], bad: str) -> None:
+def spoil(bad: str) -> Builder:
+    """Day-first dates with `bad` on the SPOIL_ROWS."""
     def spoiled(rng: np.random.Generator, n: int) -> list[str]:
         text = [d.strftime("%d-%m-%Y") for d in dates(n, rng)]
         for row in SPOIL_ROWS:
             text[row] = bad
         return text
 
-    table = make_table(joined=spoiled)
-    schema = infer_schema(table, Features())  # < 5% bad: no error here
+    return spoiled
+
+
+@pytest.mark.parametrize("bad", [
+    "2012-13-45",  # another layout
+    "45-01-2012",  # day out of range
+    "n/a",
+    "unknown",
+])
+def test_dates_with_a_few_values_that_do_not_parse_are_ignored_with_the_reason(
+        make_table: Callable[..., pa.Table], bad: str) -> None:
+    table = make_table(joined=spoil(bad))
+    schema = infer_schema(table, Features())
+    assert (role(schema, "joined"), schema.reasons["joined"]) == (
+        "ignored", f"dates (%d-%m-%Y), but 2 of {N} values are not (e.g. '{bad}'): ignored; "
+                   "leave unknown dates empty or correct them")
+    transform, _ = fit_features(table, schema)  # training does not stop at them
+    assert transform.numeric == ["spend"]
+
+
+def test_an_impossible_day_keeps_the_column_a_date_and_fit_names_the_row(
+        make_table: Callable[..., pa.Table]) -> None:
+    # a date in the column's layout that the calendar lacks is a data error, named by row
+    # (pyarrow's strptime would roll it over to 2 March)
+    table = make_table(joined=spoil("31-02-2012"))
+    schema = infer_schema(table, Features())
     assert (role(schema, "joined"), schema.column("joined").date_format) == ("date", "%d-%m-%Y")
     first = SPOIL_ROWS[0] + 1
     with pytest.raises(DataError, match=rf"'joined' should be a date \(%d-%m-%Y\), but row "
-                                        rf"{first} holds '{bad}'"):
+                                        rf"{first} holds '31-02-2012'"):
         fit_features(table, schema)
 
 
@@ -543,3 +563,142 @@ def test_a_column_left_unread_is_an_identifier_by_its_name_or_not_read() -> None
     assert reasons["CustomerID"] == ("ignored", "identifier (by name)")
     assert reasons["Notes"] == ("ignored", "not read")
     assert [c.name for c in schema.columns] == ["CustomerID", "Age", "Notes", "Gender"]
+
+
+# -- real files: numbers and dates as people write them --------------------------------
+
+
+class _Progress:
+    def stage(self, name: str, fraction: float) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]], delimiter: str = ",",
+              encoding: str = "utf-8") -> Path:
+    with open(path, "w", encoding=encoding, newline="") as f:
+        writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_schema(path: Path) -> Schema:
+    data = read_data(str(path))
+    return infer_schema(data.table, Features(), str(path), header=data.meta["header"])
+
+
+NUMBERS_AS_TEXT = ("numbers written as text (e.g. {!r}): ignored; write plain numbers such "
+                   "as 1234.56 (no currency sign, thousands separator, decimal comma or %)")
+AS_TEXT: dict[str, Callable[[float], str]] = {
+    "dollars": lambda x: f"${x:,.2f}",
+    "decimal-comma": lambda x: f"{x:.2f}".replace(".", ","),
+    "euros": lambda x: f"{x:,.2f} €".replace(",", " ").replace(".", ","),
+    "percent": lambda x: f"{int(x) % 40}%",
+}
+
+
+@pytest.mark.parametrize(("written", "name", "delimiter", "encoding"), [
+    ("dollars", "Income_USD", ",", "utf-8"),
+    ("decimal-comma", "Einkommen €", ";", "utf-8-sig"),  # a European file: BOM and ';'
+    ("euros", "Revenu", ";", "utf-8"),
+    ("percent", "Discount", ",", "utf-8"),  # 40 levels: too many for a category
+])
+def test_numbers_written_as_text_are_ignored_with_the_reason_not_as_identifiers(
+        tmp_path: Path, written: str, name: str, delimiter: str, encoding: str) -> None:
+    rng = np.random.default_rng(7)
+    money = np.exp(rng.normal(10, 0.8, 500))
+    rows = [[f"{s:.2f}", int(v), AS_TEXT[written](m)] for s, v, m in
+            zip(rng.lognormal(4, 0.5, 500), rng.poisson(3, 500), money, strict=True)]
+    path = write_csv(tmp_path / "customers.csv", ["Spend", "Visits", name], rows, delimiter,
+                     encoding)
+    schema = read_schema(path)
+    assert (role(schema, name), schema.reasons[name]) == (
+        "ignored", NUMBERS_AS_TEXT.format(rows[0][2]))
+    # the same file with plain numbers clusters on the column
+    plain = [[s, v, f"{m:.2f}"] for (s, v, _), m in zip(rows, money, strict=True)]
+    again = read_schema(write_csv(tmp_path / "plain.csv", ["Spend", "Visits", name], plain,
+                                  delimiter, encoding))
+    assert (role(again, name), again.reasons[name]) == ("numeric", "float")
+
+
+def test_a_few_levels_of_percentages_stay_a_category(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    rows = [[f"{s:.2f}", f"{t}%"] for s, t in
+            zip(rng.lognormal(4, 0.5, 300), rng.choice([10, 20, 30], 300), strict=True)]
+    schema = read_schema(write_csv(tmp_path / "tiers.csv", ["Spend", "Discount"], rows))
+    assert (role(schema, "Discount"), schema.reasons["Discount"]) == (
+        "categorical", "text with 3 levels")
+
+
+def test_a_run_warns_that_numbers_written_as_text_were_ignored(tmp_path: Path) -> None:
+    from custseg.config import config_from_dict
+    from custseg.engines.base import TrainRequest
+    from custseg.engines.local import train_local
+
+    rng = np.random.default_rng(4)
+    rows = [[f"{s:.2f}", int(v), f"${m:,.2f}"] for s, v, m in
+            zip(rng.lognormal(4, 0.5, 400), rng.poisson(3, 400), np.exp(rng.normal(10, 1, 400)),
+                strict=True)]
+    path = write_csv(tmp_path / "types.csv", ["Spend", "Visits", "Income_USD"], rows)
+    cfg = config_from_dict({"data_uri": str(path), "n_clusters": 2, "n_components": 2,
+                            "store": str(tmp_path / "store")})
+    model = train_local(cfg, TrainRequest("t", None, None, {}), _Progress())
+    expected = f"ignored: Income_USD ({NUMBERS_AS_TEXT.format(rows[0][2])})"
+    assert expected in model.meta["warnings"]
+
+
+def order_dates(rng: np.random.Generator, n: int, late: int, fmt: str,
+                unknown_every: int = 0, placeholder: str = "unknown") -> list[list[Any]]:
+    """Rows of Spend, Visits, LastOrder: the first `n - late` dates have a day <= 12 (they
+    read either way), the last `late` a day past 12; every `unknown_every`th date (from row
+    8) is `placeholder`."""
+    rows = []
+    for i in range(n):
+        day = int(rng.integers(1, 13)) if i < n - late else int(rng.integers(13, 29))
+        text = dt.date(2023, int(rng.integers(1, 13)), day).strftime(fmt)
+        if unknown_every and i % unknown_every == 7:
+            text = placeholder
+        rows.append([f"{rng.lognormal(5, 1):.2f}", int(rng.poisson(4)), text])
+    return rows
+
+
+@pytest.mark.parametrize("late", [500, 30, 1], ids=["sorted-17%", "sorted-1%", "last-row"])
+@pytest.mark.parametrize("fmt", ["%m/%d/%Y", "%m-%d-%Y"])
+def test_the_date_format_is_the_one_that_reads_every_value(tmp_path: Path, late: int,
+                                                           fmt: str) -> None:
+    # month-first dates, sorted so that only the last rows show a day past 12
+    rows = order_dates(np.random.default_rng(5), 3000, late, fmt)
+    path = write_csv(tmp_path / "dates_us.csv", ["Spend", "Visits", "LastOrder"], rows)
+    data = read_data(str(path))
+    schema = infer_schema(data.table, Features(), str(path))
+    assert (role(schema, "LastOrder"), schema.column("LastOrder").date_format) == ("date", fmt)
+    transform, _ = fit_features(data.table, schema, data.locate)
+    newest = max(dt.datetime.strptime(r[2], fmt).date() for r in rows)
+    assert transform.date_reference["LastOrder"] == (newest - dt.date(1970, 1, 1)).days
+
+
+def test_a_date_column_with_a_placeholder_word_is_ignored_and_training_goes_on(
+        tmp_path: Path) -> None:
+    rows = order_dates(np.random.default_rng(5), 3000, 1500, "%Y-%m-%d", unknown_every=40)
+    path = write_csv(tmp_path / "dates_bad.csv", ["Spend", "Visits", "LastOrder"], rows)
+    data = read_data(str(path))
+    schema = infer_schema(data.table, Features(), str(path))
+    assert (role(schema, "LastOrder"), schema.reasons["LastOrder"]) == (
+        "ignored", "dates (%Y-%m-%d), but 75 of 3,000 values are not (e.g. 'unknown'): "
+                   "ignored; leave unknown dates empty or correct them")
+    transform, _ = fit_features(data.table, schema, data.locate)
+    assert transform.numeric == ["Spend", "Visits"]
+
+
+def test_unknown_dates_left_empty_are_imputed(tmp_path: Path) -> None:
+    rows = order_dates(np.random.default_rng(5), 3000, 1500, "%Y-%m-%d", unknown_every=40,
+                       placeholder="")
+    path = write_csv(tmp_path / "dates_empty.csv", ["Spend", "Visits", "LastOrder"], rows)
+    data = read_data(str(path))
+    schema = infer_schema(data.table, Features(), str(path))
+    assert schema.column("LastOrder").date_format == "iso"  # typed by the reader
+    _, enc = fit_features(data.table, schema, data.locate)
+    assert np.isfinite(enc.num).all()

@@ -13,8 +13,10 @@ declared"), otherwise the rest is inferred by these rules, in order:
 3. target-like names (`response`, `churn`, `default`, `label`, `target`, `y`, `class`,
    `outcome`, `converted`, `revenue` as a flag, `is_*`, ...) with at most two values:
    profile_only, kept out of distances;
-4. dates and datetimes (typed by the CSV reader, or text that parses with one format on
-   at least 95% of the values): `date`;
+4. dates and datetimes (typed by the CSV reader, or text that parses with one format,
+   chosen from every distinct value): `date`; text of which 95% or more but not all
+   parses (a word such as `unknown` among the dates) is ignored, with the reason: fitting
+   would stop at the first such value;
 5. booleans (true/false, and 0/1 integers): numeric 0/1;
 6. integers: a code (categorical) when its values are few (<= `max_levels`), start at 1
    and have no gaps of more than one step (Channel 1-2, Region 1-3, Browser 1-13);
@@ -22,7 +24,9 @@ declared"), otherwise the rest is inferred by these rules, in order:
    or a 6..12 month tenure). Columns of one family (PAY_0 ... PAY_6, BILL_AMT1 ...
    BILL_AMT6) share one role: numeric when any member is;
 7. floats and text of numbers: numeric;
-8. text: categorical with at most `max_levels` distinct values, else ignored.
+8. text: categorical with at most `max_levels` distinct values, else ignored; numbers
+   written for people (`$22,048.15`, a decimal comma, `33%`) are ignored with that reason,
+   not parsed (a scored record would have to be parsed alike).
 
 Pure: takes an Arrow table, returns a :class:`Schema`; no files.
 """
@@ -53,7 +57,7 @@ __all__ = [
 
 Role = Literal["numeric", "categorical", "date", "ignored", "profile_only"]
 NEAR_CONSTANT = 0.99  # one value on this share of rows or more: ignored when inferred
-DATE_SHARE = 0.95  # share of values that must parse for a text column to be a date
+DATE_SHARE = 0.95  # share of values that parse for a text column to look like dates
 DATE_FORMATS = (
     "%Y-%m-%d", "%d-%m-%Y", "%m-%d-%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y",
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d-%m-%Y %H:%M", "%m/%d/%Y %H:%M",
@@ -71,6 +75,12 @@ TARGET_WORDS = frozenset({
     "y", "class", "outcome", "converted", "conversion", "revenue", "purchased", "bought",
     "accepted", "fraud", "attrition", "exited", "subscribed", "left", "cancelled",
 })
+# text that is a number written for people: a currency sign, thousands separators, a
+# decimal comma or a percent sign ($22,048.15, 16071,61, 1.234,56 €, 33%)
+FORMATTED_NUMBER = (
+    r"^\s*[-+]?\s*[$€£¥₹]?\s*[-+]?(\d{1,3}([,.' \x{a0}\x{202f}]\d{3})+|\d+)([.,]\d+)?"
+    r"\s*[%$€£¥₹]?\s*$"
+)
 FAMILY = re.compile(r"^(.*?[A-Za-z])[_ .-]?(\d+)$")
 _SAMPLE = 200_000
 
@@ -203,18 +213,44 @@ def _count_matching(counts: pa.StructArray, pattern: str) -> int:
     return int(pc.sum(pc.filter(counts.field("counts"), hits)).as_py() or 0)
 
 
-def _parse_date(values: pa.Array) -> str | None:
-    """The first format that parses at least DATE_SHARE of the values (day-first formats
-    are tried before month-first ones when both parse)."""
-    probe = values.slice(0, min(len(values), 2000))
-    digits = pc.sum(pc.match_substring_regex(probe, r"\d")).as_py() if len(probe) else 0
-    if not len(probe) or digits < DATE_SHARE * len(probe):
+def _date_format(counts: pa.StructArray) -> tuple[str, int, str | None] | None:
+    """The format of the counted text values, how many of them it leaves unparsed and the
+    first of those; None when no format parses DATE_SHARE of them.
+
+    Every distinct value is tried (a file sorted by date may show a day past 12 only in
+    its last rows). A format that parses every value wins, the first in DATE_FORMATS
+    (day-first before month-first) when several do; otherwise the one that parses most.
+    Arrow's strptime only checks the layout: it takes 31-02-2012 for 2 March, which
+    fitting then reports by row.
+    """
+    texts, weights = counts.field("values"), counts.field("counts")
+    total = int(pc.sum(weights).as_py() or 0)
+    if not total or _count_matching(counts, r"\d") < DATE_SHARE * total:
         return None
-    for fmt in DATE_FORMATS:
-        parsed = pc.strptime(probe, format=fmt, unit="s", error_is_null=True)
-        if parsed.null_count <= (1 - DATE_SHARE) * len(probe):
-            return fmt
-    return None
+    probe = texts.slice(0, 2000)  # text that is no date fails every format here already
+    formats = [fmt for fmt in DATE_FORMATS if pc.strptime(
+        probe, format=fmt, unit="s", error_is_null=True).null_count <= (1 - DATE_SHARE) * len(
+        probe)]
+    best: tuple[str, int, str | None] | None = None
+    for fmt in formats:
+        failed = pc.is_null(pc.strptime(texts, format=fmt, unit="s", error_is_null=True))
+        unparsed = int(pc.sum(pc.filter(weights, failed)).as_py() or 0)
+        if unparsed == 0:
+            return fmt, 0, None
+        if unparsed <= (1 - DATE_SHARE) * total and (best is None or unparsed < best[1]):
+            best = fmt, unparsed, pc.filter(texts, failed)[0].as_py()
+    return best
+
+
+def _numbers_as_text(counts: pa.StructArray) -> str:
+    """The reason for ignoring text that holds numbers written for people, with the first
+    such value."""
+    texts = counts.field("values")
+    written = pc.and_(pc.match_substring_regex(texts, FORMATTED_NUMBER),
+                      pc.invert(pc.match_substring_regex(texts, NUMBER)))
+    example = pc.filter(texts, written)[0].as_py()
+    return (f"numbers written as text (e.g. {example!r}): ignored; write plain numbers such "
+            "as 1234.56 (no currency sign, thousands separator, decimal comma or %)")
 
 
 def _integer_role(name: str, distinct_values: pa.Array, max_levels: int
@@ -272,10 +308,18 @@ def _infer_column(name: str, col: pa.ChunkedArray, n: int, max_levels: int) -> C
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         if _count_matching(counts, NUMBER) >= 0.9 * len(values):
             return Column(name, "numeric", "mostly numbers")  # bad values reported by row
-        fmt = _parse_date(values)
-        if fmt is not None:
+        found = _date_format(counts)
+        if found is not None:
+            fmt, unparsed, example = found
+            if unparsed:  # fitting would stop at the first of them
+                return Column(name, "ignored", f"dates ({fmt}), but {unparsed:,} of "
+                              f"{len(values):,} values are not (e.g. {example!r}): ignored; "
+                              "leave unknown dates empty or correct them")
             return Column(name, "date", f"date: parsed as {fmt}, used as days before the "
                           "newest date", date_format=fmt)
+        if distinct > max_levels and _count_matching(counts, FORMATTED_NUMBER) >= (
+                0.9 * len(values)):
+            return Column(name, "ignored", _numbers_as_text(counts))
         if distinct > 50 and distinct > 0.5 * len(values):
             return Column(name, "ignored", f"identifier: {distinct:,} distinct text values")
         if distinct > max_levels:
@@ -368,8 +412,8 @@ def _declared_date_format(name: str, col: pa.ChunkedArray, source: str) -> str:
     if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
         return "iso"
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        fmt = _parse_date(_sample(col))
-        if fmt is not None:
-            return fmt
+        found = _date_format(pc.value_counts(_sample(col)))
+        if found is not None:
+            return found[0]  # fitting names the rows it does not parse
     raise DataError(f"column {name!r} (declared in features.dates) in {source} is not a date "
                     f"in a known format (tried {', '.join(DATE_FORMATS)})")

@@ -152,6 +152,16 @@ def returning_memory_pool() -> pa.MemoryPool:
         return pa.system_memory_pool()
 
 
+def _csv_source(uri: str, s3_endpoint_url: str | None) -> Any:
+    """What pyarrow's CSV reader reads: a local path itself (pyarrow memory-maps and
+    decompresses it by extension), an S3 object's bytes."""
+    if not uri.startswith("s3://"):
+        return uri
+    raw = _read_bytes(uri, s3_endpoint_url)
+    compression = "gzip" if uri.lower().endswith(".gz") else None
+    return pa.input_stream(pa.BufferReader(raw), compression=compression)
+
+
 def _parse(
     uri: str, delimiter: str, s3_endpoint_url: str | None, columns: list[str] | None = None
 ) -> pa.Table:
@@ -159,15 +169,8 @@ def _parse(
     convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns)
     read = pacsv.ReadOptions(use_threads=True, block_size=1 << 24)
     try:
-        if uri.startswith("s3://"):
-            raw = _read_bytes(uri, s3_endpoint_url)
-            stream = pa.BufferReader(raw)
-            compression = "gzip" if uri.lower().endswith(".gz") else None
-            source: Any = pa.input_stream(stream, compression=compression)
-        else:
-            source = uri  # pyarrow memory-maps and decompresses by extension
         return pacsv.read_csv(
-            source,
+            _csv_source(uri, s3_endpoint_url),
             read_options=read,
             parse_options=parse,
             convert_options=convert,
@@ -181,9 +184,48 @@ def _parse(
             if head.strip():  # a header line with no newline after it
                 raise DataError(f"{uri} has a header but no data rows") from exc
             raise DataError(f"{uri} is empty (expected a header line and data rows)") from exc
+        ragged = _ragged_row(uri, delimiter, s3_endpoint_url) if " columns, got " in msg else None
+        if ragged is not None:
+            record, expected, found, text = ragged
+            line = _line_of_row(uri, record - 2, s3_endpoint_url)
+            raise DataError(
+                f"cannot parse {uri} row {record - 1} (line {line}) as CSV (delimiter "
+                f"{delimiter!r}): expected {expected} fields like the header, found {found}: "
+                f"{text!r}"
+            ) from exc
         raise DataError(f"cannot parse {uri} as CSV (delimiter {delimiter!r}): {msg}") from exc
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {uri}: {exc}") from exc
+
+
+def _ragged_row(uri: str, delimiter: str, s3_endpoint_url: str | None
+                ) -> tuple[int, int, int, str] | None:
+    """The first row whose number of fields is not the header's: its record number (the
+    header is 1; blank lines are not counted), the fields expected and found, and its
+    text. None if it cannot be found.
+
+    Reads the file again on one thread: the multi-threaded reader does not number rows.
+    """
+    found: list[tuple[int, int, int, str]] = []
+
+    def handler(row: Any) -> str:
+        if row.number is not None:
+            found.append((row.number, row.expected_columns, row.actual_columns, row.text))
+        return "error"
+
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler)
+    # only a column that no file has: every row is split and counted, but no value is
+    # converted (a column typed by its first block could fail on a later one first)
+    convert = pacsv.ConvertOptions(include_columns=["\0"], include_missing_columns=True)
+    try:
+        with pacsv.open_csv(_csv_source(uri, s3_endpoint_url),
+                            read_options=pacsv.ReadOptions(use_threads=False),
+                            parse_options=parse, convert_options=convert) as reader:
+            for _ in reader:
+                pass
+    except (pa.ArrowInvalid, OSError, EOFError, DataError):
+        pass  # the handler's error, or another: the caller reports the first read's
+    return found[0] if found else None
 
 
 def _iter_heads(files: list[str], s3_endpoint_url: str | None) -> Iterator[tuple[str, bytes]]:
