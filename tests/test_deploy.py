@@ -138,6 +138,31 @@ def test_a_deploy_with_no_server_running_is_checked_all_the_same(
         project.cli("endpoints", "delete", ENDPOINT)
 
 
+def test_a_model_with_a_date_column_deploys_to_a_running_server(project: Project) -> None:
+    """The workers' smoke prediction sends each column's median as callers do: a date
+    column's as a date in its format (it sent the days, and every such deploy failed)."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    data = project.root / "customers.csv"
+    table = pacsv.read_csv(data)
+    start = dt.date(2024, 1, 1)
+    days = [(i * 37) % 400 for i in range(table.num_rows)]
+    table = table.append_column("LastOrder", pa.array(
+        [(start + dt.timedelta(days=d)).strftime("%d/%m/%Y") for d in days]))
+    pacsv.write_csv(table, data)
+    result = project.cli("run")
+    assert result.returncode == 0, result.stderr
+    status, _, body = post_json(f"{project.url}/invocations",
+                                {**RECORD, "LastOrder": "15/03/2024"})
+    assert status == 200, body
+    described = json.loads(project.cli("models", "describe", "1", "--json").stdout)
+    roles = {c["name"]: c["role"] for c in described["schema"]["columns"]}
+    assert roles["LastOrder"] == "date"
+
+
 def test_rollback_and_delete(project: Project) -> None:
     assert project.cli("run").returncode == 0
     assert project.cli("run", "-p", "n_clusters=4").returncode == 0

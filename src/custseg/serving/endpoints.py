@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from typing import Any
 
@@ -32,9 +33,13 @@ from custseg.store.endpoints import (
     wanted_configs,
 )
 
-__all__ = ["ENDPOINT_NAME", "EndpointTable", "Served", "segment_names", "verify"]
+__all__ = ["ENDPOINT_NAME", "EndpointTable", "Refused", "Served", "public_reason",
+           "segment_names", "verify"]
 
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# what is left of a place on the server once the artifact's own URI is named by its
+# version: a URI (s3://bucket/key, file://...) or an absolute path
+_PLACE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\",;)]+|(?<![\w.~-])/[^\s'\",;:)]+")
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,42 @@ class Served:
                 (b"x-amzn-invoked-production-variant", self.config.encode())]
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An endpoint config this worker would not serve: the full reason (for the log and
+    the operator's status) and the one an invocation's caller is told."""
+
+    config: str
+    reason: str
+    public: str
+
+
+def public_reason(reason: str, artifact_uri: str, ref: str) -> str:
+    """`reason` without the server's paths, for the callers of an endpoint: the artifact's
+    URI named by its model version, any other path or URI left out."""
+    text = reason
+    uri = artifact_uri.rstrip("/")
+    if uri:
+        text = text.replace(f" at {uri}", f" of {ref}").replace(uri, f"of {ref}")
+    return _PLACE.sub("<path>", text)
+
+
 def segment_names(model: Model) -> list[str]:
     names = model.meta.get("segment_names")
     if isinstance(names, list) and len(names) == model.k:
         return [str(n) for n in names]
     return [str(i) for i in range(model.k)]
+
+
+def _typical(transform: Any, column: str, median: float) -> Any:
+    """A numeric column's median as a caller sends it: a date column's as a date in its
+    format (its median is in days before the newest training date)."""
+    fmt = transform.dates.get(column)
+    if fmt is None:
+        return median
+    day = date.fromordinal(date(1970, 1, 1).toordinal()
+                           + round(transform.date_reference[column] - median))
+    return day.isoformat() if fmt == "iso" else day.strftime(fmt)
 
 
 def verify(new: Model, old: Model | None) -> None:
@@ -86,7 +122,8 @@ def verify(new: Model, old: Model | None) -> None:
                     f"{old_kinds[column]} to categorical"
                 )
     t = new.transform
-    probe: dict[str, Any] = {c: float(m) for c, m in zip(t.numeric, t.medians, strict=True)}
+    probe: dict[str, Any] = {c: _typical(t, c, float(m))
+                             for c, m in zip(t.numeric, t.medians, strict=True)}
     probe |= dict(zip(t.categorical, t.modes, strict=True))
     try:
         labels, distances = new.score([probe])
@@ -105,7 +142,7 @@ class EndpointTable:
         self.store = store
         self.s3_endpoint_url = s3_endpoint_url
         self.live: dict[str, Served] = {}
-        self.failed: dict[str, tuple[str, str]] = {}  # endpoint -> (config, reason)
+        self.failed: dict[str, Refused] = {}
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._registered: float | None = None  # when the `*` row was last refreshed
@@ -146,7 +183,8 @@ class EndpointTable:
                 current = self.live.get(name)
                 if current is not None and current.config == row["config_name"]:
                     continue
-                if self.failed.get(name, ("", ""))[0] == row["config_name"]:
+                refused = self.failed.get(name)
+                if refused is not None and refused.config == row["config_name"]:
                     continue  # already refused; the deploy reverts the endpoint
                 self._switch(name, row, current)
             if self._registered is not None and time.monotonic() - self._registered > HEARTBEAT:
@@ -159,7 +197,13 @@ class EndpointTable:
             verify(model, current.model if current else None)
         except Exception as exc:  # whatever the cause, this model is not served
             reason = str(exc) if isinstance(exc, CustsegError) else f"{type(exc).__name__}: {exc}"
-            self.failed = {**self.failed, name: (config, reason)}
+            ref = f"{row['group_name']}/{row['version']}"
+            refused = Refused(config, reason, public_reason(reason, row["artifact_uri"], ref))
+            self.failed = {**self.failed, name: refused}
+            # the full reason (with the artifact's place) for the operator; callers get
+            # `public` (see App._target)
+            print(f"custseg: endpoint {name!r} cannot serve config {config}: {reason}",
+                  flush=True)
             self._report(name, config, "Failed", reason)
             return
         self.live = {**self.live, name: Served(
