@@ -150,6 +150,30 @@ def test_the_console_script_collects_rarely_and_freezes_what_is_left_at_the_end(
     assert "Traceback" not in bad.stderr
 
 
+def test_predict_takes_a_version_number_group_slash_version_or_an_artifact(
+        cli: Cli, project: Path) -> None:
+    """`--model VERSION` as the spec writes it, resolved as `report` resolves its ref:
+    a bare number in the config's model group, GROUP/VERSION, or an artifact path."""
+    _ok(cli("run"))
+    second = _ok(cli("run", "-p", "n_clusters=4", "--no-cache"))
+    outputs = {}
+    for ref in ("2", "clustering-model-model-group/2", str(_model_path(second.stdout))):
+        out = project / f"scored-{len(outputs)}.csv"
+        result = _ok(cli("predict", "--model", ref, "--input", "data/customers.csv",
+                         "--output", out))
+        assert result.stdout.startswith(f"Scored 600 of 600 rows into {out}")
+        outputs[ref] = out.read_text()
+    assert len(set(outputs.values())) == 1  # the same model, however named
+    clusters = {row["cluster"] for row in csv.DictReader(outputs["2"].splitlines())}
+    assert clusters == {"0", "1", "2", "3"}  # version 2 (k=4), not version 1
+    unknown = cli("predict", "--model", "9", "--input", "data/customers.csv", "--output",
+                  "x.csv")
+    assert unknown.returncode == 7, unknown.stderr
+    assert unknown.stderr.strip().splitlines() == [
+        "error: model group 'clustering-model-model-group' has no version 9 (versions: 1, 2)"]
+    assert not (project / "x.csv").exists()
+
+
 def test_an_override_changes_k(cli: Cli, project: Path) -> None:
     result = _ok(cli("run", "-p", "n_clusters=4"))
     assert "Segments (k=4" in result.stdout

@@ -286,6 +286,26 @@ def test_metrics_sum_every_worker(served: Project) -> None:
         assert _requests_total(text) == before + 40
 
 
+@pytest.mark.parametrize(("reason", "uri", "public"), [
+    ("model artifact /srv/s/artifacts/e1/model: arrays.npz does not match its sha256",
+     "/srv/s/artifacts/e1/model", "model artifact of g/3: arrays.npz does not match its sha256"),
+    ("no model artifact at /srv/s/e1/model", "/srv/s/e1/model/", "no model artifact of g/3"),
+    ("model artifact s3://bkt/p/model is missing model.json", "s3://bkt/p/model",
+     "model artifact of g/3 is missing model.json"),
+    ("OSError: [Errno 13] Permission denied: '/srv/s/e1/model/arrays.npz'",
+     "/elsewhere/model", "OSError: [Errno 13] Permission denied: '<path>'"),
+    ("cannot read s3://other/key (file:///x/y) near ~/z", "", "cannot read <path> (<path>) "
+     "near ~/z"),
+    ("schema check: field 'Age' changes from categorical to numeric", "/m",
+     "schema check: field 'Age' changes from categorical to numeric"),
+])
+def test_the_reason_an_endpoint_has_no_model_shows_callers_no_server_path(
+        reason: str, uri: str, public: str) -> None:
+    from custseg.serving.endpoints import public_reason
+
+    assert public_reason(reason, uri, "g/3") == public
+
+
 @pytest.mark.parametrize(("path", "status"), [
     (f"/endpoints/{ENDPOINT}-nope/invocations", 404), ("/endpoints/..%2Fetc/invocations", 400),
     ("/endpoints/a_b/invocations", 400), ("/nowhere", 404)])

@@ -139,6 +139,47 @@ def test_models_describe_text_names_the_lineage(
     assert re.search(rf"\b1\b.*{PENDING}", table) and re.search(rf"\b2\b.*{PENDING}", table)
 
 
+def test_models_describe_takes_group_slash_version_like_report_and_predict(
+        two_runs: tuple[StoreProject, list[dict[str, Any]]]) -> None:
+    project, _ = two_runs
+    assert project.json("models", "describe", f"{GROUP}/2") == \
+        project.json("models", "describe", "2")
+    assert project.ok("models", "describe", f"{GROUP}/1").stdout == \
+        project.ok("models", "describe", "1").stdout
+    other = project.cli("models", "describe", "other-model-group/1")
+    assert other.returncode == 7
+    assert other.stderr.strip().splitlines() == [
+        "error: model group 'other-model-group' has no version 1 (no versions)"]
+    neither = project.cli("models", "describe", "latest")
+    assert neither.returncode == 7
+    assert neither.stderr.strip().splitlines() == [
+        "error: expected a version number or GROUP/VERSION, found 'latest' (see `custseg "
+        "models list`)"]
+
+
+def test_models_describe_says_how_the_silhouette_was_computed_and_in_which_space(
+        store_project: Callable[..., StoreProject],
+        two_runs: tuple[StoreProject, list[dict[str, Any]]]) -> None:
+    """The facts `run` and the report give: sampled (of how many rows, with its 95% CI)
+    or exact, and the space KMeans ran in."""
+    project = store_project("sampled", tuning={"silhouette_sample_size": 200})
+    run = project.json("run")
+    sil, space = run["metrics"]["silhouette"], run["metrics"]["space"]
+    assert sil["exact"] is False and sil["sample_size"] == 200 and sil["n"] == 600
+    assert space.startswith("PCA, 1 component (")
+    out = project.ok("models", "describe", "1").stdout.splitlines()
+    low, high = sil["ci95"]
+    metrics = next(line for line in out if line.startswith("Metrics:"))
+    assert metrics.startswith(
+        f"Metrics: k=3, silhouette {sil['value']:.4f} (sampled: 200 of 600 rows, 95% CI "
+        f"{low:.4f} to {high:.4f}), Calinski-Harabasz "), metrics
+    assert f"Space: {space}" in out
+    exact = two_runs[0].ok("models", "describe", "1").stdout
+    assert re.search(r"^Metrics: k=3, silhouette -?\d\.\d{4} \(exact\), "
+                     r"Calinski-Harabasz", exact, flags=re.MULTILINE), exact
+    assert f"Space: {two_runs[1][0]['metrics']['space']}" in exact.splitlines()
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (("models", "describe", "9"), f"model group '{GROUP}' has no version 9 (versions: 1, 2)"),
     (("models", "describe", "1", "--group", "other-model-group"),

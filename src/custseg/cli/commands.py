@@ -371,15 +371,14 @@ def report(
 ) -> None:
     """Write the segment report (self-contained HTML) of an execution or model version."""
     from custseg.artifact.storage import load_model
+    from custseg.cli.store_commands import model_ref
     from custseg.errors import StoreError
     from custseg.pipeline.report import default_path, write_report
     from custseg.store.executions import execution
-    from custseg.store.registry import group_name, package, parse_ref
+    from custseg.store.registry import group_name, package
 
     cfg, store = open_config_store(config)
-    parsed = parse_ref(ref) or (
-        (group_name(cfg.project_name), int(ref)) if ref.isdigit() else None
-    )
+    parsed = model_ref(ref, group_name(cfg.project_name))
     if parsed is not None:
         pkg = package(store, *parsed)
         uri, title = pkg.artifact_uri, f"Segments of model {pkg.ref}"
@@ -402,7 +401,9 @@ def report(
 @app.command()
 def predict(
     model: Annotated[
-        str, typer.Option("--model", help="A model: GROUP/VERSION or an artifact path/URI.")
+        str, typer.Option("--model", help="A model: a version number (in the config's "
+                                          "model group), GROUP/VERSION, or an artifact "
+                                          "path/URI.")
     ],
     input_uri: Annotated[str, typer.Option("--input", help="CSV or Parquet, local or s3://.")],
     output_uri: Annotated[str, typer.Option("--output", help="CSV or Parquet, local or s3://.")],
@@ -416,15 +417,27 @@ def predict(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Score a whole file in constant memory: its columns plus cluster, segment, distance."""
+    import os
+
     import custseg
+    from custseg.cli.store_commands import model_ref
     from custseg.config import load_config
+    from custseg.errors import ConfigError
     from custseg.io.predict import predict_file, rejects_path
-    from custseg.store.registry import parse_ref
+    from custseg.store.registry import group_name, parse_ref
 
     cfg = load_config(config) if config.is_file() else None
     endpoint_url = cfg.s3.endpoint_url if cfg else None
-    store = cfg.store_location if cfg and parse_ref(model) else None
-    loaded = custseg.load_model(model, store, s3_endpoint_url=endpoint_url)
+    # as `report` takes it; a folder of that name is an artifact (as in custseg.load_model)
+    folder = os.path.exists(model)
+    version = None if folder else (
+        model_ref(model, group_name(cfg.project_name)) if cfg else parse_ref(model))
+    if version is None and not folder and model.isdigit():
+        raise ConfigError(f"--model {model}: a version number is looked up in the model "
+                          f"group of the config, and there is no {config}; pass -c CONFIG")
+    ref = f"{version[0]}/{version[1]}" if version else model
+    store = cfg.store_location if cfg and version else None
+    loaded = custseg.load_model(ref, store, s3_endpoint_url=endpoint_url)
     if rejects is None:
         rejects = rejects_path(output_uri)
     size = _size(input_uri, endpoint_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,7 +22,7 @@ from custseg.store.executions import execution, executions
 if TYPE_CHECKING:
     from custseg.config import Config
 
-__all__ = ["executions_app", "models_app"]
+__all__ = ["executions_app", "metric_space", "model_ref", "models_app", "silhouette_note"]
 
 executions_app = typer.Typer(help="Past runs: list, describe, draw.", no_args_is_help=True)
 models_app = typer.Typer(
@@ -132,6 +132,37 @@ def _group(cfg: Config, group: str | None) -> str:
     return group or group_name(cfg.project_name)
 
 
+def model_ref(ref: str, group: str) -> tuple[str, int] | None:
+    """A model version named on the command line, as (group, version): `GROUP/VERSION`,
+    or a bare version number in `group` (the config's model group); None for anything
+    else (an execution id, an artifact path or URI). `report`, `predict` and
+    `models describe` take a model this way."""
+    from custseg.store.registry import parse_ref
+
+    return parse_ref(ref) or ((group, int(ref)) if ref.isdigit() else None)
+
+
+def silhouette_note(silhouette: dict[str, Any]) -> str:
+    """How a recorded silhouette was computed, in the words of `run`'s summary and the
+    report: `exact`, or `sampled: N of M rows, 95% CI LOW to HIGH`."""
+    if silhouette.get("exact", True) or not silhouette.get("sample_size"):
+        return "exact"
+    n = silhouette.get("n")
+    note = f"sampled: {int(silhouette['sample_size']):,}{f' of {int(n):,}' if n else ''} rows"
+    ci = silhouette.get("ci95")
+    return note + (f", 95% CI {ci[0]:.4f} to {ci[1]:.4f}" if ci else "")
+
+
+def metric_space(lineage: dict[str, Any]) -> str | None:
+    """The space KMeans ran in and the metrics were computed in (`PCA, 10 components (87%
+    of the variance)`), as recorded; from n_components for a model that did not record it."""
+    space = (lineage.get("metrics") or {}).get("space")
+    if space:
+        return str(space)
+    p = (lineage.get("parameters") or {}).get("n_components")
+    return f"PCA, {p} component{'s' if p != 1 else ''}" if isinstance(p, int) else None
+
+
 @models_app.command("list")
 def models_list(
     config: ConfigOpt = DEFAULT_CONFIG, group: GroupOpt = None, as_json: JsonOpt = False
@@ -188,16 +219,22 @@ def models_import(
 
 @models_app.command("describe")
 def models_describe(
-    version: Annotated[int, typer.Argument(help="Model version.")],
+    version: Annotated[str, typer.Argument(
+        help="A version number (in --group) or GROUP/VERSION.")],
     config: ConfigOpt = DEFAULT_CONFIG,
     group: GroupOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A model version with its lineage and approval history."""
+    from custseg.errors import RegistryError
     from custseg.store.registry import package
 
     cfg, store = open_config_store(config)
-    pkg = package(store, _group(cfg, group), version)
+    ref = model_ref(version, _group(cfg, group))
+    if ref is None:
+        raise RegistryError(f"expected a version number or GROUP/VERSION, found {version!r} "
+                            f"(see `custseg models list`)")
+    pkg = package(store, *ref)
     if as_json:
         lin = pkg.lineage
         typer.echo(json.dumps(pkg.to_dict() | {"schema": lin.get("schema"),
@@ -227,10 +264,20 @@ def models_describe(
     out(f"Engine: {lin['engine']}{where}; previous version: {lin['previous_version'] or '-'}")
     m = lin["metrics"]
     out(
-        f"Metrics: k={m['k']}, silhouette {m['silhouette']['value']:.4f}, "
+        f"Metrics: k={m['k']}, silhouette {m['silhouette']['value']:.4f} "
+        f"({silhouette_note(m['silhouette'])}), "
         f"Calinski-Harabasz {m['calinski_harabasz']:.2f}, "
         f"Davies-Bouldin {m['davies_bouldin']:.4f}"
     )
+    space = metric_space(lin)
+    if space:
+        out(f"Space: {space}")
+    fs = m.get("feature_space")
+    if fs:
+        out(f"In the feature space: silhouette {fs['silhouette']['value']:.4f} "
+            f"({silhouette_note(fs['silhouette'])}), "
+            f"Calinski-Harabasz {fs['calinski_harabasz']:.2f}, "
+            f"Davies-Bouldin {fs['davies_bouldin']:.4f}")
     sizes = m.get("cluster_sizes", [])
     for i, name in enumerate(lin.get("segment_names") or []):
         size = f" - {sizes[i]:,} customers" if i < len(sizes) else ""

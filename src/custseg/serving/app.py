@@ -36,6 +36,7 @@ from custseg.serving.wire import WireError
 
 __all__ = ["App", "Reply", "create_app", "error_reply"]
 
+UNREADABLE = "the store cannot be read now; see the server log"
 OFFLOAD_BYTES = 256 * 1024  # bodies larger than this are scored in a thread
 SWITCH_INTERVAL = 0.001
 # a worker's collector: young collections of a few hundred objects, each a pause of tens
@@ -224,8 +225,25 @@ class App:
         await self._dashboard(scope, receive, send)
 
     async def _endpoints(self, send: Send) -> None:
-        await self._json(
-            send, 200, {"endpoints": [self._describe(s) for s in self.table.live.values()]})
+        """Every endpoint of the store with its real status, served here or not (one
+        that failed to load its model included)."""
+        from custseg.store.endpoints import endpoint_records
+
+        try:
+            records = await self._read_store(endpoint_records, self.store)
+        except CustsegError:
+            await self._error(send, 503, UNREADABLE)
+            return
+        await self._json(send, 200, {"endpoints": [self._describe(r) for r in records]})
+
+    async def _read_store(self, read: Callable[..., Any], *args: Any) -> Any:
+        """`read(*args)` in a thread (it may write: `endpoint_record` reconciles); a store
+        failure logged (its message may name the store's place) and raised again."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, read, *args)
+        except CustsegError as exc:
+            print(f"custseg: reading the endpoints failed: {exc}", flush=True)
+            raise
 
     async def _metrics(self, send: Send) -> None:  # every worker's counters, whichever answers
         body = merged_metrics(self.metrics, self._metrics_dir).render()
@@ -255,36 +273,63 @@ class App:
         await self._send(send, 200, body, "text/html; charset=utf-8")
 
     async def _ping(self, send: Send) -> None:
-        if not self.table.live:
+        # no key is needed here: the count only, the names and reasons are behind the key
+        unserved = [n for n in self.table.failed if n not in self.table.live]
+        if unserved:
+            many = len(unserved) > 1
+            await self._error(send, 503, f"{len(unserved)} endpoint{'s' if many else ''} "
+                                         f"failed to load {'their models' if many else 'its model'}"
+                                         f" (GET /endpoints says why)")
+        elif not self.table.live:
             await self._error(send, 503, "no endpoint has a model yet")
-        elif self.table.failed and any(n not in self.table.live for n in self.table.failed):
-            await self._error(send, 503, "an endpoint failed to load its model")
         else:
             await self._send(send, 200, b"", "text/plain")
 
-    def _describe(self, served: Served) -> dict[str, Any]:
-        return {
-            "name": served.name,
-            "status": "InService",
-            "config": served.config,
-            "model_version": served.ref,
-            "loaded_at": served.loaded_at,
-            "input_columns": served.model.input_columns,
-            "k": served.model.k,
-            "segments": served.segment_names,
+    def _describe(self, record: dict[str, Any]) -> dict[str, Any]:
+        """An endpoint as the store records it (`endpoint_record`: its status reconciled
+        from what the workers report), in the names of SageMaker's DescribeEndpoint
+        (EndpointName, EndpointConfigName, EndpointStatus, FailureReason, CreationTime,
+        LastModifiedTime) and ours, with what this worker serves for it (None when it
+        serves no model for it)."""
+        name, status, reason = record["name"], record["status"], record["status_reason"]
+        served = self.table.get(name)
+        described: dict[str, Any] = {
+            "EndpointName": name,
+            "EndpointConfigName": record["config_name"],
+            "EndpointStatus": status,
+            "CreationTime": record["created_at"],
+            "LastModifiedTime": record["updated_at"],
+            "name": name,
+            "status": status,
+            "status_reason": reason,
+            "config": record["config_name"],
+            "model_version": record["model_version"],
+            "served_model_version": served.ref if served else None,
+            "loaded_at": served.loaded_at if served else None,
+            "input_columns": served.model.input_columns if served else None,
+            "k": served.model.k if served else None,
+            "segments": served.segment_names if served else None,
         }
+        # as SageMaker: why it failed, or why an update failed while the endpoint serves on
+        if reason and (status == "Failed" or status == "InService"):
+            described["FailureReason"] = reason
+        return described
 
     async def _endpoint(self, send: Send, name: str) -> None:
-        served = self.table.get(name)
-        if served is None:
-            await self._error(send, 404, f"no endpoint {name!r}")
-            return
         from custseg.store.endpoints import endpoint_record
 
-        record = await asyncio.get_running_loop().run_in_executor(
-            None, endpoint_record, self.store, name
-        )
-        await self._json(send, 200, self._describe(served) | {"record": record})
+        if not ENDPOINT_NAME.match(name):
+            await self._error(send, 400, f"invalid endpoint name {name!r}")
+            return
+        try:
+            record = await self._read_store(endpoint_record, self.store, name)
+        except CustsegError:
+            await self._error(send, 503, UNREADABLE)
+            return
+        if record is None:
+            await self._error(send, 404, f"no endpoint {name!r} (GET /endpoints lists them)")
+            return
+        await self._json(send, 200, self._describe(record) | {"record": record})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         """The request body, up to the limit. A larger body is read to its end and
@@ -389,9 +434,10 @@ class App:
             return error_reply(400, f"invalid endpoint name {name!r}")
         served = self.table.get(name)  # held for the whole request: a switch cannot tear it
         if served is None:
-            if name in self.table.failed:
-                return error_reply(503, f"endpoint {name!r} has no model: "
-                                        f"{self.table.failed[name][1]}")
+            refused = self.table.failed.get(name)
+            if refused is not None:  # the full reason, with its paths, is in the log
+                return error_reply(503, f"endpoint {name!r} has no model: {refused.public} "
+                                        f"(the server log has the details)")
             return error_reply(404, f"no endpoint {name!r}")
         return served
 
