@@ -15,6 +15,7 @@ import functools
 import time
 from typing import Any
 
+from custseg.artifact.scorer import Model
 from custseg.config import Config
 from custseg.errors import DeployError
 from custseg.pipeline.records import Deployed
@@ -119,7 +120,8 @@ def make_live(store: Store, cfg: Config, deployment: Deployment) -> Deployed:
     return served(status=status, url=server.url, note=server.note or None)
 
 
-def _check_unserved(store: Store, cfg: Config, pkg: ModelPackage) -> None:
+def _check_unserved(store: Store, cfg: Config, pkg: ModelPackage, model: Model | None
+                    ) -> None:
     """With no server to check it (none runs for the store, on any host), the checks a
     worker makes before it switches: the new model against the endpoint's current one
     (its callers' schema) and a smoke prediction. A server started later loads the new
@@ -136,17 +138,19 @@ def _check_unserved(store: Store, cfg: Config, pkg: ModelPackage) -> None:
             old = load_model(current["artifact_uri"], s3_endpoint_url=cfg.s3.endpoint_url)
         except ModelError:  # the endpoint has no model its callers use: nothing to keep
             old = None
-    new = load_model(pkg.artifact_uri, s3_endpoint_url=cfg.s3.endpoint_url)
+    new = model or load_model(pkg.artifact_uri, s3_endpoint_url=cfg.s3.endpoint_url)
     try:
         verify(new, old)
     except DeployError as exc:
         raise DeployError(f"endpoint {name} stays on its previous model: {exc}") from None
 
 
-def deploy_version(store: Store, cfg: Config, pkg: ModelPackage) -> Deployed:
+def deploy_version(store: Store, cfg: Config, pkg: ModelPackage,
+                   model: Model | None = None) -> Deployed:
     """DeployEndpoint for a registered version: a new timestamped endpoint config, the
     endpoint created or updated on it, and the server switched to it. A running server
-    whose settings differ from the config's refuses the deploy before the endpoint moves."""
+    whose settings differ from the config's refuses the deploy before the endpoint moves.
+    `model`: the version's model when the caller holds it (not loaded again)."""
     from custseg.serving.server import running_server
     from custseg.serving.settings import ServerSettings
 
@@ -155,7 +159,7 @@ def deploy_version(store: Store, cfg: Config, pkg: ModelPackage) -> Deployed:
         check_settings(server, ServerSettings.from_config(cfg, store.location,
                                                           store.artifacts))
     elif not switch_view(store, endpoint_name(cfg.project_name, cfg.environment))[1]:
-        _check_unserved(store, cfg, pkg)
+        _check_unserved(store, cfg, pkg, model)
     deployment = create_or_update(
         store,
         project=cfg.project_name,

@@ -454,4 +454,4 @@ class _Runner:
             self._note(f"DeployEndpoint: skipped ({rec.reason})")
             return None
         self.reporter.stage("Deploying endpoint", 0.0)
-        return endpoints.deploy_version(self.store, cfg, pkg)
+        return endpoints.deploy_version(self.store, cfg, pkg, self.execution.model)
