@@ -142,3 +142,25 @@ def test_stopping_the_server_stops_every_worker(
     with socket.socket() as s:  # the port is free again (as custseg checks it)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie left for its new parent to reap."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(
+        server: tuple[subprocess.Popen[bytes], int]) -> None:
+    """SIGKILL (or the OOM killer) on the supervisor: its workers stop, rather than
+    serve on as orphans with settings no store records, holding the port."""
+    proc, port = server
+    listening = workers(proc.pid, port)
+    assert len(listening) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_until(lambda: not any(alive(w) for w in listening), timeout=20)
+    assert not answers(f"http://127.0.0.1:{port}")

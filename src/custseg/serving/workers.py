@@ -7,8 +7,9 @@ from it in turn, and keep-alive connections pile onto whichever worker wins the 
 
 The supervisor holds the port too (bound, never listening: it takes no connections) so
 that no other program can take it while a worker restarts; it restarts a worker that
-dies, and on SIGTERM or SIGINT stops them all gracefully. Linux only, as the rest of the
-server (`serving/server` falls back to uvicorn's supervisor elsewhere).
+dies, and on SIGTERM or SIGINT stops them all gracefully. A worker whose supervisor dies
+(SIGKILL, the OOM killer) stops too. Linux only, as the rest of the server
+(`serving/server` falls back to uvicorn's supervisor elsewhere).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["reuseport_available", "run_workers"]
 GRACE = 12.0  # seconds a worker gets to finish its requests (uvicorn's own grace is 10)
 RESTART_LIMIT = 5  # workers that die within QUICK_DEATH of their start before giving up
 QUICK_DEATH = 5.0
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def reuseport_available() -> bool:
@@ -40,10 +42,23 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
-    """One worker: its own socket on the shared port, one uvicorn server on it."""
+def _follow_parent(parent: int) -> None:
+    """SIGTERM this process (a graceful stop) when the supervisor dies, even by SIGKILL:
+    else the workers would serve on, with settings no store records, as orphans."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(host: str, port: int, options: dict[str, Any], parent: int) -> None:
+    """One worker: its own socket on the shared port, one uvicorn server on it; it stops
+    when the supervisor (`parent`) dies."""
     import uvicorn
 
+    _follow_parent(parent)
     sock = _socket(host, port)
     config = uvicorn.Config(host=host, port=port, workers=1, **options)
     uvicorn.Server(config).run(sockets=[sock])
@@ -63,7 +78,8 @@ def run_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def start() -> tuple[Any, float]:
-        process = context.Process(target=_worker, args=(host, port, options), daemon=False)
+        process = context.Process(target=_worker, args=(host, port, options, os.getpid()),
+                                  daemon=False)
         process.start()
         return process, time.monotonic()
 
