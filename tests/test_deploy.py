@@ -176,3 +176,25 @@ def test_rollback_and_delete(project: Project) -> None:
     assert deleted.returncode == 0 and "server stopped" in deleted.stdout
     with pytest.raises(OSError):
         request("GET", project.url + "/ping")
+
+
+def test_a_rollback_refused_once_goes_through_once_its_artifact_is_mended(
+        project: Project) -> None:
+    """The running workers refuse a rollback to a damaged artifact; once the artifact is
+    whole again, the same rollback is tried afresh (it was refused for good, until the
+    server restarted)."""
+    assert project.cli("run").returncode == 0
+    assert project.cli("run", "-p", "n_clusters=4").returncode == 0
+    listed = json.loads(project.cli("models", "list", "--json").stdout)
+    first = next(m for m in listed if m["version"] == 1)
+    arrays = Path(first["artifact_uri"]) / "arrays.npz"
+    whole = arrays.read_bytes()
+    arrays.write_bytes(whole[:200] + bytes([whole[200] ^ 1]) + whole[201:])
+    refused = project.cli("endpoints", "rollback", ENDPOINT)
+    assert refused.returncode == 8
+    assert "does not match its sha256" in refused.stderr
+    assert served_versions(project, 10) == {"clustering-model-model-group/2"}
+    arrays.write_bytes(whole)
+    rolled = project.cli("endpoints", "rollback", ENDPOINT)
+    assert rolled.returncode == 0, rolled.stderr
+    assert served_versions(project) == {"clustering-model-model-group/1"}

@@ -68,6 +68,13 @@ class Refused:
     config: str
     reason: str
     public: str
+    requested: str  # when the switch it refused was asked for (the endpoint's updated_at)
+
+    def stands(self, row: dict[str, Any]) -> bool:
+        """Whether the store still wants what was refused, as it was refused: a new switch
+        to the same config (a rollback to it, its artifact since mended) is tried again."""
+        return row["config_name"] == self.config and not (
+            row["status"] in ("Creating", "Updating") and row["updated_at"] != self.requested)
 
 
 def public_reason(reason: str, artifact_uri: str, ref: str) -> str:
@@ -184,7 +191,7 @@ class EndpointTable:
                 if current is not None and current.config == row["config_name"]:
                     continue
                 refused = self.failed.get(name)
-                if refused is not None and refused.config == row["config_name"]:
+                if refused is not None and refused.stands(row):
                     continue  # already refused; the deploy reverts the endpoint
                 self._switch(name, row, current)
             if self._registered is not None and time.monotonic() - self._registered > HEARTBEAT:
@@ -198,7 +205,8 @@ class EndpointTable:
         except Exception as exc:  # whatever the cause, this model is not served
             reason = str(exc) if isinstance(exc, CustsegError) else f"{type(exc).__name__}: {exc}"
             ref = f"{row['group_name']}/{row['version']}"
-            refused = Refused(config, reason, public_reason(reason, row["artifact_uri"], ref))
+            refused = Refused(config, reason, public_reason(reason, row["artifact_uri"], ref),
+                              str(row["updated_at"]))
             self.failed = {**self.failed, name: refused}
             # the full reason (with the artifact's place) for the operator; callers get
             # `public` (see App._target)

@@ -295,6 +295,9 @@ def rollback(store: Store, name: str) -> Deployment:
             "deployer_host_id = ? WHERE name = ?",
             (previous["name"], row["config_name"], now(), os.getpid(), store.host, name),
         )
+        # a worker's earlier refusal of that config is no answer to this switch
+        conn.execute("DELETE FROM endpoint_workers WHERE endpoint_name = ? AND "
+                     "config_name = ? AND status = 'Failed'", (name, previous["name"]))
     return Deployment(name, previous["name"], "updated", row["config_name"])
 
 
@@ -322,10 +325,12 @@ def switch_view(store: Store, name: str) -> tuple[
 
 
 def wanted_configs(store: Store) -> dict[str, dict[str, Any]]:
-    """Every endpoint that is not deleted, with its config's artifact and version."""
+    """Every endpoint that is not deleted, with its status, its config's artifact and
+    version."""
     with store.read() as conn:
         rows = conn.execute(
-            "SELECT e.name, e.config_name, c.artifact_uri, c.group_name, c.version "
+            "SELECT e.name, e.config_name, e.status, e.updated_at, c.artifact_uri, "
+            "c.group_name, c.version "
             "FROM endpoints e JOIN endpoint_configs c ON c.name = e.config_name "
             "WHERE e.status != 'Deleted'"
         ).fetchall()
