@@ -301,3 +301,18 @@ def test_the_train_cache_hashes_every_module_of_custseg() -> None:
                    "io/data.py", "pipeline/steps.py", "config.py"):
         assert module in hashed
     assert len(hashed) == len(list((ROOT / "src" / "custseg").rglob("*.py")))
+
+
+def test_rejecting_the_live_version_says_it_stays_live_and_how_to_roll_back(
+        store_project: Callable[..., StoreProject]) -> None:
+    project = store_project()
+    project.ok("run")  # version 1, deployed (no server runs: the endpoint records it)
+    project.ok("run", "--no-cache", "-p", "random_state=3")  # version 2, deployed
+    old = project.cli("models", "reject", "1")
+    assert old.returncode == 0 and "warning" not in old.stderr  # not live
+    live = project.cli("models", "reject", "2", "--comment", "bad segments")
+    assert live.returncode == 0, live.stderr
+    assert live.stderr.strip() == (
+        f"warning: {GROUP}/2 stays live on endpoint clustering-model-endpoint-dev: rejecting "
+        f"a version does not undeploy it; `custseg endpoints rollback "
+        f"clustering-model-endpoint-dev` returns the endpoint to the config it served before")

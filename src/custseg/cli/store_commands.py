@@ -311,6 +311,14 @@ def _set_status(
             f"Endpoint: {live.endpoint_name} -> {live.endpoint_config_name} ({live.action}, "
             f"{live.status}{', ' + live.url if live.url else ''})"
         )
+    if pkg.approval_status == ApprovalStatus.REJECTED:
+        from custseg.store.endpoints import wanted_configs
+
+        for name, row in wanted_configs(store).items():
+            if (row["group_name"], row["version"]) == (pkg.group, pkg.version):
+                typer.echo(f"warning: {pkg.ref} stays live on endpoint {name}: rejecting a "
+                           f"version does not undeploy it; `custseg endpoints rollback {name}` "
+                           f"returns the endpoint to the config it served before", err=True)
 
 
 CommentOpt = Annotated[str | None, typer.Option("--comment", help="Why (kept in the audit).")]
