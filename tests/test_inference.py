@@ -172,6 +172,16 @@ def test_every_request_shape_scores_like_the_model(served: Project, shape: str) 
     assert headers["x-custseg-model-version"] == "clustering-model-model-group/1"
 
 
+def test_a_csv_body_with_a_byte_order_mark_is_read_by_its_header(served: Project) -> None:
+    """Excel writes a UTF-8 BOM before the header; it is no part of the first name."""
+    text = "\ufeffAge,Income,Purchases,Gender\n30,50000,10,Male\n"
+    status, _, raw = request("POST", f"{served.url}/endpoints/{ENDPOINT}/invocations",
+                             text.encode(), {"Content-Type": "text/csv"})
+    assert status == 200, raw
+    assert [p["cluster"] for p in json.loads(raw)["predictions"]] == expected_clusters(
+        served, [{"Age": 30, "Income": 50000, "Purchases": 10, "Gender": "Male"}])
+
+
 def test_csv_response_on_accept(served: Project) -> None:
     status, headers, raw = request(
         "POST", f"{served.url}/invocations", json.dumps([RECORD, RECORD]).encode(),

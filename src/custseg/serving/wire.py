@@ -90,7 +90,7 @@ def as_records(payload: Any, columns: Sequence[str], wrapped: bool = False
 
 def _csv_records(body: bytes, columns: Sequence[str]) -> list[Mapping[str, Any]]:
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8-sig")  # a byte-order mark (Excel's) is no part of a name
     except UnicodeDecodeError as exc:
         raise WireError(400, f"CSV body is not UTF-8: {exc}") from None
     reader = csv.reader(io.StringIO(text))
