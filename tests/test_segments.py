@@ -113,8 +113,9 @@ def test_an_identifier_by_name_is_not_read_unless_named_or_read_by_the_previous_
     named = custseg.load_config(str(project / "pipeline_config.yaml"), overrides={
         "features": {"profile_only": ["CustomerID"]}})
     assert not _unread(named, None)("CustomerID")
-    clustered_on_id = run(project, "a.csv", features={
-        "numeric": ["CustomerID", "Age", "Income", "Purchases"], "categorical": ["Gender"]})
+    clustered_on_id = run(project, "a.csv", features={  # registered, not deployed: its
+        "numeric": ["CustomerID", "Age", "Income", "Purchases"], "categorical": ["Gender"]},
+        deploy={"require_approval": True})  # callers of the endpoint send no CustomerID
     assert clustered_on_id.model is not None
     assert not _unread(cfg, clustered_on_id.model)("CustomerID")
     again = custseg.run(cfg, no_cache=True)  # matched against the version read CustomerID
